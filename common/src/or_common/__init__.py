@@ -1,0 +1,1 @@
+"""Shared library of calm-storm."""

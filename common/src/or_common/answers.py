@@ -1,0 +1,181 @@
+"""Final-answer extraction: the last `\\boxed{}` after the thinking, and the number in it.
+
+Models write numbers in many ways (`1,160`, `\\$1{,}160.50`, `\\frac{3}{4}`, `1.2 \\times 10^{4}`,
+`12.5\\%`, `\\text{infeasible}`). `parse_number` turns one boxed string into a float, the word
+`"infeasible"` / `"unbounded"`, or None when it holds no single number.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Literal
+
+THINK_END = "</think>"
+BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+Prediction = float | Literal["infeasible", "unbounded"] | None
+
+
+def answer_region(text: str) -> str:
+    """The part of the assistant text that holds the answer: after the last `</think>` if the
+    thinking was closed, else all of it (models without a think block answer in plain text)."""
+    end = text.rfind(THINK_END)
+    return text[end + len(THINK_END) :] if end >= 0 else text
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """The content of the `{...}` group opening at `text[start]`, with balanced braces."""
+    depth = 0
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+            continue
+        if c == "{" and (i == 0 or text[i - 1] != "\\"):
+            depth += 1
+        elif c == "}" and (i == 0 or text[i - 1] != "\\"):
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+    return None
+
+
+def extract_boxed_all(text: str) -> list[str]:
+    """Every `\\boxed{...}` (and `\\fbox{...}`) content in order of appearance."""
+    found: list[tuple[int, str]] = []
+    for command in BOX_COMMANDS:
+        pos = 0
+        while (i := text.find(command, pos)) >= 0:
+            j = i + len(command)
+            while j < len(text) and text[j] == " ":
+                j += 1
+            if j < len(text) and text[j] == "{":
+                group = _braced(text, j)
+                if group is not None:
+                    found.append((i, group[0]))
+                    pos = group[1]
+                    continue
+            elif j < len(text) and command == "\\boxed":
+                # `\boxed 42` (TeX allows a single token without braces)
+                m = re.match(r"[-+]?[\d.,]+", text[j:])
+                if m:
+                    found.append((i, m.group(0)))
+            pos = j
+    return [content for _, content in sorted(found)]
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last box in the answer region, or None."""
+    boxes = extract_boxed_all(answer_region(text))
+    return boxes[-1] if boxes else None
+
+
+_INFEASIBLE = re.compile(
+    r"\b(infeasible|no\s+feasible|not\s+feasible|no\s+(optimal|best)\s+solution|no\s+solution)\b"
+)
+_UNBOUNDED = re.compile(r"\b(unbounded|unbounded\s+below|unbounded\s+above|infinite)\b")
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
+_FRAC_BARE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")  # \frac34
+_POW10 = re.compile(r"\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*\^\s*\{?\s*([-+−]?\d+)\s*\}?")
+_NOISE = re.compile(r"\\left|\\right|\\displaystyle|\\[,;:!]|\\quad|\\qquad|~|\\\s")
+_CURRENCY = re.compile(r"\\\$|\$|€|£|¥|₹|\\euro|\bUSD\b|\bEUR\b|\bRMB\b|\bCNY\b|\\yen|\\pounds")
+_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,|\\,|\s|')(?=\d{3}(?:\D|$))")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_FRACTION = re.compile(r"^\(?\s*([-+]?\d+(?:\.\d+)?)\s*\)?\s*/\s*\(?\s*([-+]?\d+(?:\.\d+)?)\s*\)?$")
+_UNIT_TAIL = re.compile(r"^[\sA-Za-z%./\\^{}()\-·°]*$")
+
+
+def _unwrap_text(s: str) -> str:
+    prev = None
+    while prev != s:
+        prev = s
+        s = _TEXT_CMD.sub(lambda m: " " + m.group(1) + " ", s)
+    return s
+
+
+def parse_number(raw: str) -> Prediction:
+    """Parse the content of a box into a float, a special word, or None if ambiguous."""
+    s = (
+        raw.strip()
+        .replace("−", "-")
+        .replace("–", "-")
+        .replace("\u2009", " ")
+        .replace("\u00a0", " ")
+    )
+    s = _unwrap_text(s)
+    s = _NOISE.sub(" ", s)
+    lowered = s.lower()
+    if not re.search(r"\d", s):
+        if _INFEASIBLE.search(lowered):
+            return "infeasible"
+        if _UNBOUNDED.search(lowered) or "\\infty" in lowered:
+            return "unbounded"
+        return None
+    # `x = 3, y = 4, z = 1160`: the value after the last `=` (or `\approx`) is the answer.
+    for sep in ("\\approx", "≈", "=", ":"):
+        if sep in s:
+            s = s.rsplit(sep, 1)[1]
+    s = _CURRENCY.sub(" ", s)
+    s = s.replace("$", " ")
+    s = _FRAC.sub(lambda m: f"({m.group(1)})/({m.group(2)})", s)
+    s = _FRAC_BARE.sub(lambda m: f"{m.group(1)}/{m.group(2)}", s)
+    s = _POW10.sub(lambda m: "e" + m.group(1).replace("−", "-"), s)
+    s = s.strip()
+    s = re.sub(r"\\?%$", "", s).strip()  # a trailing percent sign is dropped, not scaled
+    s = re.sub(r"\\?%(?=\s*[A-Za-z\s]*$)", "", s).strip()
+    s = _THOUSANDS.sub("", s)
+    s = s.replace("{", "").replace("}", "").strip()
+    s = re.sub(r"^([-+])\s+(?=[\d.(])", r"\1", s)  # `-\$5` became `- 5`
+    sign = 1.0
+    if s.startswith("-(") or s.startswith("- ("):
+        sign, s = -1.0, s.lstrip("- ")
+    frac = _FRACTION.match(s)
+    if frac:
+        num, den = float(frac.group(1)), float(frac.group(2))
+        return sign * num / den if den else None
+    m = _NUMBER.match(s)
+    if not m:
+        # a leading word ("approximately 12", "about 3") is harmless
+        m2 = re.match(r"^[A-Za-z\s]*?\s([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", " " + s)
+        if not m2:
+            return None
+        value, rest = m2.group(1), s[m2.end() - 1 :]
+    else:
+        value, rest = m.group(0), s[m.end() :]
+    if re.search(r"\d", rest) or not _UNIT_TAIL.match(rest):
+        return None  # several numbers, or something that is not a unit, follows
+    try:
+        number = sign * float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def extract_answer(text: str) -> tuple[str | None, Prediction]:
+    """Return `(boxed_content, prediction)` for an assistant turn."""
+    boxed = extract_boxed(text)
+    if boxed is None:
+        return None, None
+    return boxed, parse_number(boxed)
+
+
+def parse_truth(value: object) -> Prediction:
+    """Normalise a reference answer: numbers, numeric strings, or infeasible/unbounded words."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text.replace(",", ""))
+        except ValueError:
+            pass
+        lowered = text.lower()
+        if _INFEASIBLE.search(lowered):
+            return "infeasible"
+        if _UNBOUNDED.search(lowered):
+            return "unbounded"
+        return parse_number(text)
+    return None

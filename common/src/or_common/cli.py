@@ -1,0 +1,357 @@
+"""What every `or-*` command shares: the option bundle, the run loop around reading and
+writing records, `FILE:LINE` errors, exit codes, progress on stderr and quiet `| head`."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from .guard import stdout_guard
+from .jsonl import (
+    STDIN,
+    BadLine,
+    Line,
+    Writer,
+    decode,
+    existing_keys,
+    iter_raw,
+    open_output,
+    repair_tail,
+)
+from .records import Key, RecordError, record_key
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("calm_storm")
+
+
+@dataclass
+class IOOptions:
+    """The shared options, as one object handed to each command."""
+
+    inputs: tuple[str, ...] = (STDIN,)
+    output: str | None = None
+    resume: bool = False
+    limit: int | None = None
+    shard: tuple[int, int] | None = None
+    strict: bool = False
+    quiet: bool = False
+    verbose: int = 0
+
+
+def _parse_shard(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("expected I/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise click.BadParameter("need 0 <= I < N")
+    return (i, n)
+
+
+def io_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared options to a click command; it receives them as `io: IOOptions`."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, inputs, output, resume, limit, shard, strict, quiet, verbose, **kwargs: Any
+    ):
+        opts = IOOptions(inputs or (STDIN,), output, resume, limit, shard, strict, quiet, verbose)
+        if resume and not output:
+            raise click.UsageError("--resume needs -o/--output (the file to resume)")
+        return func(*args, io=opts, **kwargs)
+
+    decorators = [
+        click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False)),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False),
+            help="Write records here instead of stdout.",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Skip records whose (id, sample) is already in -o FILE; append the rest.",
+        ),
+        click.option("--limit", type=click.IntRange(min=0), help="Read at most N input records."),
+        click.option(
+            "--shard",
+            callback=_parse_shard,
+            metavar="I/N",
+            help="Process only shard I of N (by hash of id).",
+        ),
+        click.option(
+            "--strict",
+            is_flag=True,
+            help="Stop at the first bad input line instead of skipping it.",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr."
+        ),
+        click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug)."),
+    ]
+    for decorate in reversed(decorators):
+        wrapper = decorate(wrapper)
+    return wrapper
+
+
+def shard_of(record_id: Any, n: int) -> int:
+    return zlib.crc32(str(record_id).encode()) % n
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    if quiet and not verbose:
+        level = logging.ERROR
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@dataclass
+class ToolRun:
+    """One run of a tool over its inputs.
+
+    Use as a context manager: iterate `records()`, call `write()` for each output record,
+    `bad()` for a record the tool cannot use, and read `exit_code` at the end. It handles the
+    stdout guard, `--resume`, `--limit`, `--shard`, progress, the closing summary and a
+    consumer that closed the pipe.
+    """
+
+    tool: str
+    io: IOOptions
+    key: Callable[[dict[str, Any]], Key] = record_key
+    #: Decides whether an input record is already done given the keys found in the output.
+    is_done: Callable[[dict[str, Any], set[Key]], bool] | None = None
+    unit: str = "records"
+
+    n_in: int = 0
+    n_out: int = 0
+    n_bad: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    done: set[Key] = field(default_factory=set)
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _writer: Writer | None = None
+    _progress: Any = None
+    _task: Any = None
+
+    def __enter__(self) -> ToolRun:
+        setup_logging(self.io.verbose, self.io.quiet)
+        real_stdout = self._stack.enter_context(stdout_guard())
+        if self.io.output:
+            if self.io.resume:
+                note = repair_tail(self.io.output)
+                if note:
+                    echo_err(f"{self.io.output}: {note}")
+                self.done = existing_keys(self.io.output, self.key)
+            stream = open_output(self.io.output, append=self.io.resume)
+            self._stack.callback(stream.close)
+        else:
+            stream = real_stdout
+        self._writer = Writer(stream)
+        self._start_progress()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._progress is not None:
+            self._progress.stop()
+        try:
+            self._stack.close()
+        except BrokenPipeError:
+            exc_type = BrokenPipeError
+        if exc_type is BrokenPipeError:
+            silence_stdout()
+            sys.exit(EXIT_OK)
+        if exc_type is None and not self.io.quiet:
+            echo_err(self.summary())
+        return False
+
+    # -- input -------------------------------------------------------------------------------
+    def _start_progress(self) -> None:
+        if self.io.quiet or not sys.stderr.isatty():
+            return
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        total = None
+        if all(p != STDIN and not p.endswith(".gz") and os.path.isfile(p) for p in self.io.inputs):
+            total = sum(os.path.getsize(p) for p in self.io.inputs)
+        self._progress = Progress(
+            TextColumn(f"[bold]{self.tool}"),
+            BarColumn(),
+            TextColumn("{task.fields[n]} " + self.unit + " · {task.fields[rate]}/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self.tool, total=total, n=0, rate="-")
+
+    def _advance(self, nbytes: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def _tick(self) -> None:
+        if self._progress is None or self.n_in % 64:
+            return
+        task = self._progress.tasks[0]
+        rate = self.n_in / task.elapsed if task.elapsed else 0
+        self._progress.update(self._task, n=self.n_in, rate=f"{rate:,.0f}")
+
+    def records(self) -> Iterator[Line]:
+        """Yield each usable input record; bad lines are reported and skipped."""
+        on_bytes = self._advance if self._progress is not None else None
+        try:
+            for source, lineno, raw in iter_raw(self.io.inputs, on_bytes):
+                if self.io.limit is not None and self.n_in >= self.io.limit:
+                    break
+                self.n_in += 1
+                self._tick()
+                try:
+                    record = decode(raw, source, lineno)
+                except BadLine as bad:
+                    self.bad(bad.source, bad.lineno, bad.message)
+                    continue
+                if self.io.shard is not None:
+                    i, n = self.io.shard
+                    if shard_of(record.get("id"), n) != i:
+                        continue
+                if self.done and self._already_done(record):
+                    self.n_skipped += 1
+                    continue
+                yield Line(source, lineno, record)
+        except BadLine as bad:  # the input itself could not be opened or read
+            self.bad(bad.source, bad.lineno, bad.message)
+
+    def _already_done(self, record: dict[str, Any]) -> bool:
+        if self.is_done is not None:
+            return self.is_done(record, self.done)
+        try:
+            return self.key(record) in self.done
+        except (KeyError, TypeError):
+            return False
+
+    # -- output ------------------------------------------------------------------------------
+    def write(self, record: dict[str, Any]) -> None:
+        assert self._writer is not None
+        self._writer.write(record)
+        self.n_out += 1
+
+    def bad(self, source: str, lineno: int, message: str) -> None:
+        """Report unusable input as `FILE:LINE: message`; with --strict, stop at once."""
+        self.n_bad += 1
+        where = f"{source}:{lineno}" if lineno else source
+        if self._progress is not None:
+            self._progress.console.print(f"{where}: {message}", markup=False, highlight=False)
+        else:
+            echo_err(f"{where}: {message}")
+        if self.io.strict:
+            raise click.ClickException("stopping at the first bad line (--strict)")
+
+    def bad_record(self, line: Line, error: RecordError) -> None:
+        self.bad(line.source, line.lineno, str(error))
+
+    def failed(self) -> None:
+        """Count a record that was written with an error under the tool's key."""
+        self.n_failed += 1
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if (self.n_bad or self.n_failed) else EXIT_OK
+
+    def summary(self) -> str:
+        parts = [f"{self.n_in} in", f"{self.n_out} out"]
+        if self.n_skipped:
+            parts.append(f"{self.n_skipped} already done")
+        if self.n_bad:
+            parts.append(f"{self.n_bad} bad input")
+        if self.n_failed:
+            parts.append(f"{self.n_failed} failed")
+        return f"{self.tool}: " + ", ".join(parts)
+
+
+def silence_stdout() -> None:
+    """After the reader went away, point stdout at /dev/null so the interpreter's final flush
+    does not print a BrokenPipeError traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def map_records(
+    tool: str, io: IOOptions, fn: Callable[[dict[str, Any]], dict[str, Any]], **kwargs: Any
+) -> int:
+    """Run `fn` over every record and write what it returns; `RecordError` marks bad input.
+    Returns the exit code."""
+    with ToolRun(tool, io, **kwargs) as run:
+        for line in run.records():
+            try:
+                out = fn(line.record)
+            except RecordError as err:
+                run.bad_record(line, err)
+                continue
+            run.write(out)
+    return run.exit_code
+
+
+def not_implemented(tool: str, issue: int | None = None) -> None:
+    """The body of a tool that a later issue builds: say so and exit 2."""
+    where = f"issue #{issue}" if issue else "a later issue"
+    echo_err(f"{tool}: not implemented yet (tracked in {where}); only --help works for now.")
+    sys.exit(EXIT_USAGE)
+
+
+EPILOG_HEADER = "Examples:"
+
+
+def epilog(*lines: str) -> str:
+    """An `Examples:` block for `--help` (click keeps the lines as written after \\b)."""
+    return "\b\n" + EPILOG_HEADER + "\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class DefaultGroup(click.Group):
+    """A group that runs `default` when the first argument is not one of its subcommands, so
+    `or-score run.jsonl` and `or-score report run.jsonl` both work."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)

@@ -1,0 +1,78 @@
+"""Shared fixtures and helpers for every tool's tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+GOLDEN = ROOT / "tests" / "golden"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+TOOLS = (
+    "or-gen",
+    "or-exec",
+    "or-intervene",
+    "or-filter",
+    "or-annotate",
+    "or-sft",
+    "or-grpo",
+    "or-score",
+)
+
+
+def tool_path(name: str) -> str:
+    return str(BIN / name)
+
+
+def run_tool(
+    name: str,
+    *args: str,
+    input: bytes | str | None = None,
+    timeout: float = 120,
+    env: dict | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """Run an installed `or-*` command as a user would, capturing stdout and stderr apart."""
+    if isinstance(input, str):
+        input = input.encode()
+    return subprocess.run(
+        [tool_path(name), *args],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def read_jsonl(data: bytes | str | Path) -> list[dict]:
+    if isinstance(data, Path):
+        data = data.read_bytes()
+    if isinstance(data, bytes):
+        data = data.decode()
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def problems() -> list[dict]:
+    """Six small OR problems written for these tests, answers computed with PuLP/CBC."""
+    return read_jsonl(FIXTURES / "problems.jsonl")
+
+
+def shared_data_or_skip() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
