@@ -1,0 +1,144 @@
+"""Set up the sandbox parent's world once, before it forks any job.
+
+As root, the parent moves into its own network namespace (no interfaces up: no network at all)
+and its own mount namespace in which every existing mount is read-only, `/tmp`, `/var/tmp` and
+`/dev/shm` are fresh size-limited tmpfs (job directories live in `/tmp`), `/proc` hides other
+users' processes (`hidepid=2`), and directories only root may enter (e.g. `/root`, where pyenv
+puts the interpreter) are replaced by a tmpfs that exposes just the interpreter, its standard
+library and the virtual environment, read-only. Jobs then run under per-slot unprivileged uids.
+
+Where a step is impossible (not root, no namespaces), it is skipped and reported: `protections`
+says what is active, and the pool warns about anything missing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+
+from . import linux
+
+PSEUDO_FS = ("/proc", "/sys", "/dev")
+
+
+def _traversable_by_others(path: str) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IXOTH)
+
+
+def _needed_paths() -> list[str]:
+    """Directories a job's uid must be able to read: interpreter, stdlib, venv, sys.path."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    candidates.update(p for p in sys.path if p and os.path.isdir(p))
+    paths = sorted({os.path.realpath(p) for p in candidates})
+    kept: list[str] = []
+    for p in paths:  # sorted, so a parent comes before its children
+        if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(p)
+    return kept
+
+
+def _hidden_root(path: str) -> str | None:
+    """The shallowest ancestor of `path` that other users cannot traverse, if any."""
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        ancestor = "/" + "/".join(parts[:i])
+        if not _traversable_by_others(ancestor):
+            return ancestor
+    return None
+
+
+def _mounts() -> list[tuple[str, set[str]]]:
+    """(mount point, options) for each mount, outermost first."""
+    out = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            out.append((point, set(fields[5].split(","))))
+    return out
+
+
+def _under(path: str, roots: tuple[str, ...] | list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _remount_readonly(skip: list[str], warnings: list[str]) -> None:
+    for point, opts in _mounts():
+        if _under(point, PSEUDO_FS) or _under(point, skip):
+            continue
+        flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY
+        flags |= linux.MS_NOSUID if "nosuid" in opts else 0
+        flags |= linux.MS_NODEV if "nodev" in opts else 0
+        flags |= linux.MS_NOEXEC if "noexec" in opts else 0
+        try:
+            linux.mount(None, point, None, flags)
+        except OSError as exc:
+            warnings.append(f"could not make {point} read-only: {exc}")
+
+
+def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
+    """Enter new namespaces and build the job filesystem. Returns (job root, protections)."""
+    protections: dict[str, str] = {}
+    if os.geteuid() != 0:
+        reason = "off: not root (run as root, e.g. in the container, for namespaces and per-slot uids)"
+        for name in ("network namespace", "mount namespace", "read-only filesystem", "private /tmp", "hidepid /proc", "per-slot uid"):
+            protections[name] = reason
+        return tempfile.mkdtemp(prefix="or-exec-"), protections
+    try:
+        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
+    except OSError as exc:
+        for name in ("network namespace", "mount namespace", "read-only filesystem", "private /tmp", "hidepid /proc"):
+            protections[name] = f"off: unshare failed ({exc.strerror})"
+        protections["per-slot uid"] = "on"
+        root = tempfile.mkdtemp(prefix="or-exec-")
+        os.chmod(root, 0o711)
+        return root, protections
+    protections["network namespace"] = "on (no interfaces: no network)"
+    protections["mount namespace"] = "on"
+    protections["per-slot uid"] = "on"
+    warnings: list[str] = []
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+
+    needed = _needed_paths()
+    hidden: dict[str, list[str]] = {}
+    for p in needed:
+        root = _hidden_root(p)
+        if root is not None:
+            hidden.setdefault(root, []).append(p)
+    fds = {p: os.open(p, os.O_PATH) for ps in hidden.values() for p in ps}
+
+    tmpfs_points = ["/tmp", "/var/tmp", "/dev/shm"]
+    _remount_readonly(skip=[], warnings=warnings)
+    protections["read-only filesystem"] = "on" if not warnings else "partial: " + "; ".join(warnings)
+
+    size = f"size={disk_mb}m"
+    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"{size},mode=0711")
+    for point in tmpfs_points[1:]:
+        if os.path.isdir(point):
+            linux.mount("tmpfs", point, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=64m,mode=0711")
+    protections["private /tmp"] = f"on (tmpfs, {disk_mb} MiB, one 0700 directory per job)"
+
+    for root, paths in hidden.items():
+        linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=1m,mode=0755")
+        for p in paths:
+            os.makedirs(p, mode=0o755, exist_ok=True)
+            linux.mount(f"/proc/self/fd/{fds[p]}", p, None, linux.MS_BIND | linux.MS_REC)
+            linux.mount(None, p, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+        linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV, "mode=0755")
+    for fd in fds.values():
+        os.close(fd)
+    if hidden:
+        protections["interpreter exposure"] = "on: " + ", ".join(f"{r} shows only {', '.join(ps)}" for r, ps in hidden.items())
+
+    try:
+        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "hidepid=2")
+        protections["hidepid /proc"] = "on (jobs see only their own processes)"
+    except OSError as exc:
+        protections["hidepid /proc"] = f"off: {exc.strerror}"
+    return "/tmp", protections

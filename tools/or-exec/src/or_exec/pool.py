@@ -1,0 +1,298 @@
+"""The sandbox pool: the library API every tool uses to run model-written code.
+
+    async with Pool(workers=4) as pool:
+        result = await pool.run("import pulp\\n...")
+
+A pool starts one warm parent per *tier* of preloaded modules (by default: pulp; pulp + numpy;
+pulp + numpy + scipy + sympy). Each job goes to the smallest tier that already imported what the
+code imports (forking a 20 MB parent is several times cheaper than forking a 120 MB one). At most
+`workers` jobs run at once; each runs under its slot's own uid. A parent that dies is respawned
+and its in-flight jobs come back with status `killed`.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future as ThreadFuture
+from itertools import count
+from typing import Any
+
+import orjson
+
+from .limits import ExecResult, Limits
+
+log = logging.getLogger("or_exec")
+
+DEFAULT_TIERS: dict[str, tuple[str, ...]] = {
+    "pulp": ("pulp",),
+    "numpy": ("pulp", "numpy"),
+    "full": ("pulp", "numpy", "scipy", "scipy.optimize", "sympy"),
+}
+UID_BASE = 61000
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: Variables passed from the caller's environment (CPU quirks the BLAS needs; nothing secret).
+PASSED_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL", "TZ")
+HEADER = struct.Struct(">I")
+
+
+def job_env() -> dict[str, str]:
+    """The whole environment a job (and its parent) sees: nothing of the caller's secrets."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
+    env.update({k: "1" for k in THREAD_VARS})  # forking a process with BLAS threads is unsafe
+    env.update({k: os.environ[k] for k in PASSED_VARS if k in os.environ})
+    return env
+
+
+def imported_roots(code: str) -> set[str] | None:
+    """Top-level module names the code imports, or None if it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def choose_tier(code: str, tiers: dict[str, tuple[str, ...]]) -> str:
+    """The smallest tier whose preloaded modules cover the heavy modules the code imports."""
+    order = list(tiers)
+    roots = imported_roots(code)
+    if roots is None:
+        return order[0]
+    known = {m.split(".")[0] for mods in tiers.values() for m in mods}
+    needed = roots & known
+    for name in order:
+        if needed <= {m.split(".")[0] for m in tiers[name]}:
+            return name
+    return order[-1]
+
+
+class _Parent:
+    """One warm parent process and the jobs in flight on it."""
+
+    def __init__(self, tier: str, modules: Sequence[str], disk_mb: int):
+        self.tier = tier
+        self.modules = modules
+        self.disk_mb = disk_mb
+        self.proc: subprocess.Popen | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.pending: dict[int, asyncio.Future] = {}
+        self.slots: dict[int, int] = {}  # job id -> slot
+        self.ready: asyncio.Future | None = None
+        self.info: dict[str, Any] = {}
+        self.reader_task: asyncio.Task | None = None
+        self.on_death: Any = None
+
+    async def start(self) -> dict[str, Any]:
+        if self.ready is None:
+            self.ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._spawn()
+            except BaseException as exc:
+                self.ready.set_exception(exc)
+                fut, self.ready = self.ready, None
+                await fut
+        return await asyncio.shield(self.ready)
+
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**job_env(), "PYTHONPATH": src}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "or_exec.zygote", "--fd", str(theirs.fileno()), "--tier", self.tier,
+             "--modules", ",".join(self.modules), "--disk-mb", str(self.disk_mb)],
+            env=env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        )
+        theirs.close()
+        reader, self.writer = await asyncio.open_unix_connection(sock=ours)
+        self.reader_task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(4)
+                message = orjson.loads(await reader.readexactly(HEADER.unpack(header)[0]))
+                if message.get("ready"):
+                    self.info = message
+                    if self.ready is not None and not self.ready.done():
+                        self.ready.set_result(message)
+                    continue
+                fut = self.pending.pop(message["job"], None)
+                self.slots.pop(message["job"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(ExecResult.from_dict(message))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        self._died()
+
+    def _died(self) -> None:
+        """The parent is gone: fail what was in flight and let the next job respawn it."""
+        code = self.proc.poll() if self.proc else None
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"sandbox parent for tier {self.tier!r} failed to start (exit {code})"))
+        dirty = set(self.slots.values())
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_result(ExecResult("killed", None, "", "", 0.0, tier=self.tier, message="the sandbox parent died; it was restarted"))
+        self.pending.clear()
+        self.slots.clear()
+        self.ready = None
+        self.writer = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+        self.proc = None
+        if self.on_death is not None:
+            self.on_death(self.tier, dirty)
+
+    async def submit(self, job_id: int, slot: int, message: dict[str, Any]) -> ExecResult:
+        await self.start()
+        assert self.writer is not None
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[job_id] = fut
+        self.slots[job_id] = slot
+        data = orjson.dumps(message)
+        self.writer.write(HEADER.pack(len(data)) + data)
+        await self.writer.drain()
+        return await fut
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.reader_task is not None:
+            await asyncio.gather(self.reader_task, return_exceptions=True)
+
+
+class Pool:
+    """A local sandbox pool (see the module docstring)."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        limits: Limits | None = None,
+        tiers: dict[str, tuple[str, ...]] | None = None,
+        uid_base: int = UID_BASE,
+        disk_mb: int = 1024,
+    ):
+        self.workers = workers or os.cpu_count() or 2
+        self.limits = limits or Limits()
+        self.tiers = dict(tiers or DEFAULT_TIERS)
+        self.uid_base = uid_base
+        self.disk_mb = disk_mb
+        self._parents = {name: _Parent(name, mods, disk_mb) for name, mods in self.tiers.items()}
+        for parent in self._parents.values():
+            parent.on_death = self._on_death
+        self._free: asyncio.Queue[int] | None = None
+        self._dirty: set[int] = set()
+        self._ids = count(1)
+        self._closing = False
+        self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0}
+
+    def _on_death(self, tier: str, dirty: Iterable[int]) -> None:
+        self._dirty.update(dirty)
+        if self._closing:
+            return
+        self.stats["respawns"] += 1
+        log.warning("sandbox parent %s died; it will be restarted", tier)
+
+    async def start(self, tiers: Iterable[str] | None = None) -> dict[str, str]:
+        """Start the warm parents (all tiers by default) and return the active protections."""
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for slot in range(self.workers):
+                self._free.put_nowait(slot)
+        infos = await asyncio.gather(*(self._parents[t].start() for t in (tiers or self.tiers)))
+        protections = infos[0]["protections"]
+        for info in infos:
+            if info.get("failed"):
+                log.warning("tier %s could not preload %s", info["tier"], ", ".join(info["failed"]))
+        return protections
+
+    async def __aenter__(self) -> Pool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run(self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()) -> ExecResult:
+        """Run `code` (after replaying `prelude` blocks quietly) and return its result."""
+        if self._free is None:
+            await self.start(tiers=[])
+        assert self._free is not None
+        limits = limits or self.limits
+        tier = choose_tier("\n".join([*prelude, code]), self.tiers)
+        slot = await self._free.get()
+        job_id = next(self._ids)
+        try:
+            message = {
+                "op": "run", "job": job_id, "code": code, "prelude": list(prelude), "uid": self.uid_base + slot,
+                "limits": limits.to_dict(), "env": job_env(), "sweep_first": slot in self._dirty,
+            }
+            self._dirty.discard(slot)
+            guard = limits.timeout + 30
+            try:
+                result = await asyncio.wait_for(self._parents[tier].submit(job_id, slot, message), guard)
+            except TimeoutError:
+                self._dirty.add(slot)
+                result = ExecResult("killed", None, "", "", guard, tier=tier, message="the sandbox did not answer")
+        finally:
+            self._free.put_nowait(slot)
+        self.stats["jobs"] += 1
+        self.stats["by_status"][result.status] = self.stats["by_status"].get(result.status, 0) + 1
+        self.stats["by_tier"][tier] = self.stats["by_tier"].get(tier, 0) + 1
+        return result
+
+    def parent_pids(self) -> dict[str, int | None]:
+        return {name: (p.proc.pid if p.proc else None) for name, p in self._parents.items()}
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.gather(*(p.close() for p in self._parents.values()))
+
+
+class SyncPool:
+    """A Pool for synchronous callers (e.g. RL reward workers): its event loop runs in a thread."""
+
+    def __init__(self, **kwargs: Any):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="or-exec-pool", daemon=True)
+        self._thread.start()
+        self.pool = Pool(**kwargs)
+        self.protections = self._call(self.pool.start())
+
+    def _call(self, coro: Any) -> Any:
+        fut: ThreadFuture = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result()
+
+    def run(self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()) -> ExecResult:
+        return self._call(self.pool.run(code, limits, prelude))
+
+    def close(self) -> None:
+        self._call(self.pool.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+    def __enter__(self) -> SyncPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
