@@ -37,9 +37,10 @@ def run_child(job: dict[str, Any], jobdir: str, fds: tuple[int, int, int], paren
         limits = job["limits"]
         mem = int(limits["memory_mb"]) << 20
         cpu = int(limits.get("cpu_seconds") or (float(limits["timeout"]) + 1))
+        # CPU: SIGXCPU at the soft limit (reported as a timeout), SIGKILL a second later.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         for res, value in (
             (resource.RLIMIT_AS, mem),
-            (resource.RLIMIT_CPU, cpu),
             (resource.RLIMIT_FSIZE, int(limits["file_mb"]) << 20),
             (resource.RLIMIT_NOFILE, int(limits["open_files"])),
             (resource.RLIMIT_CORE, 0),

@@ -1,16 +1,161 @@
-"""or-exec: not built yet; the command says so (issue #3)."""
+"""or-exec: run model-written Python in the sandbox."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
 import click
-from or_common.cli import epilog, io_options, not_implemented
+
+from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options
+
+from .limits import Limits
+
+limit_options = [
+    click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Wall-clock seconds per execution."),
+    click.option("--memory", "memory_mb", type=click.IntRange(min=64), default=4096, show_default=True, help="Memory cap per execution, MiB."),
+    click.option("--max-output", type=click.IntRange(min=256), default=8192, show_default=True, help="Bytes of stdout/stderr kept (head and tail)."),
+    click.option("--workers", type=click.IntRange(min=1), help="Executions at once (default: number of cores)."),
+]
 
 
-@click.command(epilog=epilog("or-exec run.jsonl --timeout 10 > rerun.jsonl", "or-exec doctor"))
-@io_options
-def main(io) -> None:
-    """Run model-written Python in a fast, isolated sandbox (the last code block of each record).
+def with_limits(func):
+    for option in reversed(limit_options):
+        func = option(func)
+    return func
 
-    Not implemented yet: this command exits with status 2.
+
+@click.group(
+    cls=DefaultGroup,
+    default="run",
+    epilog=epilog(
+        "or-exec run.jsonl --timeout 10 > rerun.jsonl",
+        "or-exec doctor",
+        "or-exec serve --port 8711 & or-gen --sandbox http://127.0.0.1:8711 ... < test.jsonl",
+    ),
+)
+def main() -> None:
+    """Run model-written Python fast and isolated (default command: run).
+
+    Each execution is a fresh child forked from a warm parent that already imported pulp (and
+    numpy, scipy, sympy for code that needs them), in its own empty temporary directory, as an
+    unprivileged per-slot user, with no network, a read-only view of the filesystem, none of
+    the caller's environment variables, and limits on time, memory, CPU, files, processes and
+    output. `or-exec doctor` says which of these protections are active on this machine.
     """
-    not_implemented("or-exec", 3)
+
+
+async def _aiter(lines: Iterator[Any]) -> AsyncIterator[Any]:
+    """Read input lines in a thread so a slow upstream never stalls finished executions."""
+    loop = asyncio.get_running_loop()
+    done = object()
+    while (line := await loop.run_in_executor(None, next, lines, done)) is not done:
+        yield line
+
+
+@main.command(
+    "run",
+    epilog=epilog(
+        "or-exec run.jsonl --stateful -o rerun.jsonl",
+        "or-gen --model tiny ... | or-exec --timeout 5 | or-score",
+    ),
+)
+@with_limits
+@click.option("--stateful", is_flag=True, help="Replay the trajectory's earlier successful blocks first (notebook style).")
+@click.option("--sandbox", "sandbox_url", metavar="URL", help="Use an `or-exec serve` pool at URL instead of a local one.")
+@io_options
+def run_cmd(io, timeout: float, memory_mb: int, max_output: int, workers: int | None, stateful: bool, sandbox_url: str | None) -> None:
+    """Execute the last ```python block of each trajectory.
+
+    If the flow stops right after that block (a trajectory paused at the closing fence), an
+    `executor` segment with the fenced ```output is appended to the flow. If the block was already
+    answered, the flow is left as it is and the rerun's output goes to `exec.text`, with
+    `exec.matches_flow` saying whether it agrees with the recorded output. Full details (status,
+    exit code, stdout, stderr, seconds, per-phase timings) go under `exec`. Records without a
+    code block pass through unchanged.
+    """
+    from .pool import Pool
+    from .records import execute_stream
+    from .server import RemotePool
+
+    limits = Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
+
+    async def go(run: ToolRun) -> None:
+        pool = RemotePool(sandbox_url, limits) if sandbox_url else Pool(workers=workers, limits=limits)
+        protections = await pool.start()
+        _warn_missing(protections)
+        try:
+            window = 4 * (getattr(pool, "workers", None) or 16)
+            async for line, out in execute_stream(_aiter(iter(run.records())), pool, limits, stateful, window):
+                if isinstance(out, Exception):
+                    run.bad_record(line, out)
+                else:
+                    run.write(out)
+        finally:
+            await pool.close()
+
+    with ToolRun("or-exec", io) as run:
+        asyncio.run(go(run))
+    sys.exit(run.exit_code)
+
+
+def _warn_missing(protections: dict[str, str]) -> None:
+    for name, state in protections.items():
+        if not state.startswith("on"):
+            echo_err(f"or-exec: warning: {name} is {state}")
+
+
+PROBES = {
+    # {port}: a listener the doctor opens on this machine's loopback; no outside address is probed.
+    "no network": "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1); print('REACHED the host')\nexcept OSError as e:\n    print('blocked:', e)",
+    "no caller environment": "import os\nprint(sorted(os.environ))",
+    "read-only outside the job directory": "try:\n    open('/etc/or-exec-probe', 'w'); print('WROTE')\nexcept OSError as e:\n    print('blocked:', e)",
+    "unprivileged uid": "import os\nprint('uid', os.getuid())",
+    "own processes only": "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), 'visible processes')",
+}
+
+
+@main.command("doctor", epilog=epilog("or-exec doctor"))
+def doctor_cmd() -> None:
+    """Say which protections are active here, and prove them with probe jobs."""
+    from .pool import Pool
+
+    import socket
+
+    async def go() -> None:
+        pool = Pool(workers=1)
+        try:
+            protections = await pool.start(["pulp"])
+            click.echo("Protections:")
+            for name, state in protections.items():
+                click.echo(f"  {'✓' if state.startswith('on') else '✗'} {name}: {state}")
+            click.echo("Probes (each runs as a sandboxed job):")
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                port = listener.getsockname()[1]
+                for name, code in PROBES.items():
+                    result = await pool.run(code.replace("{port}", str(port)))
+                    shown = (result.stdout or result.stderr).strip().replace("\n", " ")[:120]
+                    click.echo(f"  {name}: {result.status}: {shown}")
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+
+
+@main.command("serve", epilog=epilog("or-exec serve --host 127.0.0.1 --port 8711 --workers 16"))
+@with_limits
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8711, show_default=True)
+def serve_cmd(timeout: float, memory_mb: int, max_output: int, workers: int | None, host: str, port: int) -> None:
+    """Serve one pool over HTTP/JSON so many generators or RL workers share it."""
+    from .pool import Pool
+    from .server import serve
+
+    pool = Pool(workers=workers, limits=Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output))
+    echo_err(f"or-exec: serving {pool.workers} workers on http://{host}:{port}")
+    try:
+        asyncio.run(serve(pool, host, port))
+    except KeyboardInterrupt:
+        pass

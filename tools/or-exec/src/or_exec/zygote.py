@@ -109,6 +109,24 @@ class Reaper:
         os.write(self.req_w, struct.pack(">I", uid))
 
 
+def live_processes(uid: int) -> list[int]:
+    """Pids of processes of `uid` that are not zombies (a zombie holds nothing but its pid)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            pids.append(int(name))
+    return pids
+
+
 def _kill_uid(uid: int) -> int:
     """As `uid`, SIGKILL everything we may signal until no process of `uid` is left.
 
@@ -123,16 +141,7 @@ def _kill_uid(uid: int) -> int:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             os.kill(-1, signal.SIGKILL)
-            alive = False
-            for name in os.listdir("/proc"):
-                if name.isdigit() and int(name) != me:
-                    try:
-                        if os.stat(f"/proc/{name}").st_uid == uid:
-                            alive = True
-                            break
-                    except OSError:
-                        continue
-            if not alive:
+            if not any(pid != me for pid in live_processes(uid)):
                 return 0
             time.sleep(0.0005)
         return 1

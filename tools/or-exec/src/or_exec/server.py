@@ -1,0 +1,115 @@
+"""`or-exec serve`: one pool shared over HTTP/JSON, and the client that talks to it.
+
+    POST /run     {"code": "...", "prelude": [...], "limits": {...}}  -> an execution result
+    GET  /health  {"ok": true, "protections": {...}}
+    GET  /stats   jobs by status and tier, respawns, workers
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from .limits import ExecResult, Limits
+from .pool import Pool
+
+LIMIT_FIELDS = set(Limits.__dataclass_fields__)
+
+
+def make_app(pool: Pool, protections: dict[str, str]):
+    from aiohttp import web
+
+    async def run(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            code = body["code"]
+            if not isinstance(code, str):
+                raise TypeError("code must be a string")
+            limits = pool.limits
+            if body.get("limits"):
+                unknown = set(body["limits"]) - LIMIT_FIELDS
+                if unknown:
+                    raise ValueError(f"unknown limits: {sorted(unknown)}")
+                limits = Limits(**{**pool.limits.to_dict(), **body["limits"]})
+            prelude = body.get("prelude") or []
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        result = await pool.run(code, limits, prelude)
+        return web.json_response(result.to_dict())
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "protections": protections, "workers": pool.workers})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({**pool.stats, "workers": pool.workers})
+
+    app = web.Application(client_max_size=16 << 20)
+    app.add_routes([web.post("/run", run), web.get("/health", health), web.get("/stats", stats)])
+    return app
+
+
+async def serve(pool: Pool, host: str, port: int, ready: asyncio.Event | None = None) -> None:
+    from aiohttp import web
+
+    protections = await pool.start()
+    runner = web.AppRunner(make_app(pool, protections), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await pool.close()
+
+
+class RemotePool:
+    """The client of `or-exec serve`, with the same `run` as a local Pool."""
+
+    def __init__(self, url: str, limits: Limits | None = None, connections: int = 64):
+        self.url = url.rstrip("/")
+        self.limits = limits or Limits()
+        self.connections = connections
+        self._session: Any = None
+
+    async def start(self) -> dict[str, str]:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.connections))
+        async with self._session.get(f"{self.url}/health") as resp:
+            resp.raise_for_status()
+            return (await resp.json())["protections"]
+
+    async def run(self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()) -> ExecResult:
+        import aiohttp
+
+        if self._session is None:
+            await self.start()
+        limits = limits or self.limits
+        payload = {"code": code, "prelude": list(prelude), "limits": limits.to_dict()}
+        try:
+            async with self._session.post(
+                f"{self.url}/run", json=payload, timeout=aiohttp.ClientTimeout(total=limits.timeout + 60)
+            ) as resp:
+                if resp.status != 200:
+                    text = await resp.text()
+                    return ExecResult("killed", None, "", "", 0.0, message=f"sandbox server answered {resp.status}: {text[:200]}")
+                return ExecResult.from_dict(await resp.json())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return ExecResult("killed", None, "", "", 0.0, message=f"sandbox server unreachable: {exc!r}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> RemotePool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
