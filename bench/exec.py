@@ -72,8 +72,12 @@ def pct(values: list[float], q: float) -> float:
 
 def summary(name: str, wall: float, latencies: list[float], n: int) -> dict:
     return {
-        "harness": name, "programs": n, "wall_s": round(wall, 3), "programs_per_s": round(n / wall, 2),
-        "p50_ms": round(1000 * statistics.median(latencies), 1), "p99_ms": round(1000 * pct(latencies, 0.99), 1),
+        "harness": name,
+        "programs": n,
+        "wall_s": round(wall, 3),
+        "programs_per_s": round(n / wall, 2),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p99_ms": round(1000 * pct(latencies, 0.99), 1),
     }
 
 
@@ -83,22 +87,36 @@ def naive(jobs: list[str], conc: int) -> tuple[dict, list[str]]:
             script = Path(tmp) / "script.py"
             script.write_text(code)
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp, timeout=120)
+            proc = subprocess.run(
+                [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp, timeout=120
+            )
             return time.perf_counter() - t, proc.stdout
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(conc) as ex:
         results = list(ex.map(one, jobs))
-    return summary("naive subprocess", time.perf_counter() - t0, [r[0] for r in results], len(jobs)), [r[1] for r in results]
+    return summary(
+        "naive subprocess", time.perf_counter() - t0, [r[0] for r in results], len(jobs)
+    ), [r[1] for r in results]
 
 
 def floor(jobs: list[str], conc: int) -> tuple[dict, list[str]]:
-    proc = subprocess.run([sys.executable, "-c", FLOOR, str(conc)], input=json.dumps(jobs), capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FLOOR, str(conc)],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(proc.stdout)
-    return summary("bare fork floor (no isolation)", data["wall"], data["latencies"], len(jobs)), data["outputs"]
+    return summary(
+        "bare fork floor (no isolation)", data["wall"], data["latencies"], len(jobs)
+    ), data["outputs"]
 
 
-def sandbox(jobs: list[str], conc: int, tiers: dict | None, name: str) -> tuple[dict, list[str], dict]:
+def sandbox(
+    jobs: list[str], conc: int, tiers: dict | None, name: str
+) -> tuple[dict, list[str], dict]:
     from or_exec.limits import Limits
     from or_exec.pool import Pool
 
@@ -109,7 +127,9 @@ def sandbox(jobs: list[str], conc: int, tiers: dict | None, name: str) -> tuple[
             await pool.run(code)
         t0 = time.perf_counter()
 
-        gate = asyncio.Semaphore(conc)  # same concurrency as the other harnesses: no queueing in latencies
+        gate = asyncio.Semaphore(
+            conc
+        )  # same concurrency as the other harnesses: no queueing in latencies
 
         async def timed(code: str):
             async with gate:
@@ -126,12 +146,21 @@ def sandbox(jobs: list[str], conc: int, tiers: dict | None, name: str) -> tuple[
     bad = [r for _, r in results if r.status != "ok"]
     if bad:
         raise RuntimeError(f"{len(bad)} sandboxed programs failed: {bad[0]}")
-    phases = {k: round(1000 * statistics.mean(r.timings[k] for _, r in results), 2) for k in ("fork", "setup", "program", "teardown")}
-    return summary(name, wall, [t for t, _ in results], len(jobs)), [r.stdout for _, r in results], phases
+    phases = {
+        k: round(1000 * statistics.mean(r.timings[k] for _, r in results), 2)
+        for k in ("fork", "setup", "program", "teardown")
+    }
+    return (
+        summary(name, wall, [t for t, _ in results], len(jobs)),
+        [r.stdout for _, r in results],
+        phases,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -142,12 +171,21 @@ def main() -> None:
     rows = []
     naive_row, naive_out = naive(jobs, conc)
     floor_row, floor_out = floor(jobs, conc)
-    tiered_row, tiered_out, tiered_phases = sandbox(jobs, conc, None, "or-exec (tiers, full isolation)")
-    single_row, single_out, single_phases = sandbox(jobs, conc, {"full": DEFAULT_TIERS["full"]}, "or-exec (one full tier, full isolation)")
+    tiered_row, tiered_out, tiered_phases = sandbox(
+        jobs, conc, None, "or-exec (tiers, full isolation)"
+    )
+    single_row, single_out, single_phases = sandbox(
+        jobs, conc, {"full": DEFAULT_TIERS["full"]}, "or-exec (one full tier, full isolation)"
+    )
     rows = [naive_row, floor_row, tiered_row, single_row]
-    assert naive_out == floor_out == tiered_out == single_out, "harnesses disagree on program output"
+    assert naive_out == floor_out == tiered_out == single_out, (
+        "harnesses disagree on program output"
+    )
     result = {
-        "concurrency": conc, "programs": len(jobs), "mix": sorted(set(MIX)), "results": rows,
+        "concurrency": conc,
+        "programs": len(jobs),
+        "mix": sorted(set(MIX)),
+        "results": rows,
         "phases_ms": {"tiers": tiered_phases, "one_full_tier": single_phases},
         "speedup_vs_naive": round(tiered_row["programs_per_s"] / naive_row["programs_per_s"], 2),
         "isolated_vs_floor_time_ratio": round(tiered_row["wall_s"] / floor_row["wall_s"], 3),

@@ -148,7 +148,20 @@ PROGRAMS = {
 
 #: The benchmark mix: mostly PuLP (what the Reasoner writes), some numpy/scipy/sympy.
 MIX = [
-    "production_lp", "transport_lp", "facility_milp", "staffing_ip", "knapsack", "production_lp",
-    "transport_lp", "facility_milp", "diet_numpy", "scipy_linprog", "scipy_milp", "sympy_solve",
-    "pure_python", "knapsack", "staffing_ip", "transport_lp",
+    "production_lp",
+    "transport_lp",
+    "facility_milp",
+    "staffing_ip",
+    "knapsack",
+    "production_lp",
+    "transport_lp",
+    "facility_milp",
+    "diet_numpy",
+    "scipy_linprog",
+    "scipy_milp",
+    "sympy_solve",
+    "pure_python",
+    "knapsack",
+    "staffing_ip",
+    "transport_lp",
 ]

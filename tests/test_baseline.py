@@ -29,13 +29,18 @@ STREAM_TOOLS = {
             "unknown": {"nested": [1, 2, i]},
         },
     ),
+    # records without a code block pass through or-exec unchanged (fast, no sandbox work)
+    "or-exec": (
+        [],
+        lambda i: {
+            "id": f"p{i}",
+            "sample": 0,
+            "flow": [{"role": "reasoner", "text": f"no code {i}"}],
+            "unknown": [i],
+        },
+    ),
 }
-NOT_BUILT = [
-    t
-    for t in TOOLS
-    if t not in STREAM_TOOLS
-    and t not in ("or-exec", "or-gen", "or-intervene", "or-filter", "or-annotate")
-]
+NOT_BUILT = [t for t in TOOLS if t not in STREAM_TOOLS]
 HEAVY = {
     "torch",
     "vllm",

@@ -16,7 +16,6 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import ROOT, read_jsonl, run_tool
 from or_exec.limits import Limits, format_output
 from or_exec.pool import DEFAULT_TIERS, UID_BASE, SyncPool, choose_tier
@@ -58,13 +57,18 @@ def job_processes() -> list[int]:
 
 def run_hostile(pool, code: str, **limits):
     t = time.monotonic()
-    result = pool.run(textwrap.dedent(code), Limits(**{"timeout": 3, "memory_mb": 1024, "flood_bytes": 8 << 20, **limits}))
+    result = pool.run(
+        textwrap.dedent(code),
+        Limits(**{"timeout": 3, "memory_mb": 1024, "flood_bytes": 8 << 20, **limits}),
+    )
     elapsed = time.monotonic() - t
     assert elapsed < 15, f"took {elapsed:.1f} s"
     if ROOT_USER:
         assert job_processes() == [], "a process of the job outlived it"
     follow = pool.run("print(6 * 7)")
-    assert (follow.status, follow.stdout) == ("ok", "42\n"), "the pool did not serve a normal job afterwards"
+    assert (follow.status, follow.stdout) == ("ok", "42\n"), (
+        "the pool did not serve a normal job afterwards"
+    )
     return result
 
 
@@ -93,11 +97,15 @@ def test_infinite_loop_times_out(pool):
 
 
 def test_sigterm_ignored_still_times_out(pool):
-    result = run_hostile(pool, """
+    result = run_hostile(
+        pool,
+        """
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         while True: time.sleep(0.01)
-    """, timeout=1)
+    """,
+        timeout=1,
+    )
     assert result.status == "timeout"
 
 
@@ -107,24 +115,31 @@ def test_cpu_limit(pool):
 
 
 def test_fork_bomb_is_contained(pool):
-    result = run_hostile(pool, """
+    result = run_hostile(
+        pool,
+        """
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-    """, timeout=2)
+    """,
+        timeout=2,
+    )
     assert result.status in ("timeout", "error", "killed")
 
 
 def test_memory_bomb(pool):
     assert run_hostile(pool, "x = bytearray(8 << 30)").status == "memory"
-    result = run_hostile(pool, """
+    result = run_hostile(
+        pool,
+        """
         chunks = []
         while True:
             chunks.append(bytearray(50 << 20))
-    """)
+    """,
+    )
     assert result.status == "memory"
     assert "MemoryError" in format_output(result)
 
@@ -145,16 +160,23 @@ def test_large_finite_output_keeps_head_and_tail(pool):
 
 
 def test_disk_flood(pool):
-    big = run_hostile(pool, "f = open('big', 'wb')\nwhile True: f.write(b'x' * (1 << 20))", file_mb=16)
+    big = run_hostile(
+        pool, "f = open('big', 'wb')\nwhile True: f.write(b'x' * (1 << 20))", file_mb=16
+    )
     # Python ignores SIGXFSZ, so the write past the file-size limit fails with EFBIG
     assert big.status == "error" and "File too large" in big.stderr
-    many = run_hostile(pool, """
+    many = run_hostile(
+        pool,
+        """
         i = 0
         while True:
             with open(f'f{i}', 'wb') as f:
                 f.write(b'x' * (8 << 20))
             i += 1
-    """, file_mb=16, timeout=10)
+    """,
+        file_mb=16,
+        timeout=10,
+    )
     assert many.status in ("error", "killed")  # ENOSPC on the sandbox's size-limited tmpfs
     if ROOT_USER:
         assert "No space left" in many.stderr
@@ -162,7 +184,9 @@ def test_disk_flood(pool):
 
 @needs_root
 def test_secrets_are_invisible(pool):
-    result = run_hostile(pool, """
+    result = run_hostile(
+        pool,
+        """
         import os, glob
         found = [k for k, v in os.environ.items() if 'secret' in v.lower() or 'SECRET' in k]
         for path in glob.glob('/proc/*/environ'):
@@ -172,7 +196,8 @@ def test_secrets_are_invisible(pool):
             except OSError:
                 pass
         print('found', found)
-    """)
+    """,
+    )
     assert result.status == "ok"
     assert result.stdout == "found []\n"
     assert SECRET not in result.stdout + result.stderr
@@ -182,11 +207,14 @@ def test_secrets_are_invisible(pool):
 def test_no_network_even_to_loopback(pool):
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-        result = run_hostile(pool, f"""
+        result = run_hostile(
+            pool,
+            f"""
             import socket
             socket.create_connection(('127.0.0.1', {port}), timeout=1)
             print('connected')
-        """)
+        """,
+        )
     assert result.status == "error" and "connected" not in result.stdout
     assert "unreachable" in result.stderr or "refused" in result.stderr
 
@@ -194,7 +222,9 @@ def test_no_network_even_to_loopback(pool):
 @needs_root
 def test_cannot_write_outside_its_directory(pool):
     target = ROOT / "tests" / "sandbox-escape.txt"
-    result = run_hostile(pool, f"""
+    result = run_hostile(
+        pool,
+        f"""
         import os
         print(os.getcwd())
         open('inside.txt', 'w').write('fine')
@@ -204,7 +234,8 @@ def test_cannot_write_outside_its_directory(pool):
                 print('WROTE', path)
             except OSError as e:
                 print('blocked', path, type(e).__name__)
-    """)
+    """,
+    )
     assert result.status == "ok"
     assert "WROTE" not in result.stdout
     assert not target.exists() and not os.path.exists("/etc/sandbox-escape")
@@ -212,7 +243,9 @@ def test_cannot_write_outside_its_directory(pool):
 
 @needs_root
 def test_job_directory_is_fresh_and_removed(pool):
-    first = pool.run("import os\nopen('left-behind', 'w').write('x')\nprint(os.getcwd(), sorted(os.listdir('.')))")
+    first = pool.run(
+        "import os\nopen('left-behind', 'w').write('x')\nprint(os.getcwd(), sorted(os.listdir('.')))"
+    )
     second = pool.run("import os\nprint(os.getcwd(), sorted(os.listdir('.')))")
     assert "left-behind" in first.stdout
     assert second.stdout.split()[1:] == ["['main.py']"]
@@ -242,7 +275,9 @@ def test_child_left_running_is_killed_at_job_end(pool):
 
 @needs_root
 def test_setsid_daemon_is_killed(pool):
-    result = run_hostile(pool, """
+    result = run_hostile(
+        pool,
+        """
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -251,15 +286,23 @@ def test_setsid_daemon_is_killed(pool):
                     time.sleep(0.05)
             os._exit(0)
         print('parent done')
-    """)
+    """,
+    )
     assert result.status == "ok"
 
 
 def test_recursion_bomb(pool):
     result = run_hostile(pool, "def f(): return f()\nf()")
     assert result.status == "error" and "RecursionError" in result.stderr
-    deep = run_hostile(pool, "import sys\nsys.setrecursionlimit(10**7)\ndef f(n): return f(n + 1) + 1\nf(0)")
-    assert deep.status in ("killed", "error", "memory", "timeout")  # bounded, whichever limit hits first
+    deep = run_hostile(
+        pool, "import sys\nsys.setrecursionlimit(10**7)\ndef f(n): return f(n + 1) + 1\nf(0)"
+    )
+    assert deep.status in (
+        "killed",
+        "error",
+        "memory",
+        "timeout",
+    )  # bounded, whichever limit hits first
 
 
 def test_segfault(pool):
@@ -287,7 +330,9 @@ def test_cbc_writing_to_fd_1_is_captured(pool):
 
 
 def test_state_does_not_leak_between_jobs(pool):
-    poison = pool.run("import pulp, builtins\npulp.LpProblem = None\npulp.PULP_CBC_CMD = None\nbuiltins.print = None\nGLOBAL_X = 5")
+    poison = pool.run(
+        "import pulp, builtins\npulp.LpProblem = None\npulp.PULP_CBC_CMD = None\nbuiltins.print = None\nGLOBAL_X = 5"
+    )
     assert poison.status == "ok"
     result = pool.run(PULP_PROGRAM.format(msg=False) + "\nprint('GLOBAL_X' in globals())")
     assert "Objective: 145.0" in result.stdout and result.stdout.endswith("False\n")
@@ -344,7 +389,9 @@ def test_realistic_programs_match_a_plain_run(pool, tmp_path):
     for name, code in PROGRAMS.items():
         script = tmp_path / f"{name}.py"
         script.write_text(code)
-        plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        plain = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60
+        )
         sandboxed = pool.run(code, Limits(timeout=30))
         assert sandboxed.status == "ok", (name, sandboxed.stderr)
         assert sandboxed.stdout == plain.stdout, name
@@ -361,23 +408,36 @@ def test_cli_appends_executor_segment_in_order():
     paused = "I will solve it.\n```python\nprint(sum(range({n})))\n```\n"
     records = [_trajectory(i, paused.format(n=i + 1)) for i in range(6)]
     records.append(_trajectory(6, "No code here.</think>\\boxed{1}"))
-    result = run_tool("or-exec", "--workers", "2", input="".join(json.dumps(r) + "\n" for r in records))
+    result = run_tool(
+        "or-exec", "--workers", "2", input="".join(json.dumps(r) + "\n" for r in records)
+    )
     assert result.returncode == 0, result.stderr
     out = read_jsonl(result.stdout)
     assert [r["id"] for r in out] == [f"t{i}" for i in range(7)]
     for i, rec in enumerate(out[:6]):
         seg = rec["flow"][-1]
-        assert seg == {"role": "executor", "text": f"```output\n{sum(range(i + 1))}\n```\n", "status": "ok", "seconds": seg["seconds"]}
-        assert rec["exec"]["status"] == "ok" and rec["exec"]["appended"] is True and rec["keep"] == i
+        assert seg == {
+            "role": "executor",
+            "text": f"```output\n{sum(range(i + 1))}\n```\n",
+            "status": "ok",
+            "seconds": seg["seconds"],
+        }
+        assert (
+            rec["exec"]["status"] == "ok" and rec["exec"]["appended"] is True and rec["keep"] == i
+        )
     assert out[6] == records[6]
 
 
 def test_cli_rerun_of_answered_block_keeps_flow():
-    rec = {"id": "a", "sample": 1, "flow": [
-        {"role": "reasoner", "text": "```python\nprint(2 + 2)\n```\n"},
-        {"role": "executor", "text": "```output\n4\n```\n", "status": "ok", "seconds": 0.01},
-        {"role": "reasoner", "text": "</think>\\boxed{4}"},
-    ]}
+    rec = {
+        "id": "a",
+        "sample": 1,
+        "flow": [
+            {"role": "reasoner", "text": "```python\nprint(2 + 2)\n```\n"},
+            {"role": "executor", "text": "```output\n4\n```\n", "status": "ok", "seconds": 0.01},
+            {"role": "reasoner", "text": "</think>\\boxed{4}"},
+        ],
+    }
     out = read_jsonl(run_tool("or-exec", input=json.dumps(rec) + "\n").stdout)[0]
     assert out["flow"] == rec["flow"]
     assert out["exec"]["matches_flow"] is True and out["exec"]["text"] == "```output\n4\n```\n"
@@ -392,7 +452,9 @@ def test_cli_stateful_replays_earlier_successful_blocks():
     data = json.dumps({"id": "s", "flow": flow}) + "\n"
     stateless = read_jsonl(run_tool("or-exec", input=data).stdout)[0]
     stateful = read_jsonl(run_tool("or-exec", "--stateful", input=data).stdout)[0]
-    assert stateless["flow"][-1]["status"] == "error" and "NameError" in stateless["flow"][-1]["text"]
+    assert (
+        stateless["flow"][-1]["status"] == "error" and "NameError" in stateless["flow"][-1]["text"]
+    )
     assert stateful["flow"][-1]["text"] == "```output\n40\n```\n"
 
 
@@ -407,22 +469,35 @@ def test_serve_and_remote_client(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(ROOT / ".venv/bin/or-exec") if (ROOT / ".venv/bin/or-exec").exists() else "or-exec",
-                               "serve", "--port", str(port), "--workers", "2"], stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/or-exec") if (ROOT / ".venv/bin/or-exec").exists() else "or-exec",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+    )
     try:
         import urllib.request
 
         deadline = time.monotonic() + 60
         while True:
             try:
-                health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2))
+                health = json.load(
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                )
                 break
             except OSError:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
         assert health["ok"] is True
         rec = _trajectory(0, "```python\nprint('remote')\n```\n")
-        result = run_tool("or-exec", "--sandbox", f"http://127.0.0.1:{port}", input=json.dumps(rec) + "\n")
+        result = run_tool(
+            "or-exec", "--sandbox", f"http://127.0.0.1:{port}", input=json.dumps(rec) + "\n"
+        )
         out = read_jsonl(result.stdout)[0]
         assert out["flow"][-1]["text"] == "```output\nremote\n```\n"
         stats = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2))

@@ -13,7 +13,9 @@ import orjson
 from . import linux
 
 
-def run_child(job: dict[str, Any], jobdir: str, fds: tuple[int, int, int], parent_pid: int, uid: int | None) -> None:
+def run_child(
+    job: dict[str, Any], jobdir: str, fds: tuple[int, int, int], parent_pid: int, uid: int | None
+) -> None:
     """Runs in the forked child: isolate, run the code, report, and exit. Never returns."""
     out_w, err_w, info_w = fds
     code = 1
@@ -62,7 +64,9 @@ def run_child(job: dict[str, Any], jobdir: str, fds: tuple[int, int, int], paren
         signal.set_wakeup_fd(-1)
         os.environ.clear()
         os.environ.update(job["env"])
-        os.environ.update({"HOME": jobdir, "TMPDIR": jobdir, "TMP": jobdir, "TEMP": jobdir, "PWD": jobdir})
+        os.environ.update(
+            {"HOME": jobdir, "TMPDIR": jobdir, "TMP": jobdir, "TEMP": jobdir, "PWD": jobdir}
+        )
         import random
         import tempfile
 
@@ -75,7 +79,11 @@ def run_child(job: dict[str, Any], jobdir: str, fds: tuple[int, int, int], paren
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.argv = ["main.py"]
         sys.path.insert(0, jobdir)
-        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, "__file__": os.path.join(jobdir, "main.py")}
+        namespace: dict[str, Any] = {
+            "__name__": "__main__",
+            "__builtins__": __builtins__,
+            "__file__": os.path.join(jobdir, "main.py"),
+        }
         for prelude in job.get("prelude") or ():
             _run_quietly(prelude, namespace)
         info["setup"] = time.perf_counter() - t0
@@ -130,7 +138,9 @@ def _print_exception() -> None:
 
     try:
         exc = sys.exc_info()[1]
-        tb = exc.__traceback__.tb_next if exc is not None and exc.__traceback__ is not None else None
+        tb = (
+            exc.__traceback__.tb_next if exc is not None and exc.__traceback__ is not None else None
+        )
         sys.stderr.write("".join(traceback.format_exception(type(exc), exc, tb)))
     except BaseException:
         pass

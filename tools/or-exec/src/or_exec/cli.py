@@ -8,16 +8,38 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import click
-
 from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options
 
 from .limits import Limits
 
 limit_options = [
-    click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Wall-clock seconds per execution."),
-    click.option("--memory", "memory_mb", type=click.IntRange(min=64), default=4096, show_default=True, help="Memory cap per execution, MiB."),
-    click.option("--max-output", type=click.IntRange(min=256), default=8192, show_default=True, help="Bytes of stdout/stderr kept (head and tail)."),
-    click.option("--workers", type=click.IntRange(min=1), help="Executions at once (default: number of cores)."),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Wall-clock seconds per execution.",
+    ),
+    click.option(
+        "--memory",
+        "memory_mb",
+        type=click.IntRange(min=64),
+        default=4096,
+        show_default=True,
+        help="Memory cap per execution, MiB.",
+    ),
+    click.option(
+        "--max-output",
+        type=click.IntRange(min=256),
+        default=8192,
+        show_default=True,
+        help="Bytes of stdout/stderr kept (head and tail).",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="Executions at once (default: number of cores).",
+    ),
 ]
 
 
@@ -63,10 +85,27 @@ async def _aiter(lines: Iterator[Any]) -> AsyncIterator[Any]:
     ),
 )
 @with_limits
-@click.option("--stateful", is_flag=True, help="Replay the trajectory's earlier successful blocks first (notebook style).")
-@click.option("--sandbox", "sandbox_url", metavar="URL", help="Use an `or-exec serve` pool at URL instead of a local one.")
+@click.option(
+    "--stateful",
+    is_flag=True,
+    help="Replay the trajectory's earlier successful blocks first (notebook style).",
+)
+@click.option(
+    "--sandbox",
+    "sandbox_url",
+    metavar="URL",
+    help="Use an `or-exec serve` pool at URL instead of a local one.",
+)
 @io_options
-def run_cmd(io, timeout: float, memory_mb: int, max_output: int, workers: int | None, stateful: bool, sandbox_url: str | None) -> None:
+def run_cmd(
+    io,
+    timeout: float,
+    memory_mb: int,
+    max_output: int,
+    workers: int | None,
+    stateful: bool,
+    sandbox_url: str | None,
+) -> None:
     """Execute the last ```python block of each trajectory.
 
     If the flow stops right after that block (a trajectory paused at the closing fence), an
@@ -83,12 +122,16 @@ def run_cmd(io, timeout: float, memory_mb: int, max_output: int, workers: int | 
     limits = Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
 
     async def go(run: ToolRun) -> None:
-        pool = RemotePool(sandbox_url, limits) if sandbox_url else Pool(workers=workers, limits=limits)
-        protections = await pool.start()
+        pool = (
+            RemotePool(sandbox_url, limits) if sandbox_url else Pool(workers=workers, limits=limits)
+        )
+        protections = await pool.start(["pulp"])  # the other tiers start on their first job
         _warn_missing(protections)
         try:
             window = 4 * (getattr(pool, "workers", None) or 16)
-            async for line, out in execute_stream(_aiter(iter(run.records())), pool, limits, stateful, window):
+            async for line, out in execute_stream(
+                _aiter(iter(run.records())), pool, limits, stateful, window
+            ):
                 if isinstance(out, Exception):
                     run.bad_record(line, out)
                 else:
@@ -120,9 +163,9 @@ PROBES = {
 @main.command("doctor", epilog=epilog("or-exec doctor"))
 def doctor_cmd() -> None:
     """Say which protections are active here, and prove them with probe jobs."""
-    from .pool import Pool
-
     import socket
+
+    from .pool import Pool
 
     async def go() -> None:
         pool = Pool(workers=1)
@@ -148,12 +191,16 @@ def doctor_cmd() -> None:
 @with_limits
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8711, show_default=True)
-def serve_cmd(timeout: float, memory_mb: int, max_output: int, workers: int | None, host: str, port: int) -> None:
+def serve_cmd(
+    timeout: float, memory_mb: int, max_output: int, workers: int | None, host: str, port: int
+) -> None:
     """Serve one pool over HTTP/JSON so many generators or RL workers share it."""
     from .pool import Pool
     from .server import serve
 
-    pool = Pool(workers=workers, limits=Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output))
+    pool = Pool(
+        workers=workers, limits=Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
+    )
     echo_err(f"or-exec: serving {pool.workers} workers on http://{host}:{port}")
     try:
         asyncio.run(serve(pool, host, port))

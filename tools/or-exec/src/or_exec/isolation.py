@@ -33,7 +33,12 @@ def _traversable_by_others(path: str) -> bool:
 
 def _needed_paths() -> list[str]:
     """Directories a job's uid must be able to read: interpreter, stdlib, venv, sys.path."""
-    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    candidates = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+    }
     candidates.update(p for p in sys.path if p and os.path.isdir(p))
     paths = sorted({os.path.realpath(p) for p in candidates})
     kept: list[str] = []
@@ -86,14 +91,29 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
     """Enter new namespaces and build the job filesystem. Returns (job root, protections)."""
     protections: dict[str, str] = {}
     if os.geteuid() != 0:
-        reason = "off: not root (run as root, e.g. in the container, for namespaces and per-slot uids)"
-        for name in ("network namespace", "mount namespace", "read-only filesystem", "private /tmp", "hidepid /proc", "per-slot uid"):
+        reason = (
+            "off: not root (run as root, e.g. in the container, for namespaces and per-slot uids)"
+        )
+        for name in (
+            "network namespace",
+            "mount namespace",
+            "read-only filesystem",
+            "private /tmp",
+            "hidepid /proc",
+            "per-slot uid",
+        ):
             protections[name] = reason
         return tempfile.mkdtemp(prefix="or-exec-"), protections
     try:
         linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
     except OSError as exc:
-        for name in ("network namespace", "mount namespace", "read-only filesystem", "private /tmp", "hidepid /proc"):
+        for name in (
+            "network namespace",
+            "mount namespace",
+            "read-only filesystem",
+            "private /tmp",
+            "hidepid /proc",
+        ):
             protections[name] = f"off: unshare failed ({exc.strerror})"
         protections["per-slot uid"] = "on"
         root = tempfile.mkdtemp(prefix="or-exec-")
@@ -115,13 +135,17 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
 
     tmpfs_points = ["/tmp", "/var/tmp", "/dev/shm"]
     _remount_readonly(skip=[], warnings=warnings)
-    protections["read-only filesystem"] = "on" if not warnings else "partial: " + "; ".join(warnings)
+    protections["read-only filesystem"] = (
+        "on" if not warnings else "partial: " + "; ".join(warnings)
+    )
 
     size = f"size={disk_mb}m"
     linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"{size},mode=0711")
     for point in tmpfs_points[1:]:
         if os.path.isdir(point):
-            linux.mount("tmpfs", point, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=64m,mode=0711")
+            linux.mount(
+                "tmpfs", point, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=64m,mode=0711"
+            )
     protections["private /tmp"] = f"on (tmpfs, {disk_mb} MiB, one 0700 directory per job)"
 
     for root, paths in hidden.items():
@@ -130,14 +154,24 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
             os.makedirs(p, mode=0o755, exist_ok=True)
             linux.mount(f"/proc/self/fd/{fds[p]}", p, None, linux.MS_BIND | linux.MS_REC)
             linux.mount(None, p, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-        linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV, "mode=0755")
+        linux.mount(
+            None,
+            root,
+            None,
+            linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV,
+            "mode=0755",
+        )
     for fd in fds.values():
         os.close(fd)
     if hidden:
-        protections["interpreter exposure"] = "on: " + ", ".join(f"{r} shows only {', '.join(ps)}" for r, ps in hidden.items())
+        protections["interpreter exposure"] = "on: " + ", ".join(
+            f"{r} shows only {', '.join(ps)}" for r, ps in hidden.items()
+        )
 
     try:
-        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "hidepid=2")
+        linux.mount(
+            "proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "hidepid=2"
+        )
         protections["hidepid /proc"] = "on (jobs see only their own processes)"
     except OSError as exc:
         protections["hidepid /proc"] = f"off: {exc.strerror}"

@@ -46,7 +46,12 @@ HEADER = struct.Struct(">I")
 
 def job_env() -> dict[str, str]:
     """The whole environment a job (and its parent) sees: nothing of the caller's secrets."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
     env.update({k: "1" for k in THREAD_VARS})  # forking a process with BLAS threads is unsafe
     env.update({k: os.environ[k] for k in PASSED_VARS if k in os.environ})
     return env
@@ -113,9 +118,23 @@ class _Parent:
         src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {**job_env(), "PYTHONPATH": src}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "or_exec.zygote", "--fd", str(theirs.fileno()), "--tier", self.tier,
-             "--modules", ",".join(self.modules), "--disk-mb", str(self.disk_mb)],
-            env=env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "or_exec.zygote",
+                "--fd",
+                str(theirs.fileno()),
+                "--tier",
+                self.tier,
+                "--modules",
+                ",".join(self.modules),
+                "--disk-mb",
+                str(self.disk_mb),
+            ],
+            env=env,
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
         )
         theirs.close()
         reader, self.writer = await asyncio.open_unix_connection(sock=ours)
@@ -143,11 +162,23 @@ class _Parent:
         """The parent is gone: fail what was in flight and let the next job respawn it."""
         code = self.proc.poll() if self.proc else None
         if self.ready is not None and not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"sandbox parent for tier {self.tier!r} failed to start (exit {code})"))
+            self.ready.set_exception(
+                RuntimeError(f"sandbox parent for tier {self.tier!r} failed to start (exit {code})")
+            )
         dirty = set(self.slots.values())
         for fut in self.pending.values():
             if not fut.done():
-                fut.set_result(ExecResult("killed", None, "", "", 0.0, tier=self.tier, message="the sandbox parent died; it was restarted"))
+                fut.set_result(
+                    ExecResult(
+                        "killed",
+                        None,
+                        "",
+                        "",
+                        0.0,
+                        tier=self.tier,
+                        message="the sandbox parent died; it was restarted",
+                    )
+                )
         self.pending.clear()
         self.slots.clear()
         self.ready = None
@@ -233,7 +264,9 @@ class Pool:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def run(self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()) -> ExecResult:
+    async def run(
+        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
+    ) -> ExecResult:
         """Run `code` (after replaying `prelude` blocks quietly) and return its result."""
         if self._free is None:
             await self.start(tiers=[])
@@ -244,16 +277,26 @@ class Pool:
         job_id = next(self._ids)
         try:
             message = {
-                "op": "run", "job": job_id, "code": code, "prelude": list(prelude), "uid": self.uid_base + slot,
-                "limits": limits.to_dict(), "env": job_env(), "sweep_first": slot in self._dirty,
+                "op": "run",
+                "job": job_id,
+                "code": code,
+                "prelude": list(prelude),
+                "uid": self.uid_base + slot,
+                "limits": limits.to_dict(),
+                "env": job_env(),
+                "sweep_first": slot in self._dirty,
             }
             self._dirty.discard(slot)
             guard = limits.timeout + 30
             try:
-                result = await asyncio.wait_for(self._parents[tier].submit(job_id, slot, message), guard)
+                result = await asyncio.wait_for(
+                    self._parents[tier].submit(job_id, slot, message), guard
+                )
             except TimeoutError:
                 self._dirty.add(slot)
-                result = ExecResult("killed", None, "", "", guard, tier=tier, message="the sandbox did not answer")
+                result = ExecResult(
+                    "killed", None, "", "", guard, tier=tier, message="the sandbox did not answer"
+                )
         finally:
             self._free.put_nowait(slot)
         self.stats["jobs"] += 1
@@ -274,7 +317,9 @@ class SyncPool:
 
     def __init__(self, **kwargs: Any):
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="or-exec-pool", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="or-exec-pool", daemon=True
+        )
         self._thread.start()
         self.pool = Pool(**kwargs)
         self.protections = self._call(self.pool.start())
@@ -283,7 +328,9 @@ class SyncPool:
         fut: ThreadFuture = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result()
 
-    def run(self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()) -> ExecResult:
+    def run(
+        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
+    ) -> ExecResult:
         return self._call(self.pool.run(code, limits, prelude))
 
     def close(self) -> None:

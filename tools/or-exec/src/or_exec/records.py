@@ -13,15 +13,24 @@ from .limits import ExecResult, Limits, format_output
 
 
 class Runner(Protocol):
-    async def run(self, code: str, limits: Limits | None = None, prelude: Any = ()) -> ExecResult: ...
+    async def run(
+        self, code: str, limits: Limits | None = None, prelude: Any = ()
+    ) -> ExecResult: ...
 
 
 def executor_segment(result: ExecResult) -> dict[str, Any]:
     """The flow segment for one execution: what the Reasoner sees, plus status and time."""
-    return {"role": "executor", "text": format_output(result), "status": result.status, "seconds": round(result.seconds, 4)}
+    return {
+        "role": "executor",
+        "text": format_output(result),
+        "status": result.status,
+        "seconds": round(result.seconds, 4),
+    }
 
 
-async def execute_record(record: dict[str, Any], runner: Runner, limits: Limits, stateful: bool) -> dict[str, Any]:
+async def execute_record(
+    record: dict[str, Any], runner: Runner, limits: Limits, stateful: bool
+) -> dict[str, Any]:
     """Execute the record's last python block; see `or-exec --help` for where the result goes."""
     check_trajectory(record)
     flow = record["flow"]
@@ -64,10 +73,16 @@ async def execute_stream(
         except RecordError as err:
             return err
 
-    async for line in lines:
-        pending.append((line, asyncio.create_task(one(line.record))))
-        while len(pending) >= window or (pending and pending[0][1].done()):
-            head, task = pending.pop(0)
+    try:
+        async for line in lines:
+            pending.append((line, asyncio.create_task(one(line.record))))
+            while len(pending) >= window or (pending and pending[0][1].done()):
+                head, task = pending.pop(0)
+                yield head, await task
+    except Exception:
+        # reading stopped early (--strict): what was read before is still written
+        for head, task in pending:
             yield head, await task
+        raise
     for head, task in pending:
         yield head, await task

@@ -1,8 +1,8 @@
 """`or-exec serve`: one pool shared over HTTP/JSON, and the client that talks to it.
 
-    POST /run     {"code": "...", "prelude": [...], "limits": {...}}  -> an execution result
-    GET  /health  {"ok": true, "protections": {...}}
-    GET  /stats   jobs by status and tier, respawns, workers
+POST /run     {"code": "...", "prelude": [...], "limits": {...}}  -> an execution result
+GET  /health  {"ok": true, "protections": {...}}
+GET  /stats   jobs by status and tier, respawns, workers
 """
 
 from __future__ import annotations
@@ -75,16 +75,21 @@ class RemotePool:
         self.connections = connections
         self._session: Any = None
 
-    async def start(self) -> dict[str, str]:
+    async def start(self, tiers: object = None) -> dict[str, str]:
+        """Connect and return the server's protections (`tiers` is for Pool compatibility)."""
         import aiohttp
 
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.connections))
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.connections)
+            )
         async with self._session.get(f"{self.url}/health") as resp:
             resp.raise_for_status()
             return (await resp.json())["protections"]
 
-    async def run(self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()) -> ExecResult:
+    async def run(
+        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
+    ) -> ExecResult:
         import aiohttp
 
         if self._session is None:
@@ -93,14 +98,25 @@ class RemotePool:
         payload = {"code": code, "prelude": list(prelude), "limits": limits.to_dict()}
         try:
             async with self._session.post(
-                f"{self.url}/run", json=payload, timeout=aiohttp.ClientTimeout(total=limits.timeout + 60)
+                f"{self.url}/run",
+                json=payload,
+                timeout=aiohttp.ClientTimeout(total=limits.timeout + 60),
             ) as resp:
                 if resp.status != 200:
                     text = await resp.text()
-                    return ExecResult("killed", None, "", "", 0.0, message=f"sandbox server answered {resp.status}: {text[:200]}")
+                    return ExecResult(
+                        "killed",
+                        None,
+                        "",
+                        "",
+                        0.0,
+                        message=f"sandbox server answered {resp.status}: {text[:200]}",
+                    )
                 return ExecResult.from_dict(await resp.json())
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return ExecResult("killed", None, "", "", 0.0, message=f"sandbox server unreachable: {exc!r}")
+            return ExecResult(
+                "killed", None, "", "", 0.0, message=f"sandbox server unreachable: {exc!r}"
+            )
 
     async def close(self) -> None:
         if self._session is not None:

@@ -200,7 +200,9 @@ class Zygote:
         if self.reaper is not None:
             self.sel.register(self.reaper.done_r, selectors.EVENT_READ, "reaper")
         while True:
-            running = [j.deadline for j in self.jobs.values() if j.exit_status is None and j.reason is None]
+            running = [
+                j.deadline for j in self.jobs.values() if j.exit_status is None and j.reason is None
+            ]
             timeout = max(0.0, min(running) - time.monotonic()) if running else None
             for key, _ in self.sel.select(timeout):
                 what = key.data
@@ -265,9 +267,16 @@ class Zygote:
         limits = message["limits"]
         now = time.monotonic()
         job = Job(
-            id=message["job"], uid=uid, limits=limits, pid=pid, dir=jobdir, started=now,
-            deadline=now + float(limits["timeout"]), fork_seconds=fork_seconds,
-            out=Capture(int(limits["max_output"])), err=Capture(int(limits["max_output"])),
+            id=message["job"],
+            uid=uid,
+            limits=limits,
+            pid=pid,
+            dir=jobdir,
+            started=now,
+            deadline=now + float(limits["timeout"]),
+            fork_seconds=fork_seconds,
+            out=Capture(int(limits["max_output"])),
+            err=Capture(int(limits["max_output"])),
         )
         for fd, name in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
             os.set_blocking(fd, False)
@@ -292,7 +301,11 @@ class Zygote:
             job.info += data
             return
         (job.out if name == "out" else job.err).feed(data)
-        if job.out.total + job.err.total > int(job.limits["flood_bytes"]) and job.reason is None and job.exit_status is None:
+        if (
+            job.out.total + job.err.total > int(job.limits["flood_bytes"])
+            and job.reason is None
+            and job.exit_status is None
+        ):
             job.reason = "flood"
             self._kill(job)
 
@@ -405,7 +418,11 @@ class Zygote:
                 state = "timeout"
             else:
                 state = "killed"
-                message = f"signal {signal.Signals(sig).name}" if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+                message = (
+                    f"signal {signal.Signals(sig).name}"
+                    if sig in signal.Signals._value2member_map_
+                    else f"signal {sig}"
+                )
         elif info.get("setup_error"):
             state, message = "killed", "sandbox setup failed: " + info["setup_error"]
         else:
@@ -418,11 +435,21 @@ class Zygote:
             "program": round(info.get("program", 0.0), 6),
             "teardown": round(now - (job.ended or now), 6),
         }
-        send(self.sock, {
-            "job": job.id, "status": state, "exit_code": exit_code, "stdout": stdout, "stderr": stderr,
-            "seconds": round((job.ended or now) - job.started, 6), "truncated": t1 or t2, "tier": self.tier,
-            "timings": timings, "message": message,
-        })
+        send(
+            self.sock,
+            {
+                "job": job.id,
+                "status": state,
+                "exit_code": exit_code,
+                "stdout": stdout,
+                "stderr": stderr,
+                "seconds": round((job.ended or now) - job.started, 6),
+                "truncated": t1 or t2,
+                "tier": self.tier,
+                "timings": timings,
+                "message": message,
+            },
+        )
 
 
 def _warm_up() -> None:
@@ -462,13 +489,25 @@ def main() -> None:
             failed[name] = repr(exc)
     _warm_up()
     if reaper is None:
-        protections["kill everything at job end"] = "partial: process group only (setsid escapes survive without root)"
+        protections["kill everything at job end"] = (
+            "partial: process group only (setsid escapes survive without root)"
+        )
     else:
         protections["kill everything at job end"] = "on (per-uid sweep, including setsid escapes)"
     protections["rlimits"] = "on (address space, CPU time, file size, open files, processes)"
     gc.collect()
     gc.freeze()  # a child's first collection would otherwise touch (and copy) every warm page
-    send(sock, {"ready": True, "pid": os.getpid(), "tier": args.tier, "modules": loaded, "failed": failed, "protections": protections})
+    send(
+        sock,
+        {
+            "ready": True,
+            "pid": os.getpid(),
+            "tier": args.tier,
+            "modules": loaded,
+            "failed": failed,
+            "protections": protections,
+        },
+    )
     Zygote(sock, job_root, reaper, args.tier).run()
 
 
