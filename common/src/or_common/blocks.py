@@ -51,7 +51,5 @@ def awaits_execution(flow: Sequence[dict[str, Any]]) -> bool:
     if not flow or flow[-1].get("role") == "executor":
         return False
     text = flow[-1].get("text", "")
-    last = None
-    for last in _BLOCK.finditer(text):
-        pass
-    return last is not None and not text[last.end() :].strip()
+    matches = list(_BLOCK.finditer(text))
+    return bool(matches) and not text[matches[-1].end() :].strip()
