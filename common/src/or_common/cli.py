@@ -209,7 +209,7 @@ class ToolRun:
         self._progress = Progress(
             TextColumn(f"[bold]{self.tool}"),
             BarColumn(),
-            TextColumn("{task.fields[n]} " + self.unit + " · {task.fields[rate]}/s"),
+            TextColumn("{task.fields[n]} " + self.unit + " · {task.fields[rate]}/s {task.fields[extra]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             transient=True,
@@ -217,7 +217,7 @@ class ToolRun:
             redirect_stderr=False,
         )
         self._progress.start()
-        self._task = self._progress.add_task(self.tool, total=total, n=0, rate="-")
+        self._task = self._progress.add_task(self.tool, total=total, n=0, rate="-", extra="")
 
     def _advance(self, nbytes: int) -> None:
         if self._progress is not None:
@@ -229,6 +229,11 @@ class ToolRun:
         task = self._progress.tasks[0]
         rate = self.n_in / task.elapsed if task.elapsed else 0
         self._progress.update(self._task, n=self.n_in, rate=f"{rate:,.0f}")
+
+    def status(self, text: str) -> None:
+        """Tool-specific figures shown after the counts (e.g. tokens/s), when progress is on."""
+        if self._progress is not None:
+            self._progress.update(self._task, extra=text)
 
     def records(self) -> Iterator[Line]:
         """Yield each usable input record; bad lines are reported and skipped."""
@@ -341,6 +346,17 @@ EPILOG_HEADER = "Examples:"
 def epilog(*lines: str) -> str:
     """An `Examples:` block for `--help` (click keeps the lines as written after \\b)."""
     return "\b\n" + EPILOG_HEADER + "\n" + "\n".join(f"  {line}" for line in lines)
+
+
+async def threaded_aiter(items: Iterator[Any]) -> Any:
+    """Iterate a blocking iterator (e.g. `ToolRun.records()` on stdin) from asyncio without
+    stalling the event loop while it waits for the next line."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    done = object()
+    while (item := await loop.run_in_executor(None, next, items, done)) is not done:
+        yield item
 
 
 class DefaultGroup(click.Group):

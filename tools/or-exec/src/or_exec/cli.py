@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import click
-from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options
+from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options, threaded_aiter
 
 from .limits import Limits
 
@@ -69,14 +67,6 @@ def main() -> None:
     """
 
 
-async def _aiter(lines: Iterator[Any]) -> AsyncIterator[Any]:
-    """Read input lines in a thread so a slow upstream never stalls finished executions."""
-    loop = asyncio.get_running_loop()
-    done = object()
-    while (line := await loop.run_in_executor(None, next, lines, done)) is not done:
-        yield line
-
-
 @main.command(
     "run",
     epilog=epilog(
@@ -130,7 +120,7 @@ def run_cmd(
         try:
             window = 4 * (getattr(pool, "workers", None) or 16)
             async for line, out in execute_stream(
-                _aiter(iter(run.records())), pool, limits, stateful, window
+                threaded_aiter(iter(run.records())), pool, limits, stateful, window
             ):
                 if isinstance(out, Exception):
                     run.bad_record(line, out)
