@@ -9,8 +9,19 @@ demo:
     uv run or-score report /tmp/calm-storm-demo-base.jsonl /tmp/calm-storm-demo-storm.jsonl --label base --label STORM --format markdown
 
 # The whole test suite (GPU tests skip themselves without a GPU).
-test *ARGS:
+test *ARGS: cpu-torch
     uv run pytest -q {{ARGS}}
+
+# A CPU build of torch for the tests of the transformers backend: the CPU wheel this kind of
+# machine keeps in /opt/wheels, else PyTorch's CPU index; without either those tests skip.
+cpu-torch:
+    #!/usr/bin/env bash
+    if uv run python -c "import torch" 2>/dev/null; then exit 0; fi
+    if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
+        uv pip install -q --find-links /opt/wheels "torch==2.13.0+cpu"
+    else
+        uv pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu || echo "no CPU torch: its tests will skip"
+    fi
 
 lint:
     uv run ruff check .

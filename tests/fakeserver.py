@@ -63,7 +63,12 @@ class FakeServer:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         app = web.Application()
-        app.add_routes([web.post("/v1/completions", self._completions), web.post("/v1/chat/completions", self._chat)])
+        app.add_routes(
+            [
+                web.post("/v1/completions", self._completions),
+                web.post("/v1/chat/completions", self._chat),
+            ]
+        )
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -78,11 +83,15 @@ class FakeServer:
             return None
         fault = self.faults.pop(0)
         if fault in ("429", "500", "503"):
-            return web.json_response({"error": {"message": f"injected {fault}", "type": "fault"}}, status=int(fault))
+            return web.json_response(
+                {"error": {"message": f"injected {fault}", "type": "fault"}}, status=int(fault)
+            )
         if fault == "hang":
             await asyncio.sleep(30)
         if fault == "truncate":
-            resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Content-Length": "400"})
+            resp = web.StreamResponse(
+                status=200, headers={"Content-Type": "application/json", "Content-Length": "400"}
+            )
             await resp.prepare(request)
             await resp.write(b'{"id": "x", "object": "text_completion", "choices": [{"text": "par')
             request.transport.close()
@@ -91,7 +100,9 @@ class FakeServer:
 
     def _generate(self, prompt: Any, body: dict) -> tuple[str, str]:
         text = self.script(prompt, body)
-        text, stopped = apply_stop(text, body.get("stop") or [], bool(body.get("include_stop_str_in_output")))
+        text, stopped = apply_stop(
+            text, body.get("stop") or [], bool(body.get("include_stop_str_in_output"))
+        )
         limit = int(body.get("max_tokens") or 10**9) * CHARS_PER_TOKEN
         if len(text) > limit:
             return text[:limit], "length"
@@ -106,12 +117,20 @@ class FakeServer:
         if self.latency:
             await asyncio.sleep(self.latency)
         text, finish = self._generate(body["prompt"], body)
-        return web.json_response({
-            "id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": len(body["prompt"]) // CHARS_PER_TOKEN, "completion_tokens": -(-len(text) // CHARS_PER_TOKEN),
-                      "total_tokens": 0},
-        })
+        return web.json_response(
+            {
+                "id": f"cmpl-{len(self.requests)}",
+                "object": "text_completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+                "usage": {
+                    "prompt_tokens": len(body["prompt"]) // CHARS_PER_TOKEN,
+                    "completion_tokens": -(-len(text) // CHARS_PER_TOKEN),
+                    "total_tokens": 0,
+                },
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -120,11 +139,26 @@ class FakeServer:
         if fault is not None:
             return fault
         text, finish = self._generate(body["messages"], body)
-        return web.json_response({
-            "id": "chat-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": -(-len(text) // CHARS_PER_TOKEN), "total_tokens": 0},
-        })
+        return web.json_response(
+            {
+                "id": "chat-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": -(-len(text) // CHARS_PER_TOKEN),
+                    "total_tokens": 0,
+                },
+            }
+        )
 
 
 def dumps(obj: Any) -> str:

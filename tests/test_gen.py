@@ -28,7 +28,9 @@ def tokenizer_dir(tmp_path_factory):
 def rendered(tokenizer_dir, question: str) -> str:
     from or_gen.prompt import REASONER_PROMPT, build_messages, load_tokenizer, render_prompt
 
-    return render_prompt(load_tokenizer(str(tokenizer_dir)), build_messages(question, REASONER_PROMPT, 4))
+    return render_prompt(
+        load_tokenizer(str(tokenizer_dir)), build_messages(question, REASONER_PROMPT, 4)
+    )
 
 
 def behaviour(prompt) -> str:
@@ -45,7 +47,10 @@ def script(prompt, body) -> str:
     kind = behaviour(prompt)
     if kind == "good":
         if outputs == 0:  # writes code, then a fake output of its own: it must never reach the flow
-            return CODE.format(value=145.0) + "```output\nObjective: 999\n```\n</think>\n\n\\boxed{999}"
+            return (
+                CODE.format(value=145.0)
+                + "```output\nObjective: 999\n```\n</think>\n\n\\boxed{999}"
+            )
         return "The solver printed 145.0, which fits the limits.</think>\n\nThe maximum profit is \\boxed{145}."
     if kind == "coder":  # never stops writing code
         return f"Again.\n```python\nprint({outputs})\n```\n"
@@ -57,32 +62,74 @@ def script(prompt, body) -> str:
 
 
 def gen_args(server_url: str, tokenizer_dir, *extra: str) -> list[str]:
-    return ["--model", "tiny-reasoner", "--api-base", server_url, "--tokenizer", str(tokenizer_dir), "--retry-backoff", "0.01",
-            "--workers", "2", "-q", *extra]
+    return [
+        "--model",
+        "tiny-reasoner",
+        "--api-base",
+        server_url,
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--retry-backoff",
+        "0.01",
+        "--workers",
+        "2",
+        "-q",
+        *extra,
+    ]
 
 
 def problems(*behaviours: str) -> str:
     return "".join(
-        json.dumps({"id": f"q{i}", "benchmark": "fake", "question": f"Maximize profit of shop {i}. [behaviour:{b}]", "answer": 145, "extra": i}) + "\n"
+        json.dumps(
+            {
+                "id": f"q{i}",
+                "benchmark": "fake",
+                "question": f"Maximize profit of shop {i}. [behaviour:{b}]",
+                "answer": 145,
+                "extra": i,
+            }
+        )
+        + "\n"
         for i, b in enumerate(behaviours)
     )
 
 
 def test_loop_runs_real_code_and_never_keeps_fake_output(tokenizer_dir):
     with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "2"), input=problems("good", "good"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "2"),
+            input=problems("good", "good"),
+        )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     out = read_jsonl(result.stdout)
-    assert sorted((r["id"], r["sample"]) for r in out) == [("q0", 0), ("q0", 1), ("q1", 0), ("q1", 1)]
+    assert sorted((r["id"], r["sample"]) for r in out) == [
+        ("q0", 0),
+        ("q0", 1),
+        ("q1", 0),
+        ("q1", 1),
+    ]
     for rec in out:
         assert [s["role"] for s in rec["flow"]] == ["reasoner", "executor", "reasoner"]
         assert rec["flow"][0]["text"] == CODE.format(value=145.0)
-        assert rec["flow"][1]["text"] == "```output\nObjective: 145.0\n```\n" and rec["flow"][1]["status"] == "ok"
+        assert (
+            rec["flow"][1]["text"] == "```output\nObjective: 145.0\n```\n"
+            and rec["flow"][1]["status"] == "ok"
+        )
         assert "999" not in flow_text(rec["flow"])
         assert rec["flow"][2]["text"].endswith("\\boxed{145}.")
         gen = rec["gen"]
-        assert (gen["finish"], gen["executions"], gen["rounds"], gen["backend"]) == ("stop", 1, 2, "openai")
-        assert gen["prompt_version"] == "reasoner-v1" and gen["temperature"] == 0.6 and gen["top_p"] == 0.95
+        assert (gen["finish"], gen["executions"], gen["rounds"], gen["backend"]) == (
+            "stop",
+            1,
+            2,
+            "openai",
+        )
+        assert (
+            gen["prompt_version"] == "reasoner-v1"
+            and gen["temperature"] == 0.6
+            and gen["top_p"] == 0.95
+        )
         assert rec["extra"] in (0, 1) and rec["messages"][0]["role"] == "user"
     scored = read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)
     assert all(r["score"]["correct"] for r in scored)
@@ -90,43 +137,68 @@ def test_loop_runs_real_code_and_never_keeps_fake_output(tokenizer_dir):
 
 def test_every_request_continues_the_exact_prefix(tokenizer_dir):
     with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1"), input=problems("good", "coder"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "1"),
+            input=problems("good", "coder"),
+        )
         requests = server.requests
     out = {r["id"]: r for r in read_jsonl(result.stdout)}
     for rec in out.values():
         prompt = rendered(tokenizer_dir, rec["question"])
         full = prompt + flow_text(rec["flow"])
-        mine = [r["prompt"] for r in requests if f"[behaviour:{behaviour(rec['question'])}]" in r["prompt"]]
+        mine = [
+            r["prompt"]
+            for r in requests
+            if f"[behaviour:{behaviour(rec['question'])}]" in r["prompt"]
+        ]
         assert mine[0] == prompt
         for sent in mine:
             assert full.startswith(sent)  # each request is the rendered prompt plus the flow so far
         assert len(mine) == rec["gen"]["rounds"]
         for r in requests:
-            assert r["stop"] == [FENCE_STOP, "```output"] and r["include_stop_str_in_output"] is True
+            assert (
+                r["stop"] == [FENCE_STOP, "```output"] and r["include_stop_str_in_output"] is True
+            )
 
 
 def test_executions_are_capped_and_later_blocks_skipped(tokenizer_dir):
     with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1", "--max-tokens", "300"), input=problems("coder"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "1", "--max-tokens", "300"),
+            input=problems("coder"),
+        )
     rec = read_jsonl(result.stdout)[0]
     statuses = [s["status"] for s in rec["flow"] if s["role"] == "executor"]
     assert statuses[:4] == ["ok"] * 4 and set(statuses[4:]) == {"skipped"} and len(statuses) > 4
-    assert "no longer available" in [s for s in rec["flow"] if s.get("status") == "skipped"][0]["text"]
+    assert (
+        "no longer available" in [s for s in rec["flow"] if s.get("status") == "skipped"][0]["text"]
+    )
     assert rec["gen"]["executions"] == 4 and rec["gen"]["finish"] == "length"
     assert rec["gen"]["completion_tokens"] + rec["gen"]["executor_tokens"] >= 300
 
 
 def test_think_block_never_closed_ends_at_the_budget(tokenizer_dir):
     with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1", "--max-tokens", "50"), input=problems("thinker"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "1", "--max-tokens", "50"),
+            input=problems("thinker"),
+        )
     rec = read_jsonl(result.stdout)[0]
     assert rec["gen"]["finish"] == "length" and len(flow_text(rec["flow"])) == 200
-    assert read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)[0]["score"]["reason"] == "truncated"
+    assert (
+        read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)[0]["score"]["reason"]
+        == "truncated"
+    )
 
 
 def test_model_opening_its_own_output_block_is_stopped(tokenizer_dir):
     with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1"), input=problems("faker"))
+        result = run_tool(
+            "or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1"), input=problems("faker")
+        )
     rec = read_jsonl(result.stdout)[0]
     assert "```output" not in flow_text(rec["flow"])
     assert rec["gen"]["finish"] == "fake_output"
@@ -135,8 +207,20 @@ def test_model_opening_its_own_output_block_is_stopped(tokenizer_dir):
 def test_transient_faults_are_retried(tokenizer_dir):
     with FakeServer(script) as server:
         server.faults = ["429", "500", "truncate", "hang", "503"]
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1", "--request-timeout", "1", "--concurrency", "1"),
-                          input=problems("good"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(
+                server.url,
+                tokenizer_dir,
+                "--n",
+                "1",
+                "--request-timeout",
+                "1",
+                "--concurrency",
+                "1",
+            ),
+            input=problems("good"),
+        )
         n_requests = len(server.requests)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     rec = read_jsonl(result.stdout)[0]
@@ -147,14 +231,24 @@ def test_transient_faults_are_retried(tokenizer_dir):
 def test_persistent_failure_becomes_an_error_record(tokenizer_dir):
     with FakeServer(script) as server:
         server.faults = ["500"] * 100
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "3", "--retries", "2"), input=problems("good"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "3", "--retries", "2"),
+            input=problems("good"),
+        )
     assert result.returncode == 1
     out = read_jsonl(result.stdout)
     assert sorted(r["sample"] for r in out) == [0, 1, 2]  # nothing lost, nothing duplicated
     for rec in out:
         assert rec["gen"]["finish"] == "error"
-        assert rec["gen"]["error"]["tool"] == "or-gen" and "3 attempts" in rec["gen"]["error"]["message"]
-    assert read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)[0]["score"]["reason"] == "gen_error"
+        assert (
+            rec["gen"]["error"]["tool"] == "or-gen"
+            and "3 attempts" in rec["gen"]["error"]["message"]
+        )
+    assert (
+        read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)[0]["score"]["reason"]
+        == "gen_error"
+    )
 
 
 def test_connection_refused_becomes_error_records(tokenizer_dir):
@@ -163,7 +257,11 @@ def test_connection_refused_becomes_error_records(tokenizer_dir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_tool("or-gen", *gen_args(f"http://127.0.0.1:{port}/v1", tokenizer_dir, "--n", "2", "--retries", "1"), input=problems("good"))
+    result = run_tool(
+        "or-gen",
+        *gen_args(f"http://127.0.0.1:{port}/v1", tokenizer_dir, "--n", "2", "--retries", "1"),
+        input=problems("good"),
+    )
     assert result.returncode == 1
     assert [r["gen"]["finish"] for r in read_jsonl(result.stdout)] == ["error", "error"]
 
@@ -186,19 +284,33 @@ def test_api_bases_are_load_balanced_and_sticky(tokenizer_dir):
 def test_resume_replays_cached_requests(tokenizer_dir, tmp_path):
     out = tmp_path / "run.jsonl"
     with FakeServer(script) as server:
-        first = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "2", "-o", str(out)), input=problems("good", "good"))
+        first = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "2", "-o", str(out)),
+            input=problems("good", "good"),
+        )
     assert first.returncode == 0
     lines = out.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:1]) + lines[1][:30])  # a crash: one record kept, one half-written
     with FakeServer(script) as server:
         server.faults = ["500"] * 100  # any request that reaches the server fails
-        again = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "2", "-o", str(out), "--resume", "--retries", "0"),
-                         input=problems("good", "good"))
+        again = run_tool(
+            "or-gen",
+            *gen_args(
+                server.url, tokenizer_dir, "--n", "2", "-o", str(out), "--resume", "--retries", "0"
+            ),
+            input=problems("good", "good"),
+        )
         paid = len(server.requests)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
     assert paid == 0  # everything was replayed from run.jsonl.cache
     recs = read_jsonl(out)
-    assert sorted((r["id"], r["sample"]) for r in recs) == [("q0", 0), ("q0", 1), ("q1", 0), ("q1", 1)]
+    assert sorted((r["id"], r["sample"]) for r in recs) == [
+        ("q0", 0),
+        ("q0", 1),
+        ("q1", 0),
+        ("q1", 1),
+    ]
     assert all(r["gen"]["finish"] == "stop" for r in recs)
 
 
@@ -212,13 +324,19 @@ def test_resume_with_nothing_left_does_not_import_litellm(tokenizer_dir, tmp_pat
         f"sys.argv = ['or-gen', '--model', 'x', '--n', '2', '-o', {str(out)!r}, '--resume', {str(src)!r}, '-q']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'litellm' in sys.modules, 'torch' in sys.modules, file=sys.stderr)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.stderr.strip().splitlines()[-1] == "0 False False"
 
 
 def test_chat_mode_sends_outputs_as_user_turns(tokenizer_dir):
     with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1", "--chat"), input=problems("good"))
+        result = run_tool(
+            "or-gen",
+            *gen_args(server.url, tokenizer_dir, "--n", "1", "--chat"),
+            input=problems("good"),
+        )
         last = server.requests[-1]["messages"]
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     rec = read_jsonl(result.stdout)[0]
@@ -232,12 +350,18 @@ def test_bad_problem_lines(tokenizer_dir):
     with FakeServer(script) as server:
         result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1"), input=data)
     assert result.returncode == 1
-    assert b"<stdin>:1: missing field 'question'" in result.stderr and b"<stdin>:3: not valid JSON" in result.stderr
+    assert (
+        b"<stdin>:1: missing field 'question'" in result.stderr
+        and b"<stdin>:3: not valid JSON" in result.stderr
+    )
     assert [r["id"] for r in read_jsonl(result.stdout)] == ["q0"]
 
 
 def test_resolve_stop_for_servers_that_drop_the_stop_string():
-    assert resolve_stop("code\n```python\nx=1", "stop", "") == ("code\n```python\nx=1" + FENCE_STOP, "fence")
+    assert resolve_stop("code\n```python\nx=1", "stop", "") == (
+        "code\n```python\nx=1" + FENCE_STOP,
+        "fence",
+    )
     assert resolve_stop("done \\boxed{1}", "stop", "") == ("done \\boxed{1}", "stop")
     assert resolve_stop("a\n```\nmore", "stop", "```python\n") == ("a\n```\n", "fence")
     assert resolve_stop("x```output", "stop", "") == ("x", "fake_output")
@@ -258,12 +382,30 @@ def tiny_model(tmp_path_factory, tokenizer_dir):
 
 def test_transformers_backend_with_a_tiny_qwen3(tiny_model):
     data = json.dumps({"id": "t", "question": "Maximize 3x.", "answer": 1}) + "\n"
-    result = run_tool("or-gen", "--backend", "transformers", "--model", str(tiny_model), "--n", "2", "--max-tokens", "24",
-                      "--workers", "1", "-q", input=data, timeout=300)
+    result = run_tool(
+        "or-gen",
+        "--backend",
+        "transformers",
+        "--model",
+        str(tiny_model),
+        "--n",
+        "2",
+        "--max-tokens",
+        "24",
+        "--workers",
+        "1",
+        "-q",
+        input=data,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     out = read_jsonl(result.stdout)
     assert sorted(r["sample"] for r in out) == [0, 1]
     for rec in out:
-        assert rec["gen"]["backend"] == "transformers" and rec["gen"]["finish"] in ("length", "stop", "fence")
+        assert rec["gen"]["backend"] == "transformers" and rec["gen"]["finish"] in (
+            "length",
+            "stop",
+            "fence",
+        )
         assert 0 < rec["gen"]["completion_tokens"] <= 24
         assert flow_text(rec["flow"])  # random weights write garbage, but the loop ran for real

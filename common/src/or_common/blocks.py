@@ -60,7 +60,10 @@ def flow_blocks(flow: Sequence[dict[str, Any]]) -> list[Block]:
         for j in indices:
             pos += len(flow[j].get("text", ""))
             ends.append((pos, j))
-        found = [Block(m.group(1), next(j for end, j in ends if end >= m.end()), None) for m in _BLOCK.finditer(text)]
+        found = [
+            Block(m.group(1), next(j for end, j in ends if end >= m.end()), None)
+            for m in _BLOCK.finditer(text)
+        ]
         after = indices[-1] + 1
         if found and after < len(flow):  # the executor segment after a run answers its last block
             found[-1].status = flow[after].get("status")

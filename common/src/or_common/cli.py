@@ -209,7 +209,9 @@ class ToolRun:
         self._progress = Progress(
             TextColumn(f"[bold]{self.tool}"),
             BarColumn(),
-            TextColumn("{task.fields[n]} " + self.unit + " · {task.fields[rate]}/s {task.fields[extra]}"),
+            TextColumn(
+                "{task.fields[n]} " + self.unit + " · {task.fields[rate]}/s {task.fields[extra]}"
+            ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             transient=True,

@@ -33,7 +33,13 @@ class RequestCache:
         if hit is None:
             return None
         self.hits += 1
-        return Completion(hit["text"], hit["finish"], int(hit["completion_tokens"]), hit.get("prompt_tokens"), cached=True)
+        return Completion(
+            hit["text"],
+            hit["finish"],
+            int(hit["completion_tokens"]),
+            hit.get("prompt_tokens"),
+            cached=True,
+        )
 
     def put(self, key: tuple[str, int], digest: str, completion: Completion) -> None:
         entry = completion.to_dict()
@@ -46,4 +52,3 @@ class RequestCache:
 
     def close(self) -> None:
         self._fh.close()
-

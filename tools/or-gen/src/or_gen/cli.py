@@ -19,29 +19,111 @@ log = logging.getLogger("or_gen")
 def reasoner_options(func):
     """The Reasoner flags, shared with or-intervene (which resumes generation the same way)."""
     options = [
-        click.option("--model", required=True, help="Served model name (openai), or a model path / hub name (vllm, transformers)."),
-        click.option("--backend", type=click.Choice(["openai", "vllm", "transformers"]), default="openai", show_default=True),
-        click.option("--api-base", "api_bases", multiple=True, metavar="URL", help="OpenAI-compatible server (repeat to load-balance)."),
-        click.option("--api-key", envvar="OPENAI_API_KEY", help="API key (default: $OPENAI_API_KEY, else none)."),
-        click.option("--tokenizer", help="Where the chat template comes from: a local directory or hub name (default: --model)."),
-        click.option("--chat", is_flag=True, help="Chat-only APIs: outputs go back as user turns (no byte-exact continuation)."),
+        click.option(
+            "--model",
+            required=True,
+            help="Served model name (openai), or a model path / hub name (vllm, transformers).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["openai", "vllm", "transformers"]),
+            default="openai",
+            show_default=True,
+        ),
+        click.option(
+            "--api-base",
+            "api_bases",
+            multiple=True,
+            metavar="URL",
+            help="OpenAI-compatible server (repeat to load-balance).",
+        ),
+        click.option(
+            "--api-key",
+            envvar="OPENAI_API_KEY",
+            help="API key (default: $OPENAI_API_KEY, else none).",
+        ),
+        click.option(
+            "--tokenizer",
+            help="Where the chat template comes from: a local directory or hub name (default: --model).",
+        ),
+        click.option(
+            "--chat",
+            is_flag=True,
+            help="Chat-only APIs: outputs go back as user turns (no byte-exact continuation).",
+        ),
         click.option("--temperature", type=float, default=0.6, show_default=True),
         click.option("--top-p", type=float, default=0.95, show_default=True),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=16384, show_default=True, help="Budget for everything after the prompt."),
+        click.option(
+            "--max-tokens",
+            type=click.IntRange(min=1),
+            default=16384,
+            show_default=True,
+            help="Budget for everything after the prompt.",
+        ),
         click.option("--max-executions", type=click.IntRange(min=0), default=4, show_default=True),
         click.option("--seed", type=int, default=1234, show_default=True),
-        click.option("--sampling-extra", default=None, metavar="JSON", help='Extra sampling fields passed through, e.g. \'{"top_k": 20}\'.'),
-        click.option("--prompt", "prompt_file", type=click.Path(exists=True, dir_okay=False), help="Replace the Reasoner prompt ({question} placeholder)."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True, help="Trajectories in flight."),
-        click.option("--exec-timeout", type=float, default=10.0, show_default=True, help="Seconds per code execution."),
-        click.option("--exec-memory", type=int, default=4096, show_default=True, help="MiB per code execution."),
-        click.option("--workers", type=click.IntRange(min=1), help="Sandbox workers (default: number of cores)."),
-        click.option("--sandbox", "sandbox_url", metavar="URL", help="Use an `or-exec serve` pool instead of a local one."),
+        click.option(
+            "--sampling-extra",
+            default=None,
+            metavar="JSON",
+            help="Extra sampling fields passed through, e.g. '{\"top_k\": 20}'.",
+        ),
+        click.option(
+            "--prompt",
+            "prompt_file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Replace the Reasoner prompt ({question} placeholder).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Trajectories in flight.",
+        ),
+        click.option(
+            "--exec-timeout",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Seconds per code execution.",
+        ),
+        click.option(
+            "--exec-memory",
+            type=int,
+            default=4096,
+            show_default=True,
+            help="MiB per code execution.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            help="Sandbox workers (default: number of cores).",
+        ),
+        click.option(
+            "--sandbox",
+            "sandbox_url",
+            metavar="URL",
+            help="Use an `or-exec serve` pool instead of a local one.",
+        ),
         click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True),
-        click.option("--retry-backoff", type=float, default=1.0, show_default=True, help="First retry delay in seconds (doubles)."),
+        click.option(
+            "--retry-backoff",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="First retry delay in seconds (doubles).",
+        ),
         click.option("--request-timeout", type=float, default=600.0, show_default=True),
-        click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm backend."),
-        click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Request cache (default with -o: FILE.cache)."),
+        click.option(
+            "--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm backend."
+        ),
+        click.option(
+            "--cache",
+            "cache_path",
+            type=click.Path(dir_okay=False),
+            help="Request cache (default with -o: FILE.cache).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -76,11 +158,23 @@ class Backend:
         tok_name = o["tokenizer"] or o["model"]
         tokenizer = None if (o["chat"] and not o["tokenizer"]) else load_tokenizer(tok_name)
         config = GenConfig(
-            model=o["model"], backend=o["backend"], sampling=Sampling(o["temperature"], o["top_p"], extra),
-            max_tokens=o["max_tokens"], max_executions=o["max_executions"], seed=o["seed"], template=template,
-            prompt_version=version, limits=limits, chat=o["chat"], tokenizer_name=tok_name if tokenizer is not None else None,
+            model=o["model"],
+            backend=o["backend"],
+            sampling=Sampling(o["temperature"], o["top_p"], extra),
+            max_tokens=o["max_tokens"],
+            max_executions=o["max_executions"],
+            seed=o["seed"],
+            template=template,
+            prompt_version=version,
+            limits=limits,
+            chat=o["chat"],
+            tokenizer_name=tok_name if tokenizer is not None else None,
         )
-        self.pool = RemotePool(o["sandbox_url"], limits) if o["sandbox_url"] else Pool(workers=o["workers"], limits=limits)
+        self.pool = (
+            RemotePool(o["sandbox_url"], limits)
+            if o["sandbox_url"]
+            else Pool(workers=o["workers"], limits=limits)
+        )
         await self.pool.start(["pulp"])
         engine = self.make_engine(tokenizer)
         cache = RequestCache(self.cache_path) if self.cache_path else None
@@ -92,14 +186,26 @@ class Backend:
         if o["backend"] == "openai":
             from .openai_engine import OpenAIEngine
 
-            return OpenAIEngine(o["model"], o["api_bases"], api_key=o["api_key"], chat=o["chat"], retries=o["retries"],
-                                backoff=o["retry_backoff"], request_timeout=o["request_timeout"])
+            return OpenAIEngine(
+                o["model"],
+                o["api_bases"],
+                api_key=o["api_key"],
+                chat=o["chat"],
+                retries=o["retries"],
+                backoff=o["retry_backoff"],
+                request_timeout=o["request_timeout"],
+            )
         if o["chat"]:
             raise click.UsageError("--chat is only for the openai backend")
         if o["backend"] == "vllm":
             from .local_engines import VLLMEngine
 
-            return VLLMEngine(o["model"], tokenizer=o["tokenizer"], tensor_parallel_size=o["tensor_parallel_size"], seed=o["seed"])
+            return VLLMEngine(
+                o["model"],
+                tokenizer=o["tokenizer"],
+                tensor_parallel_size=o["tensor_parallel_size"],
+                seed=o["seed"],
+            )
         from .local_engines import TransformersEngine
 
         return TransformersEngine(o["model"], tokenizer)
@@ -122,7 +228,14 @@ class Backend:
     )
 )
 @reasoner_options
-@click.option("--n", "n_samples", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per problem.")
+@click.option(
+    "--n",
+    "n_samples",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Samples per problem.",
+)
 @io_options
 def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
     """Generate trajectories in which the Reasoner runs its own code while it thinks.
@@ -157,7 +270,19 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
                     record = await generator.trajectory(problem, sample)
                 except Exception as exc:  # a bug or an engine crash still yields a record
                     log.exception("trajectory %s/%s failed", problem.get("id"), sample)
-                    record = {**problem, "sample": sample, "flow": [], "gen": {"finish": "error", "error": {"tool": "or-gen", "type": type(exc).__name__, "message": str(exc)[:500]}}}
+                    record = {
+                        **problem,
+                        "sample": sample,
+                        "flow": [],
+                        "gen": {
+                            "finish": "error",
+                            "error": {
+                                "tool": "or-gen",
+                                "type": type(exc).__name__,
+                                "message": str(exc)[:500],
+                            },
+                        },
+                    }
                 if generator.cache is not None:
                     generator.cache.forget(record_key(record))  # type: ignore[arg-type]
                 run.write(record)
@@ -165,7 +290,9 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
                     run.failed()
                 finished += 1
                 elapsed = max(time.monotonic() - t0, 1e-6)
-                run.status(f"· {finished} trajectories · {generator.tokens / elapsed:,.0f} tok/s · {generator.executions / elapsed:,.1f} exec/s")
+                run.status(
+                    f"· {finished} trajectories · {generator.tokens / elapsed:,.0f} tok/s · {generator.executions / elapsed:,.1f} exec/s"
+                )
             finally:
                 sem.release()
 

@@ -35,13 +35,20 @@ class Completion:
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "finish": self.finish, "completion_tokens": self.completion_tokens, "prompt_tokens": self.prompt_tokens}
+        return {
+            "text": self.text,
+            "finish": self.finish,
+            "completion_tokens": self.completion_tokens,
+            "prompt_tokens": self.prompt_tokens,
+        }
 
 
 class Engine(Protocol):
     name: str
 
-    async def complete(self, prompt: str, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int) -> Completion:
+    async def complete(
+        self, prompt: str, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
+    ) -> Completion:
         """Continue `prompt`; `route` picks a server consistently per trajectory (prefix caching)."""
         ...
 

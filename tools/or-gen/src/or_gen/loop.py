@@ -67,7 +67,9 @@ def append_text(flow: list[dict[str, Any]], text: str, role: str = "reasoner") -
         flow.append({"role": role, "text": text})
 
 
-def chat_messages(messages: list[dict[str, str]], flow: list[dict[str, Any]]) -> list[dict[str, str]]:
+def chat_messages(
+    messages: list[dict[str, str]], flow: list[dict[str, Any]]
+) -> list[dict[str, str]]:
     """Chat mode: the flow as alternating assistant turns and user turns holding the outputs."""
     out = list(messages)
     for seg in flow:
@@ -82,7 +84,14 @@ def chat_messages(messages: list[dict[str, str]], flow: list[dict[str, Any]]) ->
 class Generator:
     """Runs trajectories against one engine and one sandbox."""
 
-    def __init__(self, engine: Engine, runner: Any, tokenizer: Any, config: GenConfig, cache: RequestCache | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        runner: Any,
+        tokenizer: Any,
+        config: GenConfig,
+        cache: RequestCache | None = None,
+    ):
         self.engine = engine
         self.runner = runner
         self.tokenizer = tokenizer
@@ -99,17 +108,46 @@ class Generator:
 
     def prompt_for(self, record: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
         """The record's chat messages and the rendered prompt (None in chat mode)."""
-        messages = record.get("messages") or build_messages(record["question"], self.config.template, self.config.max_executions)
+        messages = record.get("messages") or build_messages(
+            record["question"], self.config.template, self.config.max_executions
+        )
         return messages, (None if self.config.chat else render_prompt(self.tokenizer, messages))
 
-    async def _request(self, key: tuple[str, int], request: Any, max_tokens: int, seed: int, route: int, context: str) -> Completion:
+    async def _request(
+        self,
+        key: tuple[str, int],
+        request: Any,
+        max_tokens: int,
+        seed: int,
+        route: int,
+        context: str,
+    ) -> Completion:
         cfg = self.config
-        digest = hashlib.sha256(repr((cfg.model, request, max_tokens, cfg.sampling.temperature, cfg.sampling.top_p, sorted(cfg.sampling.extra.items()), seed)).encode()).hexdigest()
+        digest = hashlib.sha256(
+            repr(
+                (
+                    cfg.model,
+                    request,
+                    max_tokens,
+                    cfg.sampling.temperature,
+                    cfg.sampling.top_p,
+                    sorted(cfg.sampling.extra.items()),
+                    seed,
+                )
+            ).encode()
+        ).hexdigest()
         if self.cache is not None:
             hit = self.cache.get(key, digest)
             if hit is not None:
                 return hit
-        completion = await self.engine.complete(request, max_tokens=max_tokens, sampling=cfg.sampling, seed=seed, route=route, context=context)
+        completion = await self.engine.complete(
+            request,
+            max_tokens=max_tokens,
+            sampling=cfg.sampling,
+            seed=seed,
+            route=route,
+            context=context,
+        )
         self.requests += 1
         if self.cache is not None:
             self.cache.put(key, digest, completion)
@@ -119,7 +157,13 @@ class Generator:
         self.executions += 1
         return await self.runner.run(code, self.config.limits)
 
-    async def continue_flow(self, key: tuple[str, int], messages: list[dict[str, str]], prompt: str | None, state: LoopState) -> LoopState:
+    async def continue_flow(
+        self,
+        key: tuple[str, int],
+        messages: list[dict[str, str]],
+        prompt: str | None,
+        state: LoopState,
+    ) -> LoopState:
         """Generate from `prompt + flow` until the turn ends; returns the updated state."""
         cfg = self.config
         route = zlib.crc32(f"{key[0]}:{key[1]}".encode())
@@ -134,9 +178,18 @@ class Generator:
                 state.finish = "rounds"
                 return state
             so_far = flow_text(state.flow)
-            request: Any = chat_messages(messages, state.flow) if prompt is None else prompt + so_far
+            request: Any = (
+                chat_messages(messages, state.flow) if prompt is None else prompt + so_far
+            )
             try:
-                comp = await self._request(key, request, remaining, request_seed(cfg.seed, key, state.rounds), route, so_far)
+                comp = await self._request(
+                    key,
+                    request,
+                    remaining,
+                    request_seed(cfg.seed, key, state.rounds),
+                    route,
+                    so_far,
+                )
             except GenerationError as err:
                 state.error = err
                 state.finish = "error"
@@ -169,7 +222,9 @@ class Generator:
             state.exec_seconds += time.perf_counter() - t
             state.executions += 1
         else:
-            result = ExecResult("skipped", None, "", "", 0.0, message=SKIPPED_MESSAGE.format(n=cfg.max_executions))
+            result = ExecResult(
+                "skipped", None, "", "", 0.0, message=SKIPPED_MESSAGE.format(n=cfg.max_executions)
+            )
         segment = executor_segment(result)
         state.flow.append(segment)
         n = self.count_tokens(segment["text"])
@@ -192,17 +247,33 @@ class Generator:
     def stamp(self, state: LoopState, seconds: float) -> dict[str, Any]:
         cfg = self.config
         gen: dict[str, Any] = {
-            "model": cfg.model, "backend": cfg.backend, "temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
-            "seed": cfg.seed, "max_tokens": cfg.max_tokens, "max_executions": cfg.max_executions, "finish": state.finish,
-            "executions": state.executions, "rounds": state.rounds, "prompt_tokens": state.prompt_tokens,
-            "completion_tokens": state.completion_tokens, "executor_tokens": state.executor_tokens,
-            "seconds": round(seconds, 3), "exec_seconds": round(state.exec_seconds, 3),
-            "prompt_version": cfg.prompt_version, "tool_version": TOOL_VERSION, "mode": "chat" if cfg.chat else "completion",
+            "model": cfg.model,
+            "backend": cfg.backend,
+            "temperature": cfg.sampling.temperature,
+            "top_p": cfg.sampling.top_p,
+            "seed": cfg.seed,
+            "max_tokens": cfg.max_tokens,
+            "max_executions": cfg.max_executions,
+            "finish": state.finish,
+            "executions": state.executions,
+            "rounds": state.rounds,
+            "prompt_tokens": state.prompt_tokens,
+            "completion_tokens": state.completion_tokens,
+            "executor_tokens": state.executor_tokens,
+            "seconds": round(seconds, 3),
+            "exec_seconds": round(state.exec_seconds, 3),
+            "prompt_version": cfg.prompt_version,
+            "tool_version": TOOL_VERSION,
+            "mode": "chat" if cfg.chat else "completion",
         }
         if cfg.tokenizer_name:
             gen["tokenizer"] = cfg.tokenizer_name
         if cfg.sampling.extra:
             gen["sampling_extra"] = cfg.sampling.extra
         if state.error is not None:
-            gen["error"] = {"tool": "or-gen", "type": state.error.type, "message": state.error.message}
+            gen["error"] = {
+                "tool": "or-gen",
+                "type": state.error.type,
+                "message": state.error.message,
+            }
         return gen

@@ -38,14 +38,20 @@ def import_litellm() -> Any:
     import litellm
 
     litellm.suppress_debug_info = True
-    litellm.drop_params = True  # a provider that lacks a sampling field ignores it instead of failing
+    litellm.drop_params = (
+        True  # a provider that lacks a sampling field ignores it instead of failing
+    )
+    litellm.turn_off_message_logging = True  # prompts hold problem data: keep them out of logs
+    litellm.disable_token_counter = True  # usage comes from the server; counting again costs CPU
     return litellm
 
 
 def litellm_model(model: str, chat: bool) -> str:
     """Our `--model` to a litellm route: bare names go to an OpenAI-compatible server."""
     if chat:
-        return model if "/" in model and model.split("/", 1)[0] in _providers() else f"openai/{model}"
+        return (
+            model if "/" in model and model.split("/", 1)[0] in _providers() else f"openai/{model}"
+        )
     if model.startswith("openai/"):
         model = model.removeprefix("openai/")
     if model.startswith("text-completion-openai/"):
@@ -66,7 +72,16 @@ def _providers() -> set[str]:
 def _retryable(exc: BaseException, litellm: Any) -> bool:
     ex = litellm.exceptions
     permanent = tuple(
-        getattr(ex, name) for name in ("BadRequestError", "AuthenticationError", "NotFoundError", "PermissionDeniedError", "ContextWindowExceededError", "UnprocessableEntityError") if hasattr(ex, name)
+        getattr(ex, name)
+        for name in (
+            "BadRequestError",
+            "AuthenticationError",
+            "NotFoundError",
+            "PermissionDeniedError",
+            "ContextWindowExceededError",
+            "UnprocessableEntityError",
+        )
+        if hasattr(ex, name)
     )
     if isinstance(exc, permanent):
         return False
@@ -99,14 +114,44 @@ class OpenAIEngine:
         self.request_timeout = request_timeout
         self.requests = 0
         self.failures = 0
+        self._clients: dict[str | None, Any] = {}
 
-    async def _call(self, base: str | None, prompt: str | list[dict[str, str]], max_tokens: int, sampling: Sampling, seed: int | None) -> tuple[str, str, int, int | None]:
+    def _client(self, base: str | None) -> Any:
+        """One shared OpenAI SDK client per server for litellm's OpenAI routes; without it
+        litellm builds a client (and an HTTP session) per request."""
+        if not self.route_model.startswith(("text-completion-openai/", "openai/")):
+            return None
+        if base not in self._clients:
+            from openai import AsyncOpenAI
+
+            self._clients[base] = AsyncOpenAI(
+                base_url=base, api_key=self.api_key, max_retries=0, timeout=self.request_timeout
+            )
+        return self._clients[base]
+
+    async def _call(
+        self,
+        base: str | None,
+        prompt: str | list[dict[str, str]],
+        max_tokens: int,
+        sampling: Sampling,
+        seed: int | None,
+    ) -> tuple[str, str, int, int | None]:
         common: dict[str, Any] = {
-            "model": self.route_model, "max_tokens": max_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "stop": STOPS, "timeout": self.request_timeout, "num_retries": 0, "api_key": self.api_key,
+            "model": self.route_model,
+            "max_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": STOPS,
+            "timeout": self.request_timeout,
+            "num_retries": 0,
+            "api_key": self.api_key,
         }
         if base:
             common["api_base"] = base
+        client = self._client(base)
+        if client is not None:
+            common["client"] = client
         if seed is not None:
             common["seed"] = seed
         extra = {"include_stop_str_in_output": True, **sampling.extra}
@@ -125,7 +170,14 @@ class OpenAIEngine:
         return text, str(choice.finish_reason or "stop"), int(completion_tokens), prompt_tokens
 
     async def complete(
-        self, prompt: str | list[dict[str, str]], *, max_tokens: int, sampling: Sampling, seed: int | None, route: int, context: str = ""
+        self,
+        prompt: str | list[dict[str, str]],
+        *,
+        max_tokens: int,
+        sampling: Sampling,
+        seed: int | None,
+        route: int,
+        context: str = "",
     ) -> Completion:
         """One request with retries; the server is chosen by `route` (sticky per trajectory, so
         a server's prefix cache is reused) and moves to the next server on a retry."""
@@ -134,7 +186,9 @@ class OpenAIEngine:
             base = self.api_bases[(route + attempt) % len(self.api_bases)]
             self.requests += 1
             try:
-                text, finish, completion_tokens, prompt_tokens = await self._call(base, prompt, max_tokens, sampling, seed)
+                text, finish, completion_tokens, prompt_tokens = await self._call(
+                    base, prompt, max_tokens, sampling, seed
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # classified below: retried or turned into an error record
@@ -144,13 +198,27 @@ class OpenAIEngine:
                     break
                 if attempt < self.retries:
                     delay = min(self.backoff * 2**attempt, 30.0) * (0.5 + random.random())
-                    log.info("request failed (%s), retry %d in %.2f s", type(exc).__name__, attempt + 1, delay)
+                    log.info(
+                        "request failed (%s), retry %d in %.2f s",
+                        type(exc).__name__,
+                        attempt + 1,
+                        delay,
+                    )
                     await asyncio.sleep(delay)
                 continue
             text, finish = resolve_stop(text, finish, context)
             return Completion(text, finish, completion_tokens, prompt_tokens)
         assert last is not None
-        raise GenerationError(type(last).__name__, f"{str(last)[:500]} (after {attempt + 1} attempts)")
+        raise GenerationError(
+            type(last).__name__, f"{str(last)[:500]} (after {attempt + 1} attempts)"
+        )
 
     async def close(self) -> None:
-        return None
+        """Close our clients and litellm's cached HTTP sessions (else aiohttp warns at exit)."""
+        for client in self._clients.values():
+            await client.close()
+        try:
+            from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+        except ImportError:  # an older litellm without the helper
+            return
+        await close_litellm_async_clients()

@@ -32,7 +32,9 @@ def load_prompt(path: str | None) -> tuple[str, str]:
 
 def build_messages(question: str, template: str, max_executions: int) -> list[dict[str, str]]:
     """The chat messages for one problem (placeholders filled literally, no str.format)."""
-    content = template.replace("{max_executions}", str(max_executions)).replace("{question}", question)
+    content = template.replace("{max_executions}", str(max_executions)).replace(
+        "{question}", question
+    )
     return [{"role": "user", "content": content}]
 
 
