@@ -40,7 +40,7 @@ def _needed_paths() -> list[str]:
         os.path.dirname(os.path.realpath(sys.executable)),
     }
     candidates.update(p for p in sys.path if p and os.path.isdir(p))
-    paths = sorted({os.path.realpath(p) for p in candidates})
+    paths = sorted({os.path.realpath(p) for p in candidates} - {"/"})
     kept: list[str] = []
     for p in paths:  # sorted, so a parent comes before its children
         if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
@@ -126,47 +126,42 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
 
     needed = _needed_paths()
-    hidden: dict[str, list[str]] = {}
-    for p in needed:
-        root = _hidden_root(p)
-        if root is not None:
-            hidden.setdefault(root, []).append(p)
-    fds = {p: os.open(p, os.O_PATH) for ps in hidden.values() for p in ps}
-
     tmpfs_points = ["/tmp", "/var/tmp", "/dev/shm"]
+    # Paths the job must read but that a tmpfs will cover: under a directory only root may
+    # enter (e.g. /root, where pyenv lives), or under /tmp itself (a checkout in /tmp).
+    cover: dict[str, list[str]] = {}
+    for p in needed:
+        point = next((t for t in tmpfs_points if _under(p, [t])), None) or _hidden_root(p)
+        if point is not None:
+            cover.setdefault(point, []).append(p)
+    fds = {p: os.open(p, os.O_PATH) for ps in cover.values() for p in ps}
+
     _remount_readonly(skip=[], warnings=warnings)
     protections["read-only filesystem"] = (
         "on" if not warnings else "partial: " + "; ".join(warnings)
     )
 
-    size = f"size={disk_mb}m"
-    linux.mount("tmpfs", "/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"{size},mode=0711")
+    flags = linux.MS_NOSUID | linux.MS_NODEV
+    linux.mount("tmpfs", "/tmp", "tmpfs", flags, f"size={disk_mb}m,mode=0711")
     for point in tmpfs_points[1:]:
         if os.path.isdir(point):
-            linux.mount(
-                "tmpfs", point, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=64m,mode=0711"
-            )
+            linux.mount("tmpfs", point, "tmpfs", flags, "size=64m,mode=0711")
     protections["private /tmp"] = f"on (tmpfs, {disk_mb} MiB, one 0700 directory per job)"
 
-    for root, paths in hidden.items():
-        linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=1m,mode=0755")
+    for point, paths in cover.items():
+        if point not in tmpfs_points:
+            linux.mount("tmpfs", point, "tmpfs", flags, "size=1m,mode=0755")
         for p in paths:
             os.makedirs(p, mode=0o755, exist_ok=True)
             linux.mount(f"/proc/self/fd/{fds[p]}", p, None, linux.MS_BIND | linux.MS_REC)
             linux.mount(None, p, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-        linux.mount(
-            None,
-            root,
-            None,
-            linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV,
-            "mode=0755",
-        )
+        if point not in tmpfs_points:
+            linux.mount(None, point, None, linux.MS_REMOUNT | linux.MS_RDONLY | flags, "mode=0755")
     for fd in fds.values():
         os.close(fd)
-    if hidden:
-        protections["interpreter exposure"] = "on: " + ", ".join(
-            f"{r} shows only {', '.join(ps)}" for r, ps in hidden.items()
-        )
+    if cover:
+        shown = "; ".join(f"{r} shows only {', '.join(ps)} (read-only)" for r, ps in cover.items())
+        protections["interpreter exposure"] = "on: " + shown
 
     try:
         linux.mount(

@@ -117,9 +117,12 @@ class _Parent:
         ours, theirs = socket.socketpair()
         src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {**job_env(), "PYTHONPATH": src}
+        # -P and cwd "/": the caller's working directory is not put on the parent's sys.path,
+        # so it is not exposed to jobs either.
         self.proc = subprocess.Popen(
             [
                 sys.executable,
+                "-P",
                 "-m",
                 "or_exec.zygote",
                 "--fd",
@@ -135,6 +138,7 @@ class _Parent:
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            cwd="/",
         )
         theirs.close()
         reader, self.writer = await asyncio.open_unix_connection(sock=ours)
