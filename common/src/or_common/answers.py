@@ -52,7 +52,8 @@ def extract_boxed_all(text: str) -> list[str]:
             if j < len(text) and text[j] == "{":
                 group = _braced(text, j)
                 if group is not None:
-                    found.append((i, group[0]))
+                    if group[0].strip():  # an empty \boxed{} (e.g. quoted in a hint) is no answer
+                        found.append((i, group[0]))
                     pos = group[1]
                     continue
             elif j < len(text) and command == "\\boxed":

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from .engine import STOPS, Completion, Sampling, resolve_stop
 
 log = logging.getLogger("or_gen")
+T = TypeVar("T")
 
 
 class GenerationError(RuntimeError):
@@ -89,6 +90,33 @@ def _retryable(exc: BaseException, litellm: Any) -> bool:
     return status is None or status == 429 or status == 408 or status >= 500
 
 
+async def with_retries(
+    attempt: Callable[[int], Awaitable[T]], litellm: Any, retries: int, backoff: float
+) -> T:
+    """Call `attempt(n)` until it succeeds; transient failures (429, 5xx, timeouts, broken
+    connections or bodies) are retried with jittered exponential backoff, permanent ones (bad
+    request, auth, context too long) are not. Raises GenerationError at the end."""
+    last: BaseException | None = None
+    n = 0
+    for n in range(retries + 1):
+        try:
+            return await attempt(n)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # classified here: retried, or raised as a GenerationError
+            last = exc
+            if not _retryable(exc, litellm):
+                break
+            if n < retries:
+                delay = min(backoff * 2**n, 30.0) * (0.5 + random.random())
+                log.info(
+                    "request failed (%s), retry %d in %.2f s", type(exc).__name__, n + 1, delay
+                )
+                await asyncio.sleep(delay)
+    assert last is not None
+    raise GenerationError(type(last).__name__, f"{str(last)[:500]} (after {n + 1} attempts)")
+
+
 class OpenAIEngine:
     name = "openai"
 
@@ -113,7 +141,6 @@ class OpenAIEngine:
         self.backoff = backoff
         self.request_timeout = request_timeout
         self.requests = 0
-        self.failures = 0
         self._clients: dict[str | None, Any] = {}
 
     def _client(self, base: str | None) -> Any:
@@ -181,37 +208,17 @@ class OpenAIEngine:
     ) -> Completion:
         """One request with retries; the server is chosen by `route` (sticky per trajectory, so
         a server's prefix cache is reused) and moves to the next server on a retry."""
-        last: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            base = self.api_bases[(route + attempt) % len(self.api_bases)]
+
+        async def attempt(n: int) -> tuple[str, str, int, int | None]:
             self.requests += 1
-            try:
-                text, finish, completion_tokens, prompt_tokens = await self._call(
-                    base, prompt, max_tokens, sampling, seed
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # classified below: retried or turned into an error record
-                last = exc
-                self.failures += 1
-                if not _retryable(exc, self.litellm):
-                    break
-                if attempt < self.retries:
-                    delay = min(self.backoff * 2**attempt, 30.0) * (0.5 + random.random())
-                    log.info(
-                        "request failed (%s), retry %d in %.2f s",
-                        type(exc).__name__,
-                        attempt + 1,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                continue
-            text, finish = resolve_stop(text, finish, context)
-            return Completion(text, finish, completion_tokens, prompt_tokens)
-        assert last is not None
-        raise GenerationError(
-            type(last).__name__, f"{str(last)[:500]} (after {attempt + 1} attempts)"
+            base = self.api_bases[(route + n) % len(self.api_bases)]
+            return await self._call(base, prompt, max_tokens, sampling, seed)
+
+        text, finish, completion_tokens, prompt_tokens = await with_retries(
+            attempt, self.litellm, self.retries, self.backoff
         )
+        text, finish = resolve_stop(text, finish, context)
+        return Completion(text, finish, completion_tokens, prompt_tokens)
 
     async def close(self) -> None:
         """Close our clients and litellm's cached HTTP sessions (else aiohttp warns at exit)."""

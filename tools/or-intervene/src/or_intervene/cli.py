@@ -1,20 +1,166 @@
-"""or-intervene: not built yet; the command says so (issue #5)."""
+"""or-intervene: CALM, the Reasoner-Intervener loop."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+from typing import Any
+
 import click
-from or_common.cli import epilog, io_options, not_implemented
+from or_common.cli import ToolRun, echo_err, epilog, io_options, threaded_aiter
+from or_common.records import RecordError
+from or_gen.cli import Backend, reasoner_options
+
+log = logging.getLogger("or_intervene")
+
+
+def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
+    from .interveners import HybridIntervener, ModelIntervener, RulesIntervener
+
+    if spec == "rules":
+        return RulesIntervener()
+    hybrid = spec.startswith("hybrid")
+    model_name = (
+        spec.split(":", 1)[1]
+        if hybrid and ":" in spec
+        else opts["intervener_model"]
+        if hybrid
+        else spec
+    )
+    if not model_name:
+        raise click.UsageError(
+            "hybrid needs a model: --intervener hybrid:MODEL (or --intervener-model MODEL)"
+        )
+    model = ModelIntervener(
+        model_name,
+        opts["intervener_api_base"],
+        opts["intervener_api_key"],
+        temperature=opts["intervener_temperature"],
+        top_p=opts["intervener_top_p"],
+        retries=opts["retries"],
+        backoff=opts["retry_backoff"],
+        reask=opts["reask"],
+        timeout=opts["request_timeout"],
+    )
+    return HybridIntervener(model) if hybrid else model
 
 
 @click.command(
     epilog=epilog(
-        "or-gen < problems.jsonl | or-intervene --intervener gemini/gemini-2.5-pro | or-filter --golden > calm.jsonl"
+        "or-gen --model M --api-base http://127.0.0.1:8000/v1 < sft.jsonl | or-intervene --intervener gemini/gemini-2.5-pro --model M --api-base http://127.0.0.1:8000/v1 > calm.jsonl",
+        "or-intervene run.jsonl --intervener rules --backend transformers --model ./tiny -o calm.jsonl --resume",
+        "or-intervene run.jsonl --intervener hybrid:openai/judge --intervener-api-base http://127.0.0.1:9000/v1 --model M --api-base URL | or-filter --golden",
     )
 )
+@click.option(
+    "--intervener",
+    "intervener_spec",
+    required=True,
+    metavar="MODEL|rules|hybrid[:MODEL]",
+    help="A litellm model name (e.g. gemini/gemini-2.5-pro, openai/NAME with --intervener-api-base), rules, or hybrid.",
+)
+@click.option("--intervener-model", help="The model behind `hybrid` (or use hybrid:MODEL).")
+@click.option("--intervener-api-base", metavar="URL")
+@click.option("--intervener-api-key", envvar="INTERVENER_API_KEY")
+@click.option("--intervener-temperature", type=float, default=1.0, show_default=True)
+@click.option("--intervener-top-p", type=float, default=0.95, show_default=True)
+@click.option("--max-interventions", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--reask",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Re-asks for a malformed answer or a target not found.",
+)
+@reasoner_options
 @io_options
-def main(io) -> None:
-    """CALM: an Intervener finds the first flaw, hints, and the Reasoner resumes from the cut.
+def main(
+    io, intervener_spec: str, max_interventions: int, cache_path: str | None, **opts: Any
+) -> None:
+    """Correct trajectories with hints at their first flaw (CALM).
 
-    Not implemented yet: this command exits with status 2.
+    For each trajectory the Intervener names the first flaw (one of the seven triggers), the
+    exact text where it begins and a short first-person hint. The flow is cut there, the hint is
+    appended as an `intervener` segment, and the Reasoner (same flags as or-gen) resumes from that
+    exact prefix. This repeats until the Intervener finds nothing or --max-interventions hints were
+    given; the Intervener then judges once more. Writes `calm: {rounds, verdict, flawless,
+    initial, final, hint_tokens}` and replaces `flow`; prints the funnel on stderr.
     """
-    not_implemented("or-intervene", 5)
+    from .calm import Funnel, calm_record
+
+    if cache_path is None and io.output:
+        cache_path = io.output + ".cache"
+    backend = Backend(opts, cache_path)
+    funnel = Funnel()
+
+    async def go(run: ToolRun) -> None:
+        intervener = None
+        counter = None
+        sem = asyncio.Semaphore(opts["concurrency"])
+        tasks: set[asyncio.Task] = set()
+
+        def count_tokens(text: str) -> int:
+            return counter(text)
+
+        async def one(line: Any) -> None:
+            try:
+                record = await calm_record(
+                    line.record, intervener, backend.get, count_tokens, max_interventions
+                )
+            except RecordError as err:
+                run.bad_record(line, err)
+                return
+            except Exception as exc:  # a bug must not lose the record: pass it through, marked
+                log.exception("calm failed on %s", line.where())
+                record = line.record
+                record["calm"] = {
+                    "error": {
+                        "tool": "or-intervene",
+                        "type": type(exc).__name__,
+                        "message": str(exc)[:500],
+                    }
+                }
+                run.failed()
+                run.write(record)
+                return
+            finally:
+                sem.release()
+            if "error" in record["calm"]:
+                run.failed()
+            funnel.add(record)
+            run.write(record)
+
+        try:
+            async for line in threaded_aiter(iter(run.records())):
+                if intervener is None:  # first record with work: build the heavy parts now
+                    intervener = make_intervener(intervener_spec, opts)
+                    counter = _token_counter(opts)
+                await sem.acquire()
+                task = asyncio.create_task(one(line))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await backend.close()
+
+    with ToolRun("or-intervene", io) as run:
+        asyncio.run(go(run))
+    if funnel.records and not io.quiet:
+        for line in funnel.lines():
+            echo_err(line)
+    sys.exit(run.exit_code)
+
+
+def _token_counter(opts: dict[str, Any]):
+    """Token counts for the funnel, with the Reasoner's tokenizer (chars/4 if it cannot load)."""
+    from or_gen.prompt import load_tokenizer
+
+    name = opts["tokenizer"] or opts["model"]
+    try:
+        tokenizer = load_tokenizer(name)
+    except Exception as exc:  # offline without the tokenizer: the funnel still works, roughly
+        log.warning("tokenizer %s unavailable (%s); counting 4 characters per token", name, exc)
+        return lambda text: max(1, len(text) // 4)
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))

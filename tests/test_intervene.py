@@ -1,0 +1,505 @@
+"""or-intervene: the rules detectors, answer parsing, cutting, and the CALM loop end to end
+against fake Intervener and Reasoner servers through the real litellm client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import read_jsonl, run_tool
+from fakeserver import FakeServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from or_common.flaws import detect
+from or_common.records import flow_text
+from or_intervene.apply import Malformed, cut_and_hint, locate, parse_intervention
+
+QUESTION = (
+    "A bakery sells bread ($3) and cakes ($5). How many of each should it bake to maximize profit?"
+)
+GOOD_CODE = "```python\nimport pulp\nm = pulp.LpProblem('b', pulp.LpMaximize)\nx = pulp.LpVariable('x', 0, cat='Integer')\nm += 3 * x\nm += x <= 48\nm.solve()\nprint('Objective:', pulp.value(m.objective))\n```\n"
+OK_OUT = {
+    "role": "executor",
+    "text": "```output\nStatus: Optimal\nObjective: 145.0\n```\n",
+    "status": "ok",
+    "seconds": 0.02,
+}
+
+
+def traj(*segments, answer=145, **extra):
+    flow = [{"role": "reasoner", "text": s} if isinstance(s, str) else s for s in segments]
+    return {
+        "id": extra.pop("id", "t"),
+        "sample": 0,
+        "question": QUESTION,
+        "answer": answer,
+        "flow": flow,
+        **extra,
+    }
+
+
+CLEAN = traj(
+    "I define x.\n" + GOOD_CODE,
+    OK_OUT,
+    "The optimum 145 is plausible: all limits hold.</think>\n\nThe maximum profit is \\boxed{145}.",
+)
+
+CASES = {
+    "clean": (CLEAN, []),
+    "units in the box": (
+        traj(
+            "Model.\n" + GOOD_CODE,
+            OK_OUT,
+            "Plausible.</think>\n\nThe answer is \\boxed{145 dollars}.",
+        ),
+        [7],
+    ),
+    "two boxes": (
+        traj("Model.\n" + GOOD_CODE, OK_OUT, "Fine.</think>\n\n\\boxed{145} or \\boxed{140}"),
+        [7],
+    ),
+    "no box": (traj("Model.\n" + GOOD_CODE, OK_OUT, "Fine.</think>\n\nThe profit is 145."), [7]),
+    "fragmented": (
+        traj(
+            "First the data.\n```python\nprofit = [3, 5]\nprint(profit)\n```\n",
+            {"role": "executor", "text": "```output\n[3, 5]\n```\n", "status": "ok"},
+            "Now the model.\n```python\nimport pulp\nm = pulp.LpProblem('b', pulp.LpMaximize)\nm += profit[0]\n```\n",
+            {
+                "role": "executor",
+                "text": "```output\nTraceback (most recent call last):\nNameError: name 'profit' is not defined\n```\n",
+                "status": "error",
+            },
+            "Let me fix it.\n" + GOOD_CODE,
+            OK_OUT,
+            "Good.</think>\n\n\\boxed{145}",
+        ),
+        [2],
+    ),
+    "solved by hand": (
+        traj(
+            "Variables x, y. Objective 3x + 5y.\nAt the vertex x = 40, y = 5: 3*40 + 5*5 = 145.\n</think>\n\n\\boxed{145}"
+        ),
+        [1],
+    ),
+    "hand verification": (
+        traj(
+            "Model.\n" + GOOD_CODE,
+            OK_OUT,
+            "Let me verify by hand.\n3*40 = 120 = 120\n5*5 + 0 = 25\n120 + 25 = 145\nSo 145.</think>\n\n\\boxed{145}",
+        ),
+        [3],
+    ),
+    "infeasible status, wrong answer": (
+        traj(
+            "Model.\n" + GOOD_CODE,
+            {
+                "role": "executor",
+                "text": "```output\nStatus: Infeasible\nObjective: 0.0\n```\n",
+                "status": "ok",
+            },
+            "Hmm.</think>\n\n\\boxed{0}",
+        ),
+        [6],
+    ),
+    "fractional counts, wrong answer": (
+        traj(
+            "Model.\n```python\nimport pulp\nx = pulp.LpVariable('bread', 0)\n```\n",
+            {
+                "role": "executor",
+                "text": "```output\nbread = 12.5\nObjective: 147.5\n```\n",
+                "status": "ok",
+            },
+            "So.</think>\n\n\\boxed{147.5}",
+        ),
+        [5],
+    ),
+    "wrong answer, no evidence": (
+        traj("Model.\n" + GOOD_CODE, OK_OUT, "Hmm.</think>\n\n\\boxed{150}"),
+        [5],
+    ),
+    "wrong answer but truth unknown": (
+        traj("Model.\n" + GOOD_CODE, OK_OUT, "Hmm.</think>\n\n\\boxed{150}", answer=None),
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rules_detectors(name):
+    record, expected = CASES[name]
+    findings = detect(record)
+    assert [f.trigger for f in findings][:1] == expected[:1], [
+        (f.trigger, f.evidence) for f in findings
+    ]
+    text = flow_text(record["flow"])
+    for f in findings:
+        assert text[f.position :].startswith(f.target)  # the target is where the cut will fall
+        assert f.hint.startswith(("The ", "Before", "Each", "I ")) or "I " in f.hint
+
+
+def test_detector_evidence_is_specific():
+    f = detect(CASES["fractional counts, wrong answer"][0])[0]
+    assert "bread = 12.5" in f.hint and f.hint.endswith("```python\n")
+    f = detect(CASES["infeasible status, wrong answer"][0])[0]
+    assert "Infeasible" in f.hint
+    f = detect(CASES["fragmented"][0])[0]
+    assert "NameError" in f.evidence and f.target.startswith("```python")
+
+
+@pytest.mark.parametrize(
+    "answer,expected",
+    [
+        ("<action>NO_INTERVENTION</action>", ("NO_INTERVENTION", None)),
+        ("Looks fine. NO INTERVENTION needed.", ("NO_INTERVENTION", None)),
+        (
+            "<Action> replace_and_continue </Action><TRIGGER>Trigger 5</TRIGGER><analysis>a</analysis><target>x = 1</target><hint>I must fix.</hint>",
+            ("REPLACE_AND_CONTINUE", 5),
+        ),
+        (
+            "```xml\n<action>REPLACE_AND_CONTINUE</action>\n<trigger>7</trigger>\n<target>The answer</target>\n<hint>I box it.</hint>\n```",
+            ("REPLACE_AND_CONTINUE", 7),
+        ),
+        (
+            "Sure! <action>REPLACE-AND-CONTINUE</action><trigger>(2)</trigger><target>t</target><hint>h",
+            ("REPLACE_AND_CONTINUE", 2),
+        ),
+    ],
+)
+def test_lenient_parsing(answer, expected):
+    iv = parse_intervention(answer)
+    assert (iv.action, iv.trigger) == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I think the student is wrong.",
+        "<action>DELETE</action>",
+        "<action>REPLACE_AND_CONTINUE</action><trigger>9</trigger><target>t</target><hint>h</hint>",
+        "<action>REPLACE_AND_CONTINUE</action><trigger>3</trigger><target> </target><hint>h</hint>",
+        "<action>REPLACE_AND_CONTINUE</action><trigger>3</trigger><target>t</target>",
+    ],
+)
+def test_malformed_answers(answer):
+    with pytest.raises(Malformed):
+        parse_intervention(answer)
+
+
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=80,
+    ).filter(str.strip),
+    st.text(
+        alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)),
+        min_size=1,
+        max_size=80,
+    ).filter(str.strip),
+    st.integers(1, 7),
+)
+@settings(max_examples=200)
+def test_tag_parsing_round_trips(target, hint, trigger):
+    answer = f"<action>REPLACE_AND_CONTINUE</action><trigger>{trigger}</trigger><analysis>x</analysis><target>{target}</target><hint>{hint}</hint>"
+    iv = parse_intervention(answer)
+    assert (iv.trigger, iv.target, iv.hint) == (trigger, target.strip("\n"), hint.strip("\n"))
+
+
+def test_locate_and_cut():
+    flow = CASES["hand verification"][0]["flow"]
+    text = flow_text(flow)
+    at = locate(flow, "Let me verify by hand.")
+    assert text[at:].startswith("Let me verify by hand.")
+    assert locate(flow, "Let  me verify\nby   hand.") == at  # whitespace-insensitive
+    with pytest.raises(Malformed, match="inside an output block"):
+        locate(flow, "Status: Optimal")
+    with pytest.raises(Malformed, match="does not occur"):
+        locate(flow, "something the model never wrote")
+    cut = cut_and_hint(flow, at, "The solver already gave the optimum.", 3)
+    assert flow_text(cut) == text[:at] + "The solver already gave the optimum.\n"
+    assert cut[-1] == {
+        "role": "intervener",
+        "text": "The solver already gave the optimum.\n",
+        "trigger": 3,
+    }
+    mid = cut_and_hint(
+        flow, at + 4, "I stop.", 3
+    )  # a mid-line cut gets a separator newline, in the hint segment
+    assert mid[-1]["text"] == "\nI stop.\n" and flow_text(mid) == text[: at + 4] + "\nI stop.\n"
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+HINT = "I should state the solver's optimum exactly."
+
+
+def reasoner_script(prompt, body):
+    """The Reasoner continues differently once it has been given the hint."""
+    if prompt.endswith(HINT + "\n") or prompt.endswith(HINT + " "):
+        return "The solver printed 145.0.</think>\n\nThe maximum profit is \\boxed{145}."
+    return "The model is done.</think>\n\n\\boxed{999}"
+
+
+def make_intervener(mode: str):
+    state = {"calls": 0, "prompts": []}
+
+    def script(messages, body):
+        state["calls"] += 1
+        state["prompts"].append(messages[0]["content"])
+        trajectory = messages[0]["content"].split("## Student trajectory", 1)[1]
+        if mode == "always":
+            return (
+                f"<action>REPLACE_AND_CONTINUE</action><trigger>4</trigger><analysis>again</analysis><target>The model is done.</target><hint>{HINT}</hint>"
+                if "The model is done." in trajectory
+                else f"<action>REPLACE_AND_CONTINUE</action><trigger>4</trigger><target>The solver printed 145.0.</target><hint>{HINT}</hint>"
+            )
+        if mode == "not_found":
+            return "<action>REPLACE_AND_CONTINUE</action><trigger>5</trigger><target>words the model never wrote</target><hint>I x.</hint>"
+        if mode == "malformed_once" and state["calls"] == 1:
+            return "I would change the ending."
+        if "\\boxed{999}" in trajectory:
+            return f"Here you go:\n<action>REPLACE_AND_CONTINUE</action>\n<trigger>Trigger 6</trigger>\n<analysis>The answer ignores the output.</analysis>\n<target>The model is done.</target>\n<hint>{HINT}</hint>"
+        return "<action>NO_INTERVENTION</action>"
+
+    return script, state
+
+
+def initial_records(n=2, answer=145):
+    flow = [
+        {"role": "reasoner", "text": "Model.\n" + GOOD_CODE},
+        OK_OUT,
+        {"role": "reasoner", "text": "The model is done.</think>\n\n\\boxed{999}"},
+    ]
+    return "".join(
+        json.dumps(
+            {
+                "id": f"p{i}",
+                "sample": 0,
+                "question": f"{QUESTION} (shop {i})",
+                "answer": answer,
+                "flow": flow,
+                "messages": [{"role": "user", "content": f"Solve: shop {i}"}],
+                "gen": {"finish": "stop", "completion_tokens": 30},
+            }
+        )
+        + "\n"
+        for i in range(n)
+    )
+
+
+def calm_args(reasoner_url, intervener_url, tokenizer_dir, *extra):
+    return [
+        "--intervener",
+        "openai/judge",
+        "--intervener-api-base",
+        intervener_url,
+        "--model",
+        "tiny",
+        "--api-base",
+        reasoner_url,
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--retry-backoff",
+        "0.01",
+        "--workers",
+        "1",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from tiny import make_tokenizer
+
+    path = tmp_path_factory.mktemp("tok")
+    make_tokenizer(path)
+    return path
+
+
+def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(tokenizer_dir):
+    script, state = make_intervener("fix")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
+        result = run_tool(
+            "or-intervene",
+            *calm_args(reasoner.url, judge.url, tokenizer_dir),
+            input=initial_records(2),
+        )
+        prompts = [r["prompt"] for r in reasoner.requests]
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    out = read_jsonl(result.stdout)
+    for rec in out:
+        calm = rec["calm"]
+        assert calm["verdict"] == "no_intervention" and calm["flawless"] is True
+        assert [r["trigger"] for r in calm["rounds"]] == [6]
+        kept = "Model.\n" + GOOD_CODE + OK_OUT["text"]
+        assert (
+            calm["rounds"][0]["at"] == len(kept)
+            and calm["rounds"][0]["target"] == "The model is done."
+        )
+        assert [s["role"] for s in rec["flow"]] == [
+            "reasoner",
+            "executor",
+            "intervener",
+            "reasoner",
+        ]
+        assert rec["flow"][2] == {"role": "intervener", "text": HINT + "\n", "trigger": 6}
+        assert flow_text(rec["flow"]).endswith("\\boxed{145}.")
+        assert calm["initial"]["correct"] is False and calm["final"]["correct"] is True
+        assert calm["hint_tokens"] > 0 and calm["final"]["finish"] == "stop"
+        # the Reasoner resumed from the exact prefix: rendered prompt + kept flow + hint
+        from or_gen.prompt import load_tokenizer, render_prompt
+
+        prefix = (
+            render_prompt(load_tokenizer(str(tokenizer_dir)), rec["messages"]) + kept + HINT + "\n"
+        )
+        assert prefix in prompts
+    assert state["calls"] == 4  # two judgements per trajectory: the flaw, then "no intervention"
+    err = result.stderr.decode()
+    assert "success before -> after: 0.0% -> 100.0%" in err and "1.00 per problem" in err
+    assert "golden (correct and flawless): 2 of 2" in err
+
+
+def test_calm_stops_after_the_limit_with_a_last_judgement(tokenizer_dir):
+    script, state = make_intervener("always")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
+        result = run_tool(
+            "or-intervene",
+            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--max-interventions", "5"),
+            input=initial_records(1),
+        )
+    rec = read_jsonl(result.stdout)[0]
+    assert (
+        len(rec["calm"]["rounds"]) == 5
+        and rec["calm"]["verdict"] == "limit"
+        and rec["calm"]["flawless"] is False
+    )
+    assert state["calls"] == 6
+    # every later round cuts right after the previous hint (its target is the Reasoner's first
+    # line after it), so the five hints stay, in order, and the Reasoner's last words follow
+    assert [s["role"] for s in rec["flow"]][2:] == ["intervener"] * 5 + ["reasoner"]
+
+
+def test_target_not_found_is_reasked_then_an_error_passes_the_record_through(tokenizer_dir):
+    script, state = make_intervener("not_found")
+    original = initial_records(1)
+    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
+        result = run_tool(
+            "or-intervene",
+            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--reask", "2"),
+            input=original,
+        )
+        reask_turns = judge.requests[-1]["messages"]
+    assert result.returncode == 1
+    rec = read_jsonl(result.stdout)[0]
+    assert rec["flow"] == json.loads(original)["flow"]
+    assert (
+        rec["calm"]["error"]["type"] == "MalformedIntervention"
+        and "does not occur" in rec["calm"]["error"]["message"]
+    )
+    assert state["calls"] == 3 and len(reask_turns) == 5  # prompt, answer, note, answer, note
+    assert "could not be used" in reask_turns[2]["content"]
+
+
+def test_malformed_answer_is_reasked(tokenizer_dir):
+    script, state = make_intervener("malformed_once")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
+        result = run_tool(
+            "or-intervene",
+            *calm_args(reasoner.url, judge.url, tokenizer_dir),
+            input=initial_records(1),
+        )
+    rec = read_jsonl(result.stdout)[0]
+    assert (
+        rec["calm"]["flawless"] is True and len(rec["calm"]["rounds"]) == 1 and state["calls"] == 3
+    )
+
+
+def test_ground_truth_is_given_only_when_known(tokenizer_dir):
+    script, state = make_intervener("fix")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
+        run_tool(
+            "or-intervene",
+            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--max-interventions", "0"),
+            input=initial_records(1, answer=145),
+        )
+        run_tool(
+            "or-intervene",
+            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--max-interventions", "0"),
+            input=initial_records(1, answer=None),
+        )
+    known, unknown = state["prompts"]
+    assert "The correct optimal objective value is 145." in known
+    assert (
+        "is not known" in unknown
+        and "optimal objective value is"
+        not in unknown.split("## Problem")[0].split("Hint principles")[1]
+    )
+
+
+def test_rules_intervener_end_to_end_with_fake_reasoner(tokenizer_dir):
+    record = CASES["units in the box"][0]
+    record["messages"] = [{"role": "user", "content": "Solve."}]
+
+    def reasoner(prompt, body):
+        return "The maximum profit is \\boxed{145}."
+
+    with FakeServer(reasoner) as server:
+        result = run_tool(
+            "or-intervene",
+            "--intervener",
+            "rules",
+            "--model",
+            "tiny",
+            "--api-base",
+            server.url,
+            "--tokenizer",
+            str(tokenizer_dir),
+            "--workers",
+            "1",
+            input=json.dumps(record) + "\n",
+        )
+    rec = read_jsonl(result.stdout)[0]
+    assert [r["trigger"] for r in rec["calm"]["rounds"]] == [7]
+    assert rec["calm"]["flawless"] is True
+    assert flow_text(rec["flow"]).endswith(
+        "inside \\boxed{}, without units or words.\nThe maximum profit is \\boxed{145}."
+    )
+
+
+def test_gen_then_rules_intervention_with_a_tiny_transformers_model(tmp_path, tokenizer_dir):
+    pytest.importorskip("torch", reason="the transformers backend needs torch")
+    from tiny import make_model
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok.save_pretrained(tmp_path)
+    make_model(tmp_path, len(tok))
+    common = [
+        "--backend",
+        "transformers",
+        "--model",
+        str(tmp_path),
+        "--max-tokens",
+        "16",
+        "--workers",
+        "1",
+        "-q",
+    ]
+    problem = json.dumps({"id": "t", "question": "Maximize 3x with x <= 4.", "answer": 12}) + "\n"
+    gen = run_tool("or-gen", *common, "--n", "1", input=problem, timeout=300)
+    assert gen.returncode == 0, gen.stderr.decode()[-2000:]
+    result = run_tool(
+        "or-intervene",
+        "--intervener",
+        "rules",
+        *common,
+        "--max-interventions",
+        "2",
+        input=gen.stdout,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    rec = read_jsonl(result.stdout)[0]
+    # random weights never box an answer: the rules see a protocol violation (or no answer region) each time
+    assert rec["calm"]["verdict"] in ("limit", "no_intervention") and rec["flow"]
+    assert all(r["trigger"] in range(1, 8) for r in rec["calm"]["rounds"])

@@ -1,0 +1,159 @@
+"""The CALM loop for one trajectory, and the funnel over a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from or_common.answers import extract_answer, parse_truth
+from or_common.records import TOOL_VERSION, check_trajectory, flow_text
+from or_common.scoring import compare
+from or_gen.loop import LoopState
+from or_gen.openai_engine import GenerationError
+
+from .apply import cut_and_hint
+
+
+def is_correct(record: dict[str, Any], flow: list[dict[str, Any]]) -> bool | None:
+    truth = parse_truth(record.get("answer"))
+    if truth is None:
+        return None
+    _, prediction = extract_answer(flow_text(flow))
+    return compare(prediction, truth, "strict")[0]
+
+
+def _executions(flow: list[dict[str, Any]]) -> int:
+    return sum(1 for s in flow if s.get("role") == "executor" and s.get("status") != "skipped")
+
+
+def _tokens(flow: list[dict[str, Any]], count: Callable[[str], int], roles: tuple[str, ...]) -> int:
+    return sum(count(s["text"]) for s in flow if s.get("role") in roles)
+
+
+async def calm_record(
+    record: dict[str, Any],
+    intervener: Any,
+    get_generator: Callable[[], Awaitable[Any]],
+    count_tokens: Callable[[str], int],
+    max_interventions: int = 5,
+) -> dict[str, Any]:
+    """Intervene on one trajectory until the Intervener finds nothing or the limit is reached;
+    the record's flow becomes the corrected one and `calm` says what happened."""
+    check_trajectory(record)
+    flow = record["flow"]
+    gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
+    initial = {
+        "correct": is_correct(record, flow),
+        # counted like the final flow below, so before -> after compares like with like
+        "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
+        "executions": _executions(flow),
+    }
+    rounds: list[dict[str, Any]] = []
+    error: GenerationError | None = None
+    verdict = "limit"
+    finish = gen.get("finish")
+    for k in range(max_interventions + 1):
+        try:
+            intervention, offset = await intervener.judge(record, flow)
+        except GenerationError as exc:
+            error, verdict = exc, "error"
+            break
+        if intervention.action == "NO_INTERVENTION":
+            verdict = "no_intervention"
+            break
+        if k == max_interventions:
+            break  # the judgement after the last allowed intervention still found a flaw
+        assert offset is not None
+        generator = await get_generator()
+        cut = cut_and_hint(flow, offset, intervention.hint, intervention.trigger)
+        messages, prompt = generator.prompt_for(record)
+        state = LoopState(
+            flow=cut,
+            executions=_executions(cut),
+            used_tokens=generator.count_tokens(flow_text(cut)),
+        )
+        state = await generator.continue_flow(
+            (str(record["id"]), int(record.get("sample") or 0)), messages, prompt, state
+        )
+        if state.error is not None:
+            error, verdict = state.error, "error"  # keep the flow of the last completed round
+            break
+        flow, finish = state.flow, state.finish
+        rounds.append(
+            {
+                "trigger": intervention.trigger,
+                "analysis": intervention.analysis,
+                "target": intervention.target,
+                "hint": intervention.hint,
+                "at": offset,
+            }
+        )
+    record["flow"] = flow
+    calm: dict[str, Any] = {
+        "rounds": rounds,
+        "verdict": verdict,
+        "flawless": verdict == "no_intervention",
+        "initial": initial,
+        "hint_tokens": _tokens(flow, count_tokens, ("intervener",)),
+        "final": {
+            "finish": finish,
+            "executions": _executions(flow),
+            "correct": is_correct(record, flow),
+            "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
+        },
+        "intervener": intervener.name,
+        "prompt_version": intervener.prompt_version,
+        "tool_version": TOOL_VERSION,
+    }
+    if error is not None:
+        calm["error"] = {"tool": "or-intervene", "type": error.type, "message": error.message}
+    record["calm"] = calm
+    return record
+
+
+@dataclass
+class Funnel:
+    """Counts over a run, printed on stderr at the end."""
+
+    records: int = 0
+    before: int = 0
+    after: int = 0
+    judged: int = 0
+    interventions: int = 0
+    hint_tokens: int = 0
+    tokens_after: int = 0
+    tokens_before: int = 0
+    golden: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+    problems: set = field(default_factory=set)
+
+    def add(self, record: dict[str, Any]) -> None:
+        calm = record["calm"]
+        self.records += 1
+        self.problems.add(str(record["id"]))
+        self.verdicts[calm["verdict"]] += 1
+        self.interventions += len(calm["rounds"])
+        self.hint_tokens += calm["hint_tokens"]
+        self.tokens_before += calm["initial"]["completion_tokens"]
+        self.tokens_after += calm["final"]["completion_tokens"]
+        if calm["initial"]["correct"] is not None:
+            self.judged += 1
+            self.before += bool(calm["initial"]["correct"])
+            self.after += bool(calm["final"]["correct"])
+        if calm["final"]["correct"] and calm["flawless"]:
+            self.golden += 1
+
+    def lines(self) -> list[str]:
+        pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "–"  # noqa: E731
+        mean = lambda a, b: f"{a / b:.2f}" if b else "–"  # noqa: E731
+        return [
+            f"or-intervene funnel: {self.records} trajectories of {len(self.problems)} problems",
+            f"  success before -> after: {pct(self.before, self.judged)} -> {pct(self.after, self.judged)} ({self.before} -> {self.after} of {self.judged} with a known answer)",
+            f"  interventions: {self.interventions} ({mean(self.interventions, len(self.problems))} per problem, {mean(self.interventions, self.records)} per trajectory)",
+            f"  hint tokens: {self.hint_tokens} = {pct(self.hint_tokens, self.tokens_after)} of completion tokens",
+            f"  mean length before -> after: {mean(self.tokens_before, self.records)} -> {mean(self.tokens_after, self.records)} tokens",
+            "  verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(self.verdicts.items())),
+            f"  golden (correct and flawless): {self.golden} of {self.records}",
+        ]
