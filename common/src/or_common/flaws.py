@@ -146,11 +146,11 @@ def fragmented_coding(flow, text: str) -> Finding | None:
             return _finding(
                 flow, text, 2, _block_start(text, i), f"block {i + 1} fails: {m.group(0)}"
             )
+    # Re-solving after a run that worked (not to fix an error), again and again.
     solves = [i for i, b in enumerate(blocks) if _SOLVE_CALL.search(b.code)]
-    if len(solves) >= 3:
-        return _finding(
-            flow, text, 2, _block_start(text, solves[1]), f"{len(solves)} separate solver runs"
-        )
+    reruns = [i for prev, i in zip(solves, solves[1:], strict=False) if blocks[prev].status == "ok"]
+    if len(reruns) >= 2:
+        return _finding(flow, text, 2, _block_start(text, reruns[0]), f"{len(solves)} solver runs, {len(reruns)} after a successful one")
     return None
 
 
