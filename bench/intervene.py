@@ -31,12 +31,26 @@ from common import trajectory  # noqa: E402
 def flawed(rec: dict, kind: str) -> dict:
     flow = rec["flow"]
     if kind == "units":
-        flow[-1]["text"] = flow[-1]["text"].replace("\\boxed{", "\\boxed{\\$").replace("}.", " dollars}.")
+        flow[-1]["text"] = (
+            flow[-1]["text"].replace("\\boxed{", "\\boxed{\\$").replace("}.", " dollars}.")
+        )
     elif kind == "fragmented":
-        flow.insert(-1, {"role": "reasoner", "text": "Now the constraints.\n```python\nm += x <= 12\n```\n"})
-        flow.insert(-1, {"role": "executor", "text": "```output\nTraceback (most recent call last):\nNameError: name 'm' is not defined\n```\n", "status": "error"})
+        flow.insert(
+            -1, {"role": "reasoner", "text": "Now the constraints.\n```python\nm += x <= 12\n```\n"}
+        )
+        flow.insert(
+            -1,
+            {
+                "role": "executor",
+                "text": "```output\nTraceback (most recent call last):\nNameError: name 'm' is not defined\n```\n",
+                "status": "error",
+            },
+        )
     elif kind == "verify":
-        flow[-1]["text"] = "Let me check by hand.\n20*12 = 240\n40*30 = 1200\n240 + 1200 = 1440\n" + flow[-1]["text"]
+        flow[-1]["text"] = (
+            "Let me check by hand.\n20*12 = 240\n40*30 = 1200\n240 + 1200 = 1440\n"
+            + flow[-1]["text"]
+        )
     elif kind == "infeasible":
         flow[-2]["text"] = "```output\nStatus: Infeasible\nObjective: 0.0\n```\n"
         flow[-1]["text"] = "Odd.</think>\n\nThe minimum is \\boxed{0}."
@@ -45,7 +59,14 @@ def flawed(rec: dict, kind: str) -> dict:
     return rec
 
 
-MIX = {"clean": 0.55, "units": 0.1, "fragmented": 0.1, "verify": 0.1, "infeasible": 0.05, "wrong": 0.1}
+MIX = {
+    "clean": 0.55,
+    "units": 0.1,
+    "fragmented": 0.1,
+    "verify": 0.1,
+    "infeasible": 0.05,
+    "wrong": 0.1,
+}
 
 
 def make_records(n: int, seed: int = 0) -> list[bytes]:
@@ -55,13 +76,17 @@ def make_records(n: int, seed: int = 0) -> list[bytes]:
     for i, kind in enumerate(kinds):
         rec = trajectory(i, rng, think_chars=6000)
         rec["flow"] = rec["flow"][:2] + rec["flow"][-1:]  # one complete script and its output
-        rec["flow"][-1]["text"] = f"The solver agrees.</think>\n\nThe minimum is \\boxed{{{rec['answer']}}}."
+        rec["flow"][-1]["text"] = (
+            f"The solver agrees.</think>\n\nThe minimum is \\boxed{{{rec['answer']}}}."
+        )
         out.append(orjson.dumps(flawed(rec, kind)))
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=4000)
     args = parser.parse_args()
     from or_intervene.interveners import RulesIntervener
@@ -87,11 +112,14 @@ def main() -> None:
     seconds = time.perf_counter() - t
     mb = sum(len(x) for x in lines) / 1e6
     result = {
-        "records": args.records, "mean_record_kb": round(1000 * mb / args.records, 1),
+        "records": args.records,
+        "mean_record_kb": round(1000 * mb / args.records, 1),
         "baseline_orjson_decode_per_s": round(args.records / baseline),
         "rules_judged_per_s": round(args.records / seconds),
         "rules_vs_baseline_time_ratio": round(seconds / baseline, 1),
-        "findings_by_trigger": {str(k): v for k, v in sorted(verdicts.items(), key=lambda kv: str(kv[0]))},
+        "findings_by_trigger": {
+            str(k): v for k, v in sorted(verdicts.items(), key=lambda kv: str(kv[0]))
+        },
         "hybrid_model_call_share": round(verdicts["none"] / args.records, 3),
         "mix": MIX,
     }

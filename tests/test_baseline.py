@@ -29,6 +29,26 @@ STREAM_TOOLS = {
             "unknown": {"nested": [1, 2, i]},
         },
     ),
+    "or-filter": (
+        [],
+        lambda i: {
+            "id": f"p{i}",
+            "benchmark": "b",
+            "question": f"q {i}",
+            "answer": i,
+            "unknown": [i],
+        },
+    ),
+    "or-annotate": (
+        [],
+        lambda i: {
+            "id": f"p{i}",
+            "sample": 0,
+            "answer": 3,
+            "flow": [{"role": "reasoner", "text": "</think>\\boxed{3}"}],
+            "unknown": [i],
+        },
+    ),
     # records without a code block pass through or-exec unchanged (fast, no sandbox work)
     "or-exec": (
         [],

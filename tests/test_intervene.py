@@ -117,12 +117,32 @@ CASES = {
         traj("Model.\n" + GOOD_CODE, OK_OUT, "Hmm.</think>\n\n\\boxed{150}"),
         [5],
     ),
-    "debugging after an error is fine": (traj(
-        "Model.\n" + GOOD_CODE, {"role": "executor", "text": "```output\nTypeError: bad operand\n```\n", "status": "error"},
-        "Fix the sign.\n" + GOOD_CODE, OK_OUT, "Plausible.</think>\n\n\\boxed{145}"), []),
-    "re-solving a working model again and again": (traj(
-        "Model.\n" + GOOD_CODE, OK_OUT, "Again.\n" + GOOD_CODE, OK_OUT, "Once more.\n" + GOOD_CODE, OK_OUT,
-        "Plausible.</think>\n\n\\boxed{145}"), [2]),
+    "debugging after an error is fine": (
+        traj(
+            "Model.\n" + GOOD_CODE,
+            {
+                "role": "executor",
+                "text": "```output\nTypeError: bad operand\n```\n",
+                "status": "error",
+            },
+            "Fix the sign.\n" + GOOD_CODE,
+            OK_OUT,
+            "Plausible.</think>\n\n\\boxed{145}",
+        ),
+        [],
+    ),
+    "re-solving a working model again and again": (
+        traj(
+            "Model.\n" + GOOD_CODE,
+            OK_OUT,
+            "Again.\n" + GOOD_CODE,
+            OK_OUT,
+            "Once more.\n" + GOOD_CODE,
+            OK_OUT,
+            "Plausible.</think>\n\n\\boxed{145}",
+        ),
+        [2],
+    ),
     "wrong answer but truth unknown": (
         traj("Model.\n" + GOOD_CODE, OK_OUT, "Hmm.</think>\n\n\\boxed{150}", answer=None),
         [],

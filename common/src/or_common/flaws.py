@@ -150,7 +150,13 @@ def fragmented_coding(flow, text: str) -> Finding | None:
     solves = [i for i, b in enumerate(blocks) if _SOLVE_CALL.search(b.code)]
     reruns = [i for prev, i in zip(solves, solves[1:], strict=False) if blocks[prev].status == "ok"]
     if len(reruns) >= 2:
-        return _finding(flow, text, 2, _block_start(text, reruns[0]), f"{len(solves)} solver runs, {len(reruns)} after a successful one")
+        return _finding(
+            flow,
+            text,
+            2,
+            _block_start(text, reruns[0]),
+            f"{len(solves)} solver runs, {len(reruns)} after a successful one",
+        )
     return None
 
 

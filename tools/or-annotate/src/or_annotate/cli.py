@@ -1,16 +1,148 @@
-"""or-annotate: not built yet; the command says so (issue #6)."""
+"""or-annotate: flaw triggers per trajectory, their distribution, and annotator agreement."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from typing import Any
+
 import click
-from or_common.cli import epilog, io_options, not_implemented
+from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options, threaded_aiter
+from or_common.records import RecordError, check_trajectory
 
 
-@click.command(epilog=epilog("or-annotate run.jsonl --annotator rules | or-annotate report -"))
+@click.group(
+    cls=DefaultGroup,
+    default="annotate",
+    epilog=epilog(
+        "or-annotate run.jsonl --annotator rules | or-annotate report -",
+        "or-annotate report base.jsonl sft.jsonl storm.jsonl --format markdown --plot flaws.png",
+        "or-annotate agree rules.jsonl human.jsonl",
+    ),
+)
+def main() -> None:
+    """Classify trajectories into flaw triggers (default command), report the distribution, or
+    measure the agreement of two annotations."""
+
+
+@main.command(
+    "annotate",
+    epilog=epilog(
+        "or-annotate run.jsonl --annotator rules > flaws.jsonl",
+        "or-annotate run.jsonl --annotator gemini/gemini-2.5-pro -o flaws.jsonl --resume",
+    ),
+)
+@click.option(
+    "--annotator", default="rules", show_default=True, help="rules, or a litellm model name."
+)
+@click.option("--api-base", metavar="URL")
+@click.option("--api-key", envvar="ANNOTATOR_API_KEY")
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--retry-backoff", type=float, default=1.0, show_default=True)
+@click.option("--reask", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True)
 @io_options
-def main(io) -> None:
-    """Classify finished trajectories into the seven flaw triggers and report the distribution.
+def annotate_cmd(io, annotator: str, **opts: Any) -> None:
+    """Write `flaws: {triggers, label, categories, annotator, prompt_version}`: at most two
+    triggers (SPEC §1), or label "correct" when there are none."""
+    from .annotate import annotate_rules
 
-    Not implemented yet: this command exits with status 2.
-    """
-    not_implemented("or-annotate", 6)
+    if annotator == "rules":
+        with ToolRun("or-annotate", io) as run:
+            for line in run.records():
+                try:
+                    run.write(annotate_rules(line.record))
+                except RecordError as err:
+                    run.bad_record(line, err)
+        sys.exit(run.exit_code)
+
+    async def go(run: ToolRun) -> None:
+        from .model import ModelAnnotator
+
+        model = ModelAnnotator(annotator, opts)
+        sem = asyncio.Semaphore(opts["concurrency"])
+        tasks: set[asyncio.Task] = set()
+
+        async def one(line: Any) -> None:
+            try:
+                check_trajectory(line.record)
+                record, failed = await model.annotate(line.record)
+            except RecordError as err:
+                run.bad_record(line, err)
+                return
+            finally:
+                sem.release()
+            if failed:
+                run.failed()
+            run.write(record)
+
+        try:
+            async for line in threaded_aiter(iter(run.records())):
+                await sem.acquire()
+                task = asyncio.create_task(one(line))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    with ToolRun("or-annotate", io) as run:
+        asyncio.run(go(run))
+    sys.exit(run.exit_code)
+
+
+@main.command(
+    "report",
+    epilog=epilog("or-annotate report base.jsonl storm.jsonl --format markdown --plot flaws.png"),
+)
+@click.argument("runs", nargs=-1, required=True, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    help="Save a PNG chart of flaws per category.",
+)
+def report_cmd(runs: tuple[str, ...], fmt: str, plot_path: str | None) -> None:
+    """Mean flaws per trajectory by category and trigger, per benchmark, runs side by side."""
+    from .report import distribution, label_of, load, plot, to_markdown
+
+    bad = 0
+
+    def on_bad(item: Any) -> None:
+        nonlocal bad
+        bad += 1
+        echo_err(str(item))
+
+    results = [(label_of(p), distribution(load(p, on_bad))) for p in runs]
+    if fmt == "json":
+        click.echo(json.dumps({label: dist for label, dist in results}, indent=2))
+    else:
+        text = to_markdown(results)
+        click.echo(text, err=fmt == "table" and not sys.stdout.isatty())
+    if plot_path:
+        plot(results, plot_path)
+        echo_err(f"or-annotate: wrote {plot_path}")
+    sys.exit(1 if bad else 0)
+
+
+@main.command("agree", epilog=epilog("or-annotate agree rules.jsonl human.jsonl"))
+@click.argument("a", type=click.Path(exists=True, dir_okay=False))
+@click.argument("b", type=click.Path(exists=True, dir_okay=False))
+def agree_cmd(a: str, b: str) -> None:
+    """Agreement of annotation A with reference B on the same (id, sample): exact set match and
+    per-trigger precision / recall."""
+    from .report import agreement, load
+
+    result = agreement(
+        load(a, lambda item: echo_err(str(item))), load(b, lambda item: echo_err(str(item)))
+    )
+    click.echo(json.dumps(result, indent=2))

@@ -1,18 +1,156 @@
-"""or-filter: not built yet; the command says so (issue #6)."""
+"""or-filter: composable record selection with a funnel."""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
-from or_common.cli import epilog, io_options, not_implemented
+from or_common.cli import ToolRun, echo_err, epilog, io_options
+from or_common.jsonl import Writer, open_output
+from or_common.records import TOOL_VERSION
+
+
+def _token_counter(tokenizer_name: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_name)
+
+    def count(record: dict[str, Any]) -> int:
+        from or_common.records import flow_text
+
+        messages = record.get("messages") or []
+        if messages and getattr(tok, "chat_template", None):
+            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            prompt = "".join(str(m.get("content", "")) for m in messages)
+        return len(
+            tok.encode(prompt + flow_text(record.get("flow") or []), add_special_tokens=False)
+        )
+
+    return count
 
 
 @click.command(
-    epilog=epilog("or-intervene ... | or-filter --golden --max-tokens 22000 > calm.jsonl")
+    epilog=epilog(
+        "or-intervene ... | or-filter --golden --max-tokens 22000 --tokenizer Qwen/Qwen3-4B-Thinking-2507 > calm.jsonl",
+        "or-filter data/*.jsonl --benchmark nl4opt --has-answer --sample 30 --seed 0 > test.jsonl",
+        "or-filter data/*.jsonl --exclude test.jsonl --decontaminate test.jsonl --rejects dropped.jsonl > pool.jsonl",
+        "or-filter run.jsonl --one-per-problem --correct > sft.jsonl",
+    )
+)
+@click.option(
+    "--correct",
+    is_flag=True,
+    help="Keep records whose final answer is correct (score.correct, else strict scoring).",
+)
+@click.option("--golden", is_flag=True, help="Correct and flawless (calm.flawless).")
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="Keep records whose prompt + flow fit in N tokens (needs --tokenizer).",
+)
+@click.option("--tokenizer", help="Tokenizer for --max-tokens (local directory or hub name).")
+@click.option(
+    "--benchmark",
+    multiple=True,
+    metavar="NAME",
+    help="Keep these benchmarks (repeatable; case and -/_ ignored).",
+)
+@click.option("--has-answer", is_flag=True, help="Keep records with a known reference answer.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Drop ids present in FILE.",
+)
+@click.option(
+    "--decontaminate",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Drop questions that near-duplicate one in FILE.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Jaccard of word 3-grams for --decontaminate.",
+)
+@click.option(
+    "--one-per-problem", is_flag=True, help="Keep the shortest correct record of each problem."
+)
+@click.option(
+    "--sample",
+    "sample_n",
+    type=click.IntRange(min=0),
+    help="Keep N records (chosen by a seeded hash, deterministic).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--per-benchmark", is_flag=True, help="With --sample: N per benchmark.")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False),
+    help="Write rejected records here, with filter: {stage, reason}.",
 )
 @io_options
-def main(io) -> None:
-    """Select records: correct, golden, by tokens, by benchmark, decontaminated, sampled.
+def main(io, rejects: str | None, **opts: Any) -> None:
+    """Select records; every rejected record is counted in the funnel on stderr.
 
-    Not implemented yet: this command exits with status 2.
+    Stages apply in this order: exclude, benchmark, has-answer, decontaminate, correct, golden,
+    max-tokens, then one-per-problem and sample (which see every record that got that far).
     """
-    not_implemented("or-filter", 6)
+    from .predicates import Funnel, one_per_problem, run_stages, sample, streaming_stages
+
+    if opts["max_tokens"] is not None and not opts["tokenizer"]:
+        raise click.UsageError("--max-tokens needs --tokenizer")
+    if opts["per_benchmark"] and opts["sample_n"] is None:
+        raise click.UsageError("--per-benchmark goes with --sample N")
+    counter = _token_counter(opts["tokenizer"]) if opts["max_tokens"] is not None else None
+    stages = streaming_stages(opts, counter)
+    buffered = [
+        s
+        for s, on in (
+            ("one-per-problem", opts["one_per_problem"]),
+            ("sample", opts["sample_n"] is not None),
+        )
+        if on
+    ]
+    funnel = Funnel([name for name, _ in stages] + buffered)
+    reject_writer = Writer(open_output(rejects, append=False)) if rejects else None
+
+    def reject(record: dict[str, Any], stage: str, reason: str) -> None:
+        if reject_writer is not None:
+            reject_writer.write(
+                {
+                    **record,
+                    "filter": {"stage": stage, "reason": reason, "tool_version": TOOL_VERSION},
+                }
+            )
+
+    with ToolRun("or-filter", io) as run:
+        passed = run_stages(run.records(), stages, funnel, reject)
+        if not buffered:
+            for _, record in passed:
+                run.write(record)
+        else:
+            kept = list(passed)
+            for stage in buffered:
+                before = kept
+                if stage == "one-per-problem":
+                    kept = one_per_problem(before, reject)
+                else:
+                    kept = sample(
+                        before, opts["sample_n"], opts["seed"], opts["per_benchmark"], reject
+                    )
+                ids = {id(r) for _, r in kept}
+                for _, r in before:
+                    funnel.seen(stage, r, id(r) in ids)
+            for _, record in kept:
+                run.write(record)
+    if reject_writer is not None:
+        reject_writer.stream.close()
+    if not io.quiet:
+        for line in funnel.lines():
+            echo_err(line)
+    sys.exit(run.exit_code)

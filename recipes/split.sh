@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Build the SFT / RL / test splits of the reference (SPEC §1) from the benchmark files:
+# per-benchmark counts, no id in two splits, and no test question (even reworded) in SFT or RL.
+# The public sets overlap heavily (NL4Opt, NLP4LP, OptiBench and the ICML set share hundreds of
+# questions), so every later split is decontaminated against the earlier ones.
+#
+#   DATA=../shared/data OUT=splits SEED=0 bash recipes/split.sh
+set -euo pipefail
+
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-splits}
+SEED=${SEED:-0}
+THRESHOLD=${THRESHOLD:-0.5}
+mkdir -p "$OUT"
+
+# benchmark file : SFT RL test (the reference's counts)
+SPLITS=(
+    "nl4opt:8:8:30" "mamo_easy:200:350:100" "mamo_complex:55:56:100" "industryor:6:12:80"
+    "optmath:30:36:100" "optibench:250:257:100" "complexor:0:0:18" "nlp4lp:0:0:12"
+)
+
+take() {  # take FILE N OUT_FILE [extra or-filter args]: N problems with an answer, seeded
+    local file=$1 n=$2 out=$3; shift 3
+    if [ "$n" -eq 0 ]; then : > "$out"; return; fi
+    or-filter "$DATA/$file.jsonl" --has-answer --sample "$n" --seed "$SEED" -q "$@" > "$out"
+}
+
+: > "$OUT/test.jsonl"
+for spec in "${SPLITS[@]}"; do
+    IFS=: read -r name sft rl test <<< "$spec"
+    take "$name" "$test" "$OUT/.test-$name.jsonl"
+    cat "$OUT/.test-$name.jsonl" >> "$OUT/test.jsonl"
+done
+
+: > "$OUT/sft.jsonl"
+for spec in "${SPLITS[@]}"; do
+    IFS=: read -r name sft rl test <<< "$spec"
+    take "$name" "$sft" "$OUT/.sft-$name.jsonl" --exclude "$OUT/test.jsonl" --decontaminate "$OUT/test.jsonl" --threshold "$THRESHOLD"
+    cat "$OUT/.sft-$name.jsonl" >> "$OUT/sft.jsonl"
+done
+
+: > "$OUT/rl.jsonl"
+for spec in "${SPLITS[@]}"; do
+    IFS=: read -r name sft rl test <<< "$spec"
+    take "$name" "$rl" "$OUT/.rl-$name.jsonl" --exclude "$OUT/test.jsonl" --exclude "$OUT/sft.jsonl" \
+        --decontaminate "$OUT/test.jsonl" --threshold "$THRESHOLD"
+    cat "$OUT/.rl-$name.jsonl" >> "$OUT/rl.jsonl"
+done
+rm -f "$OUT"/.test-*.jsonl "$OUT"/.sft-*.jsonl "$OUT"/.rl-*.jsonl
+
+for split in sft rl test; do
+    echo "$OUT/$split.jsonl: $(wc -l < "$OUT/$split.jsonl") problems" >&2
+    python3 -c "import collections, json, sys; c = collections.Counter(json.loads(l)['benchmark'] for l in open(sys.argv[1])); print('  ' + ', '.join(f'{k} {v}' for k, v in sorted(c.items())))" "$OUT/$split.jsonl" >&2
+done

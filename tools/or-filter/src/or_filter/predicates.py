@@ -1,0 +1,210 @@
+"""The filter stages and the funnel. Streaming stages decide record by record; the last two
+(one-per-problem, sample) need to see every candidate and keep one record per problem or N
+records per stratum."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from or_common.answers import extract_answer, parse_truth
+from or_common.jsonl import BadLine, read_records
+from or_common.records import flow_text
+from or_common.scoring import compare
+
+from .dedup import NearDupIndex
+
+Stage = tuple[
+    str, Callable[[dict[str, Any]], str | None]
+]  # (name, record -> reject reason or None)
+
+
+def bench_of(record: dict[str, Any]) -> str:
+    return str(record.get("benchmark") or "unknown")
+
+
+def norm_bench(name: str) -> str:
+    return name.lower().replace("_", "-").replace(" ", "-")
+
+
+def is_correct(record: dict[str, Any]) -> bool:
+    score = record.get("score")
+    if isinstance(score, dict) and "correct" in score:
+        return bool(score["correct"])
+    truth = parse_truth(record.get("answer"))
+    if truth is None or not isinstance(record.get("flow"), list):
+        return False
+    return compare(extract_answer(flow_text(record["flow"]))[1], truth)[0]
+
+
+def length_of(record: dict[str, Any]) -> int:
+    """Response length for 'shortest': the corrected flow's tokens, else the generation's, else chars/4."""
+    calm = record.get("calm") if isinstance(record.get("calm"), dict) else {}
+    final = calm.get("final") if isinstance(calm.get("final"), dict) else {}
+    gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
+    tokens = final.get("completion_tokens") or gen.get("completion_tokens")
+    if isinstance(tokens, int):
+        return tokens
+    return len(flow_text(record.get("flow") or [])) // 4
+
+
+def ids_in(paths: Iterable[str]) -> set[str]:
+    return {str(r["id"]) for r in read_records(paths) if not isinstance(r, BadLine) and "id" in r}
+
+
+def reference_index(paths: Iterable[str], jaccard: float) -> NearDupIndex:
+    index = NearDupIndex(jaccard=jaccard)
+    for r in read_records(paths):
+        if not isinstance(r, BadLine) and isinstance(r.get("question"), str):
+            index.add(str(r.get("id")), r["question"])
+    return index
+
+
+def streaming_stages(
+    opts: dict[str, Any], count_tokens: Callable[[dict[str, Any]], int] | None
+) -> list[Stage]:
+    """The per-record stages, in the order they apply."""
+    stages: list[Stage] = []
+    if opts["exclude"]:
+        excluded = ids_in(opts["exclude"])
+        stages.append(
+            ("exclude", lambda r: "excluded_id" if str(r.get("id")) in excluded else None)
+        )
+    if opts["benchmark"]:
+        wanted = {norm_bench(b) for b in opts["benchmark"]}
+        stages.append(
+            (
+                "benchmark",
+                lambda r: None if norm_bench(bench_of(r)) in wanted else "other_benchmark",
+            )
+        )
+    if opts["has_answer"]:
+        stages.append(
+            (
+                "has-answer",
+                lambda r: None if parse_truth(r.get("answer")) is not None else "no_answer",
+            )
+        )
+    if opts["decontaminate"]:
+        index = reference_index(opts["decontaminate"], opts["threshold"])
+
+        def decontaminate(r: dict[str, Any]) -> str | None:
+            hit = index.match(str(r.get("question", "")))
+            return f"near_duplicate_of:{hit[0]}:{hit[1]}" if hit else None
+
+        stages.append(("decontaminate", decontaminate))
+    if opts["correct"] or opts["golden"]:
+        stages.append(("correct", lambda r: None if is_correct(r) else "not_correct"))
+    if opts["golden"]:
+
+        def flawless(r: dict[str, Any]) -> str | None:
+            calm = r.get("calm")
+            return (
+                None if isinstance(calm, dict) and calm.get("flawless") is True else "not_flawless"
+            )
+
+        stages.append(("golden", flawless))
+    if opts["max_tokens"] is not None:
+        assert count_tokens is not None
+        limit = opts["max_tokens"]
+        stages.append(("max-tokens", lambda r: None if count_tokens(r) <= limit else "too_long"))
+    return stages
+
+
+def one_per_problem(
+    records: Iterable[tuple[int, dict[str, Any]]],
+    reject: Callable[[dict[str, Any], str, str], None],
+) -> list[tuple[int, dict[str, Any]]]:
+    """The shortest correct record of each problem (problems with none correct are dropped)."""
+    best: dict[str, tuple[int, int, dict[str, Any]]] = {}
+    for order, record in records:
+        pid = str(record.get("id"))
+        if not is_correct(record):
+            reject(record, "one-per-problem", "not_correct")
+            continue
+        candidate = (length_of(record), order, record)
+        if pid not in best:
+            best[pid] = candidate
+        elif candidate[:2] < best[pid][:2]:
+            reject(best[pid][2], "one-per-problem", "not_shortest")
+            best[pid] = candidate
+        else:
+            reject(record, "one-per-problem", "not_shortest")
+    return sorted(((o, r) for _, o, r in best.values()), key=lambda x: x[0])
+
+
+def sample(
+    records: Iterable[tuple[int, dict[str, Any]]],
+    n: int,
+    seed: int,
+    per_benchmark: bool,
+    reject: Callable[[dict[str, Any], str, str], None],
+) -> list[tuple[int, dict[str, Any]]]:
+    """N records (per benchmark with per_benchmark), chosen by a seeded hash of (id, sample):
+    the same choice whatever the input order, and memory bounded by N per stratum."""
+    heaps: dict[str, list[tuple[int, int, int, dict[str, Any]]]] = defaultdict(list)
+    for order, record in records:
+        key = f"{seed}:{record.get('id')}:{record.get('sample')}".encode()
+        rank = -int.from_bytes(
+            hashlib.sha256(key).digest()[:8], "big"
+        )  # max-heap of the N smallest hashes
+        heap = heaps[bench_of(record) if per_benchmark else ""]
+        item = (rank, -order, order, record)
+        if len(heap) < n:
+            heapq.heappush(heap, item)
+        else:
+            dropped = heapq.heappushpop(heap, item)
+            reject(dropped[3], "sample", "not_sampled")
+    chosen = [(order, record) for heap in heaps.values() for _, _, order, record in heap]
+    return sorted(chosen, key=lambda x: x[0])
+
+
+@dataclass
+class Funnel:
+    """in -> out per stage, by benchmark."""
+
+    stages: list[str]
+    counts: dict[str, dict[str, Counter]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.counts = {s: {"in": Counter(), "out": Counter()} for s in ["input", *self.stages]}
+
+    def seen(self, stage: str, record: dict[str, Any], passed: bool) -> None:
+        self.counts[stage]["in"][bench_of(record)] += 1
+        if passed:
+            self.counts[stage]["out"][bench_of(record)] += 1
+
+    def lines(self) -> list[str]:
+        benches = sorted({b for c in self.counts.values() for b in c["in"]})
+        out = ["or-filter funnel (in -> out):"]
+        for stage, c in self.counts.items():
+            per = ", ".join(f"{b} {c['in'][b]}->{c['out'][b]}" for b in benches if c["in"][b])
+            out.append(
+                f"  {stage:<16} {sum(c['in'].values())} -> {sum(c['out'].values())}"
+                + (f"  ({per})" if len(benches) > 1 else "")
+            )
+        return out
+
+
+def run_stages(
+    lines: Iterator[Any],
+    stages: list[Stage],
+    funnel: Funnel,
+    reject: Callable[[dict[str, Any], str, str], None],
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Records that pass every streaming stage, numbered in input order."""
+    for order, line in enumerate(lines):
+        record = line.record
+        funnel.seen("input", record, True)
+        for name, decide in stages:
+            reason = decide(record)
+            funnel.seen(name, record, reason is None)
+            if reason is not None:
+                reject(record, name, reason)
+                break
+        else:
+            yield order, record
