@@ -361,6 +361,32 @@ async def threaded_aiter(items: Iterator[Any]) -> Any:
         yield item
 
 
+async def run_concurrently(items: Any, limit: int, handle: Callable[[Any], Any]) -> None:
+    """Await `handle(item)` for every item of an async iterator, at most `limit` at a time,
+    reading ahead only as far as the limit allows. Everything started is awaited, also when
+    reading stops early (--strict, a closed pipe)."""
+    import asyncio
+
+    sem = asyncio.Semaphore(limit)
+    tasks: set[asyncio.Task] = set()
+
+    async def guarded(item: Any) -> None:
+        try:
+            await handle(item)
+        finally:
+            sem.release()
+
+    try:
+        async for item in items:
+            await sem.acquire()
+            task = asyncio.create_task(guarded(item))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class DefaultGroup(click.Group):
     """A group that runs `default` when the first argument is not one of its subcommands, so
     `or-score run.jsonl` and `or-score report run.jsonl` both work."""

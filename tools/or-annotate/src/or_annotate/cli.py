@@ -8,7 +8,15 @@ import sys
 from typing import Any
 
 import click
-from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options, threaded_aiter
+from or_common.cli import (
+    DefaultGroup,
+    ToolRun,
+    echo_err,
+    epilog,
+    io_options,
+    run_concurrently,
+    threaded_aiter,
+)
 from or_common.records import RecordError, check_trajectory
 
 
@@ -62,31 +70,19 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
         from .model import ModelAnnotator
 
         model = ModelAnnotator(annotator, opts)
-        sem = asyncio.Semaphore(opts["concurrency"])
-        tasks: set[asyncio.Task] = set()
 
         async def one(line: Any) -> None:
             try:
                 check_trajectory(line.record)
-                record, failed = await model.annotate(line.record)
             except RecordError as err:
                 run.bad_record(line, err)
                 return
-            finally:
-                sem.release()
+            record, failed = await model.annotate(line.record)
             if failed:
                 run.failed()
             run.write(record)
 
-        try:
-            async for line in threaded_aiter(iter(run.records())):
-                await sem.acquire()
-                task = asyncio.create_task(one(line))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+        await run_concurrently(threaded_aiter(iter(run.records())), opts["concurrency"], one)
 
     with ToolRun("or-annotate", io) as run:
         asyncio.run(go(run))

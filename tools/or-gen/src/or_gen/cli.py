@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, epilog, io_options, threaded_aiter
+from or_common.cli import ToolRun, epilog, io_options, run_concurrently, threaded_aiter
 from or_common.records import RecordError, check_problem, record_key
 
 log = logging.getLogger("or_gen")
@@ -257,46 +257,11 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
     backend = Backend(opts, cache_path)
 
     async def go(run: ToolRun) -> None:
-        sem = asyncio.Semaphore(opts["concurrency"])
-        tasks: set[asyncio.Task] = set()
         t0 = time.monotonic()
         finished = 0
 
-        async def one(problem: dict[str, Any], sample: int) -> None:
-            nonlocal finished
-            try:
-                generator = await backend.get()
-                try:
-                    record = await generator.trajectory(problem, sample)
-                except Exception as exc:  # a bug or an engine crash still yields a record
-                    log.exception("trajectory %s/%s failed", problem.get("id"), sample)
-                    record = {
-                        **problem,
-                        "sample": sample,
-                        "flow": [],
-                        "gen": {
-                            "finish": "error",
-                            "error": {
-                                "tool": "or-gen",
-                                "type": type(exc).__name__,
-                                "message": str(exc)[:500],
-                            },
-                        },
-                    }
-                if generator.cache is not None:
-                    generator.cache.forget(record_key(record))  # type: ignore[arg-type]
-                run.write(record)
-                if "error" in record["gen"]:
-                    run.failed()
-                finished += 1
-                elapsed = max(time.monotonic() - t0, 1e-6)
-                run.status(
-                    f"· {finished} trajectories · {generator.tokens / elapsed:,.0f} tok/s · {generator.executions / elapsed:,.1f} exec/s"
-                )
-            finally:
-                sem.release()
-
-        try:
+        async def work() -> Any:
+            """(problem, sample) for every sample not already in the output."""
             async for line in threaded_aiter(iter(run.records())):
                 try:
                     check_problem(line.record)
@@ -305,16 +270,44 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
                     continue
                 pid = str(line.record["id"])
                 for sample in range(n_samples):
-                    if (pid, sample) in run.done:
-                        continue
-                    await sem.acquire()
-                    task = asyncio.create_task(one(line.record, sample))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    if (pid, sample) not in run.done:
+                        yield line.record, sample
+
+        async def one(item: tuple[dict[str, Any], int]) -> None:
+            nonlocal finished
+            problem, sample = item
+            generator = await backend.get()
+            try:
+                record = await generator.trajectory(problem, sample)
+            except Exception as exc:  # a bug or an engine crash still yields a record
+                log.exception("trajectory %s/%s failed", problem.get("id"), sample)
+                record = {
+                    **problem,
+                    "sample": sample,
+                    "flow": [],
+                    "gen": {
+                        "finish": "error",
+                        "error": {
+                            "tool": "or-gen",
+                            "type": type(exc).__name__,
+                            "message": str(exc)[:500],
+                        },
+                    },
+                }
+            if generator.cache is not None:
+                generator.cache.forget(record_key(record))  # type: ignore[arg-type]
+            run.write(record)
+            if "error" in record["gen"]:
+                run.failed()
+            finished += 1
+            elapsed = max(time.monotonic() - t0, 1e-6)
+            run.status(
+                f"· {finished} trajectories · {generator.tokens / elapsed:,.0f} tok/s · {generator.executions / elapsed:,.1f} exec/s"
+            )
+
+        try:
+            await run_concurrently(work(), opts["concurrency"], one)
         finally:
-            # also when reading stops early (--strict, a closed pipe): finish what is in flight
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
             await backend.close()
 
     with ToolRun("or-gen", io, is_done=is_done, unit="problems") as run:

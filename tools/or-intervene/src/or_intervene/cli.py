@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, echo_err, epilog, io_options, threaded_aiter
+from or_common.cli import ToolRun, echo_err, epilog, io_options, run_concurrently, threaded_aiter
 from or_common.records import RecordError
 from or_gen.cli import Backend, reasoner_options
 
@@ -95,18 +95,25 @@ def main(
     funnel = Funnel()
 
     async def go(run: ToolRun) -> None:
-        intervener = None
-        counter = None
-        sem = asyncio.Semaphore(opts["concurrency"])
-        tasks: set[asyncio.Task] = set()
+        intervener: Any = None
+        counter: Any = None
 
-        def count_tokens(text: str) -> int:
-            return counter(text)
+        async def records() -> Any:
+            nonlocal intervener, counter
+            async for line in threaded_aiter(iter(run.records())):
+                if intervener is None:  # first record with work: build the heavy parts now
+                    intervener = make_intervener(intervener_spec, opts)
+                    counter = _token_counter(opts)
+                yield line
 
         async def one(line: Any) -> None:
             try:
                 record = await calm_record(
-                    line.record, intervener, backend.get, count_tokens, max_interventions
+                    line.record,
+                    intervener,
+                    backend.get,
+                    lambda text: counter(text),
+                    max_interventions,
                 )
             except RecordError as err:
                 run.bad_record(line, err)
@@ -124,25 +131,14 @@ def main(
                 run.failed()
                 run.write(record)
                 return
-            finally:
-                sem.release()
             if "error" in record["calm"]:
                 run.failed()
             funnel.add(record)
             run.write(record)
 
         try:
-            async for line in threaded_aiter(iter(run.records())):
-                if intervener is None:  # first record with work: build the heavy parts now
-                    intervener = make_intervener(intervener_spec, opts)
-                    counter = _token_counter(opts)
-                await sem.acquire()
-                task = asyncio.create_task(one(line))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+            await run_concurrently(records(), opts["concurrency"], one)
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
             await backend.close()
 
     with ToolRun("or-intervene", io) as run:
