@@ -138,10 +138,20 @@ class Backend:
         self.cache_path = cache_path
         self.generator: Any = None
         self.pool: Any = None
+        self._lock: asyncio.Lock | None = None
 
     async def get(self) -> Any:
+        """The generator, built once: concurrent first callers wait for the same build."""
         if self.generator is not None:
             return self.generator
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.generator is None:
+                self.generator = await self._build()
+        return self.generator
+
+    async def _build(self) -> Any:
         from or_exec.limits import Limits
         from or_exec.pool import Pool
         from or_exec.server import RemotePool
@@ -178,8 +188,7 @@ class Backend:
         await self.pool.start(["pulp"])
         engine = self.make_engine(tokenizer)
         cache = RequestCache(self.cache_path) if self.cache_path else None
-        self.generator = Generator(engine, self.pool, tokenizer, config, cache)
-        return self.generator
+        return Generator(engine, self.pool, tokenizer, config, cache)
 
     def make_engine(self, tokenizer: Any) -> Any:
         o = self.opts
