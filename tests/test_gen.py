@@ -409,3 +409,46 @@ def test_transformers_backend_with_a_tiny_qwen3(tiny_model):
         )
         assert 0 < rec["gen"]["completion_tokens"] <= 24
         assert flow_text(rec["flow"])  # random weights write garbage, but the loop ran for real
+
+
+def test_concurrent_first_trajectories_share_one_engine_and_pool(tokenizer_dir):
+    import asyncio
+
+    from or_gen.cli import Backend, main
+
+    # the real option defaults, as click would pass them
+    ctx = main.make_context(
+        "or-gen",
+        [
+            "--model",
+            "tiny",
+            "--api-base",
+            "http://127.0.0.1:9/v1",
+            "--tokenizer",
+            str(tokenizer_dir),
+        ],
+    )
+    shared = (
+        "n_samples",
+        "cache_path",
+        "inputs",
+        "output",
+        "resume",
+        "limit",
+        "shard",
+        "strict",
+        "quiet",
+        "verbose",
+    )
+    opts = {k: v for k, v in ctx.params.items() if k not in shared}
+    backend = Backend(opts, None)
+
+    async def go():
+        try:
+            built = await asyncio.gather(*(backend.get() for _ in range(6)))
+            return {id(g) for g in built}, {id(g.engine) for g in built}
+        finally:
+            await backend.close()
+
+    generators, engines = asyncio.run(go())
+    assert len(generators) == 1 and len(engines) == 1
