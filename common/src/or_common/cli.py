@@ -342,6 +342,18 @@ def not_implemented(tool: str, issue: int | None = None) -> None:
     sys.exit(EXIT_USAGE)
 
 
+def report_format_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--format table|markdown|json` for report commands (passed as `fmt`)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "markdown", "json"]),
+        default="table",
+        show_default=True,
+        help="table goes to the terminal (to stderr when stdout is a pipe); markdown and json to stdout.",
+    )(func)
+
+
 EPILOG_HEADER = "Examples:"
 
 

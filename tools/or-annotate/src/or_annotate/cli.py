@@ -14,6 +14,7 @@ from or_common.cli import (
     echo_err,
     epilog,
     io_options,
+    report_format_option,
     run_concurrently,
     threaded_aiter,
 )
@@ -94,13 +95,7 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
     epilog=epilog("or-annotate report base.jsonl storm.jsonl --format markdown --plot flaws.png"),
 )
 @click.argument("runs", nargs=-1, required=True, type=click.Path(allow_dash=True, dir_okay=False))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "markdown", "json"]),
-    default="table",
-    show_default=True,
-)
+@report_format_option
 @click.option(
     "--plot",
     "plot_path",

@@ -14,6 +14,7 @@ from or_common.cli import (
     epilog,
     io_options,
     map_records,
+    report_format_option,
 )
 from or_common.scoring import PROTOCOLS
 
@@ -85,14 +86,7 @@ def score_cmd(io, protocol: str) -> None:
     type=click.IntRange(min=1),
     help="k for pass@k and maj@k (default: samples per problem).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "markdown", "json"]),
-    default="table",
-    show_default=True,
-    help="table goes to the terminal (to stderr, with JSON on stdout, when stdout is a pipe).",
-)
+@report_format_option
 @click.option(
     "--plot",
     "plot_path",
