@@ -12,7 +12,9 @@ from .engine import Completion
 
 
 class RequestCache:
-    def __init__(self, path: str):
+    def __init__(self, path: str, skip: set | frozenset = frozenset()):
+        """Load the entries of `path`, except those of trajectories in `skip` (already written:
+        they will not be generated again, so their requests need no memory)."""
         self.path = path
         self.entries: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
         self.hits = 0
@@ -23,7 +25,8 @@ class RequestCache:
                     continue
                 try:
                     key = (str(item["id"]), int(item["sample"]))
-                    self.entries.setdefault(key, {})[str(item["hash"])] = item["completion"]
+                    if key not in skip:
+                        self.entries.setdefault(key, {})[str(item["hash"])] = item["completion"]
                 except (KeyError, TypeError, ValueError):
                     continue
         self._fh = open(path, "ab", buffering=0)

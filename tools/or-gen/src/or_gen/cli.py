@@ -139,6 +139,7 @@ class Backend:
         self.generator: Any = None
         self.pool: Any = None
         self._lock: asyncio.Lock | None = None
+        self.done: set = set()  # keys already in the output (their cached requests are not loaded)
 
     async def get(self) -> Any:
         """The generator, built once: concurrent first callers wait for the same build."""
@@ -187,7 +188,7 @@ class Backend:
         )
         await self.pool.start(["pulp"])
         engine = self.make_engine(tokenizer)
-        cache = RequestCache(self.cache_path) if self.cache_path else None
+        cache = RequestCache(self.cache_path, skip=self.done) if self.cache_path else None
         return Generator(engine, self.pool, tokenizer, config, cache)
 
     def make_engine(self, tokenizer: Any) -> Any:
@@ -266,6 +267,7 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
     backend = Backend(opts, cache_path)
 
     async def go(run: ToolRun) -> None:
+        backend.done = run.done
         t0 = time.monotonic()
         finished = 0
 

@@ -95,6 +95,7 @@ def main(
     funnel = Funnel()
 
     async def go(run: ToolRun) -> None:
+        backend.done = run.done
         intervener: Any = None
         counter: Any = None
 
