@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import time
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
 from or_exec.limits import Limits, format_output
-from or_exec.pool import DEFAULT_TIERS, UID_BASE, SyncPool, choose_tier
+from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
 from or_exec.zygote import live_processes
 
 ROOT_USER = os.geteuid() == 0
@@ -44,10 +45,15 @@ PULP_PROGRAM = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def pool():
     os.environ["OR_EXEC_TEST_SECRET"] = SECRET  # the caller holds a secret the jobs must not see
+    global UID_BASE
     p = SyncPool(workers=WORKERS, limits=Limits(timeout=3, memory_mb=1024, flood_bytes=8 << 20))
+    UID_BASE = p.pool.uid_base
     yield p
     p.close()
     os.environ.pop("OR_EXEC_TEST_SECRET", None)
+
+
+UID_BASE: int = 0  # the module pool's first slot uid, set by the fixture
 
 
 def job_processes() -> list[int]:
@@ -258,6 +264,31 @@ def test_killing_the_parent_fails_and_the_pool_survives(pool):
     result = run_hostile(pool, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
     assert result.status == "error" and "PermissionError" in result.stderr
     assert pool.pool.parent_pids() == pids
+
+
+def test_pools_side_by_side_have_their_own_uids(pool):
+    """Two tools in a pipeline each run a pool: a job of one must survive the other's sweeps."""
+    import asyncio
+
+    async def both():
+        other = SyncPool(workers=1)
+        try:
+            assert other.pool.uid_base != pool.pool.uid_base
+            slow = asyncio.ensure_future(
+                asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(
+                        pool.pool.run("import time\ntime.sleep(1.5)\nprint('survived')"), pool._loop
+                    )
+                )
+            )
+            for _ in range(5):  # jobs ending in the other pool sweep their own uid only
+                assert other.run("print(1)").status == "ok"
+            return await slow
+        finally:
+            other.close()
+
+    result = asyncio.run(both())
+    assert (result.status, result.stdout) == ("ok", "survived\n")
 
 
 @needs_root
@@ -513,6 +544,6 @@ def test_doctor_tells_the_truth():
     text = result.stdout.decode()
     if ROOT_USER:
         assert "✓ network namespace" in text and "blocked" in text
-        assert "uid 61000" in text
+        assert re.search(r"unprivileged uid: ok: uid \d{7,}", text)
     else:
         assert "✗" in text

@@ -35,7 +35,7 @@ limit_options = [
     ),
     click.option(
         "--workers",
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, 128),
         help="Executions at once (default: number of cores).",
     ),
 ]

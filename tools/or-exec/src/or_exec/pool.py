@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -37,7 +38,20 @@ DEFAULT_TIERS: dict[str, tuple[str, ...]] = {
     "numpy": ("pulp", "numpy"),
     "full": ("pulp", "numpy", "scipy", "scipy.optimize", "sympy"),
 }
-UID_BASE = 61000
+UID_BASE = 1_000_000
+MAX_WORKERS = 128
+POOLS_PER_PROCESS = 4  # (pid_max 4194304 * 4 + 3) * 128 + UID_BASE still fits in 31 bits
+_pool_numbers = itertools.count()
+
+
+def default_uid_base() -> int:
+    """A uid range of its own for every pool on the machine (by the owner's pid, and a counter
+    within a process): pools of tools running side by side, e.g. `or-gen | or-intervene`, must
+    never share a slot uid, or one pool's end-of-job sweep would kill the other's jobs."""
+    n = next(_pool_numbers) % POOLS_PER_PROCESS
+    return UID_BASE + (os.getpid() * POOLS_PER_PROCESS + n) * MAX_WORKERS
+
+
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 #: Variables passed from the caller's environment (CPU quirks the BLAS needs; nothing secret).
 PASSED_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL", "TZ")
@@ -224,13 +238,15 @@ class Pool:
         workers: int | None = None,
         limits: Limits | None = None,
         tiers: dict[str, tuple[str, ...]] | None = None,
-        uid_base: int = UID_BASE,
+        uid_base: int | None = None,
         disk_mb: int = 1024,
     ):
         self.workers = workers or os.cpu_count() or 2
         self.limits = limits or Limits()
         self.tiers = dict(tiers or DEFAULT_TIERS)
-        self.uid_base = uid_base
+        if self.workers > MAX_WORKERS:
+            raise ValueError(f"at most {MAX_WORKERS} workers per pool")
+        self.uid_base = default_uid_base() if uid_base is None else uid_base
         self.disk_mb = disk_mb
         self._parents = {name: _Parent(name, mods, disk_mb) for name, mods in self.tiers.items()}
         for parent in self._parents.values():

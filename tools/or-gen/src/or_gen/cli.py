@@ -97,7 +97,7 @@ def reasoner_options(func):
         ),
         click.option(
             "--workers",
-            type=click.IntRange(min=1),
+            type=click.IntRange(1, 128),
             help="Sandbox workers (default: number of cores).",
         ),
         click.option(
