@@ -42,3 +42,15 @@ bench SIZE_MB="1024":
 # Download the public test sets into data/ (needs internet; see recipes/download-benchmarks.sh).
 data:
     bash recipes/download-benchmarks.sh
+
+# Evaluate a served model on the test split (see recipes/eval.sh for the knobs).
+eval *ARGS:
+    uv run bash recipes/eval.sh {{ARGS}}
+
+# CALM curation on the SFT split (see recipes/calm.sh for the knobs).
+calm *ARGS:
+    uv run bash recipes/calm.sh {{ARGS}}
+
+# SFT / RL / test splits from ../shared/data (see recipes/split.sh).
+splits:
+    DATA=${DATA:-../shared/data} uv run bash recipes/split.sh

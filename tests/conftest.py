@@ -72,6 +72,16 @@ def problems() -> list[dict]:
     return read_jsonl(FIXTURES / "problems.jsonl")
 
 
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A tiny tokenizer with a Qwen3-style thinking chat template, saved to a directory."""
+    from tiny import make_tokenizer
+
+    path = tmp_path_factory.mktemp("tokenizer")
+    make_tokenizer(path)
+    return path
+
+
 def shared_data_or_skip() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")

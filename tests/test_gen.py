@@ -13,16 +13,9 @@ from conftest import read_jsonl, run_tool, write_jsonl
 from fakeserver import FakeServer
 from or_common.records import flow_text
 from or_gen.engine import FENCE_STOP, resolve_stop
-from tiny import make_model, make_tokenizer
+from tiny import make_model
 
 CODE = "Let me write the model.\n```python\nprint('Objective:', {value})\n```\n"
-
-
-@pytest.fixture(scope="session")
-def tokenizer_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tokenizer")
-    make_tokenizer(path)
-    return path
 
 
 def rendered(tokenizer_dir, question: str) -> str:

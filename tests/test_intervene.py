@@ -333,15 +333,6 @@ def calm_args(reasoner_url, intervener_url, tokenizer_dir, *extra):
     ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    from tiny import make_tokenizer
-
-    path = tmp_path_factory.mktemp("tok")
-    make_tokenizer(path)
-    return path
-
-
 def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(tokenizer_dir):
     script, state = make_intervener("fix")
     with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:

@@ -1,0 +1,95 @@
+"""The pipeline recipes end to end against fake Reasoner and Intervener servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, read_jsonl
+from fakeserver import FakeServer
+from test_gen import problems, script
+from test_intervene import make_intervener, reasoner_script
+
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def test_eval_recipe(tmp_path, tokenizer_dir):
+    test = tmp_path / "test.jsonl"
+    test.write_text(problems("good", "good", "coder"))
+    with FakeServer(script) as server:
+        env = {
+            **ENV,
+            "MODEL": "tiny",
+            "API_BASE": server.url,
+            "TEST": str(test),
+            "OUT": str(tmp_path / "eval"),
+            "N": "2",
+        }
+        result = subprocess.run(
+            [
+                "bash",
+                str(ROOT / "recipes/eval.sh"),
+                "--tokenizer",
+                str(tokenizer_dir),
+                "--max-tokens",
+                "300",
+                "-q",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| run | fake | macro |" in result.stdout
+    assert (
+        "| 02-scored | 66.7 | 66.7 |" in result.stdout
+    )  # the two good problems right, the endless coder not
+    assert (tmp_path / "eval/report.png").exists() and len(
+        read_jsonl(tmp_path / "eval/02-scored.jsonl")
+    ) == 6
+
+
+def test_calm_recipe(tmp_path, tokenizer_dir):
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text(problems("good", "good"))
+    judge_script, state = make_intervener("fix")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(judge_script) as judge:
+        env = {
+            **ENV,
+            "MODEL": "tiny",
+            "API_BASE": reasoner.url,
+            "INTERVENER": "openai/judge",
+            "INTERVENER_API_BASE": judge.url,
+            "SFT": str(sft),
+            "OUT": str(tmp_path / "calm"),
+            "N": "2",
+            "TOKENIZER": str(tokenizer_dir),
+            "MAX_TOKENS": "2000",
+        }
+        result = subprocess.run(
+            [
+                "bash",
+                str(ROOT / "recipes/calm.sh"),
+                "--tokenizer",
+                str(tokenizer_dir),
+                "--retry-backoff",
+                "0.01",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    golden = read_jsonl(tmp_path / "calm/03-golden.jsonl")
+    assert sorted(r["id"] for r in golden) == ["q0", "q1"]  # one per problem
+    assert all(
+        r["calm"]["flawless"] and r["flow"][-1]["text"].endswith("\\boxed{145}.") for r in golden
+    )
+    assert (
+        len(read_jsonl(tmp_path / "calm/03-rejects.jsonl")) == 2
+    )  # the second sample of each problem
+    assert "success before -> after: 0.0% -> 100.0%" in result.stderr
