@@ -119,3 +119,13 @@ def find_error(record: Mapping[str, Any]) -> ToolError | None:
         if isinstance(section, dict) and isinstance(section.get("error"), dict):
             return section["error"]
     return None
+
+
+def completion_tokens(record: Mapping[str, Any]) -> int | None:
+    """Tokens the model wrote: of the corrected flow (`calm.final`) if any, else of the generation."""
+    calm = record.get("calm")
+    final = calm.get("final") if isinstance(calm, dict) else None
+    for section in (final, record.get("gen")):
+        if isinstance(section, dict) and isinstance(section.get("completion_tokens"), int):
+            return section["completion_tokens"]
+    return None

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .answers import Prediction
+from .answers import Prediction, extract_answer, parse_truth
+from .records import flow_text
 
 SCORING_VERSION = "score-v1"
 
@@ -83,3 +84,11 @@ def compare(
         return False, None
     assert truth is not None
     return proto.compare(float(prediction), float(truth))
+
+
+def flow_correct(record: dict, flow: list, protocol: str = "strict") -> bool | None:
+    """Whether the final answer of `flow` matches the record's reference; None without one."""
+    truth = parse_truth(record.get("answer"))
+    if truth is None:
+        return None
+    return compare(extract_answer(flow_text(flow))[1], truth, protocol)[0]

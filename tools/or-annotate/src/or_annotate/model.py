@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from or_gen.openai_engine import GenerationError, import_litellm, with_retries
+from or_gen.openai_engine import GenerationError, chat_answer, import_litellm
 
 from .annotate import PROMPT_VERSION, flaws_section, parse_triggers, render_prompt
 
@@ -18,23 +18,16 @@ class ModelAnnotator:
         self.opts = opts
 
     async def _ask(self, messages: list[dict[str, str]]) -> str:
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.opts["temperature"],
-            "num_retries": 0,
-        }
-        if self.opts["api_base"]:
-            kwargs["api_base"] = self.opts["api_base"]
-        if self.opts["api_key"] or self.opts["api_base"]:
-            kwargs["api_key"] = self.opts["api_key"] or "EMPTY"
-
-        async def attempt(_: int) -> str:
-            resp = await self.litellm.acompletion(**kwargs)
-            return resp.choices[0].message.content or ""
-
-        return await with_retries(
-            attempt, self.litellm, self.opts["retries"], self.opts["retry_backoff"]
+        o = self.opts
+        return await chat_answer(
+            self.litellm,
+            self.model,
+            messages,
+            api_base=o["api_base"],
+            api_key=o["api_key"],
+            retries=o["retries"],
+            backoff=o["retry_backoff"],
+            temperature=o["temperature"],
         )
 
     async def annotate(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:

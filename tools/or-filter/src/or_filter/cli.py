@@ -8,7 +8,7 @@ from typing import Any
 import click
 from or_common.cli import ToolRun, echo_err, epilog, io_options
 from or_common.jsonl import Writer, open_output
-from or_common.records import TOOL_VERSION
+from or_common.records import TOOL_VERSION, flow_text
 
 
 def _token_counter(tokenizer_name: str):
@@ -17,8 +17,6 @@ def _token_counter(tokenizer_name: str):
     tok = AutoTokenizer.from_pretrained(tokenizer_name)
 
     def count(record: dict[str, Any]) -> int:
-        from or_common.records import flow_text
-
         messages = record.get("messages") or []
         if messages and getattr(tok, "chat_template", None):
             prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.answers import extract_answer, parse_truth
+from or_common.answers import parse_truth
 from or_common.jsonl import BadLine, read_records
-from or_common.records import flow_text
-from or_common.scoring import compare
+from or_common.records import completion_tokens, flow_text
+from or_common.scoring import flow_correct
 
 from .dedup import NearDupIndex
 
@@ -35,21 +35,14 @@ def is_correct(record: dict[str, Any]) -> bool:
     score = record.get("score")
     if isinstance(score, dict) and "correct" in score:
         return bool(score["correct"])
-    truth = parse_truth(record.get("answer"))
-    if truth is None or not isinstance(record.get("flow"), list):
-        return False
-    return compare(extract_answer(flow_text(record["flow"]))[1], truth)[0]
+    flow = record.get("flow")
+    return isinstance(flow, list) and bool(flow_correct(record, flow))
 
 
 def length_of(record: dict[str, Any]) -> int:
     """Response length for 'shortest': the corrected flow's tokens, else the generation's, else chars/4."""
-    calm = record.get("calm") if isinstance(record.get("calm"), dict) else {}
-    final = calm.get("final") if isinstance(calm.get("final"), dict) else {}
-    gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
-    tokens = final.get("completion_tokens") or gen.get("completion_tokens")
-    if isinstance(tokens, int):
-        return tokens
-    return len(flow_text(record.get("flow") or [])) // 4
+    tokens = completion_tokens(record)
+    return tokens if tokens is not None else len(flow_text(record.get("flow") or [])) // 4
 
 
 def ids_in(paths: Iterable[str]) -> set[str]:

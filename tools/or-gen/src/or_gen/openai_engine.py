@@ -117,6 +117,35 @@ async def with_retries(
     raise GenerationError(type(last).__name__, f"{str(last)[:500]} (after {n + 1} attempts)")
 
 
+async def chat_answer(
+    litellm: Any,
+    model: str,
+    messages: list[dict[str, str]],
+    *,
+    api_base: str | None,
+    api_key: str | None,
+    retries: int,
+    backoff: float,
+    on_attempt: Callable[[], None] | None = None,
+    **sampling: Any,
+) -> str:
+    """One chat turn from a judge model (Intervener, annotator), with retries. A self-hosted
+    server (`api_base` given) usually wants no key: a placeholder is sent then."""
+    kwargs: dict[str, Any] = {"model": model, "messages": messages, "num_retries": 0, **sampling}
+    if api_base:
+        kwargs["api_base"] = api_base
+    if api_key or api_base:
+        kwargs["api_key"] = api_key or "EMPTY"
+
+    async def attempt(_: int) -> str:
+        if on_attempt is not None:
+            on_attempt()
+        resp = await litellm.acompletion(**kwargs)
+        return resp.choices[0].message.content or ""
+
+    return await with_retries(attempt, litellm, retries, backoff)
+
+
 class OpenAIEngine:
     name = "openai"
 

@@ -7,21 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.answers import extract_answer, parse_truth
 from or_common.records import TOOL_VERSION, check_trajectory, flow_text
-from or_common.scoring import compare
+from or_common.scoring import flow_correct
 from or_gen.loop import LoopState
 from or_gen.openai_engine import GenerationError
 
 from .apply import cut_and_hint
-
-
-def is_correct(record: dict[str, Any], flow: list[dict[str, Any]]) -> bool | None:
-    truth = parse_truth(record.get("answer"))
-    if truth is None:
-        return None
-    _, prediction = extract_answer(flow_text(flow))
-    return compare(prediction, truth, "strict")[0]
 
 
 def _executions(flow: list[dict[str, Any]]) -> int:
@@ -45,7 +36,7 @@ async def calm_record(
     flow = record["flow"]
     gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
     initial = {
-        "correct": is_correct(record, flow),
+        "correct": flow_correct(record, flow),
         # counted like the final flow below, so before -> after compares like with like
         "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
         "executions": _executions(flow),
@@ -100,7 +91,7 @@ async def calm_record(
         "final": {
             "finish": finish,
             "executions": _executions(flow),
-            "correct": is_correct(record, flow),
+            "correct": flow_correct(record, flow),
             "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
         },
         "intervener": intervener.name,

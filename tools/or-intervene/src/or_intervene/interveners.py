@@ -6,7 +6,7 @@ from typing import Any
 
 from or_common.flaws import detect
 from or_common.records import flow_text
-from or_gen.openai_engine import GenerationError, import_litellm, with_retries
+from or_gen.openai_engine import GenerationError, chat_answer, import_litellm
 
 from .apply import Intervention, Malformed, locate, parse_intervention
 from .prompt import PROMPT_VERSION, REASK_NOTE, render_intervener_prompt
@@ -66,27 +66,22 @@ class ModelIntervener:
         self.calls = 0
 
     async def _ask(self, messages: list[dict[str, str]]) -> str:
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "timeout": self.timeout,
-            "num_retries": 0,
-        }
-        if self.api_base:
-            kwargs["api_base"] = self.api_base
-        if (
-            self.api_key or self.api_base
-        ):  # a self-hosted server usually wants no key: send a placeholder
-            kwargs["api_key"] = self.api_key or "EMPTY"
-
-        async def attempt(_: int) -> str:
+        def count() -> None:
             self.calls += 1
-            resp = await self.litellm.acompletion(**kwargs)
-            return resp.choices[0].message.content or ""
 
-        return await with_retries(attempt, self.litellm, self.retries, self.backoff)
+        return await chat_answer(
+            self.litellm,
+            self.model,
+            messages,
+            api_base=self.api_base,
+            api_key=self.api_key,
+            retries=self.retries,
+            backoff=self.backoff,
+            on_attempt=count,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            timeout=self.timeout,
+        )
 
     async def judge(
         self, record: dict[str, Any], flow: list[dict[str, Any]]

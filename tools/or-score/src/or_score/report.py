@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.records import RecordError
+from or_common.records import RecordError, completion_tokens
 from or_common.scoring import SCORING_VERSION
 
 from .scorer import REASONS, score_record
@@ -69,10 +69,6 @@ def data_version(source: str) -> str:
 
 def usage(record: dict[str, Any]) -> tuple[int | None, int, int]:
     """(completion tokens, code blocks written, executions run) of one trajectory."""
-    calm = record.get("calm") if isinstance(record.get("calm"), dict) else {}
-    gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
-    final = calm.get("final") if isinstance(calm.get("final"), dict) else {}
-    tokens = final.get("completion_tokens", gen.get("completion_tokens"))
     flow = record.get("flow") if isinstance(record.get("flow"), list) else []
     blocks = sum(
         seg.get("text", "").count(PYTHON_FENCE)
@@ -86,7 +82,7 @@ def usage(record: dict[str, Any]) -> tuple[int | None, int, int]:
         and seg.get("role") == "executor"
         and seg.get("status") != "skipped"
     )
-    return (tokens if isinstance(tokens, int) else None), blocks, executions
+    return completion_tokens(record), blocks, executions
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
