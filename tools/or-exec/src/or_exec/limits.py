@@ -46,27 +46,7 @@ class ExecResult:
 
 
 def format_output(result: ExecResult) -> str:
-    """The fenced ```output block the Reasoner sees for an execution."""
-    body = result.stdout
-    if result.status != "ok" and result.stderr:
-        body = body + ("" if not body or body.endswith("\n") else "\n") + result.stderr
-    elif result.status == "ok" and result.stderr.strip() and not body.strip():
-        body = result.stderr
-    if result.status == "timeout":
-        body += (
-            "" if not body or body.endswith("\n") else "\n"
-        ) + f"TimeoutError: execution stopped after {result.seconds:.1f} s"
-    elif result.status == "memory":
-        body += (
-            "" if not body or body.endswith("\n") else "\n"
-        ) + "MemoryError: the memory limit was exceeded"
-    elif result.status == "killed" and result.message:
-        body += ("" if not body or body.endswith("\n") else "\n") + f"Killed: {result.message}"
-    elif result.status == "skipped":
-        body = (
-            result.message
-            or "Execution is no longer available: the limit on code executions was reached."
-        )
-    if not body.strip():
-        body = "(no output)"
-    return f"```output\n{body.rstrip(chr(10))}\n```\n"
+    """The fenced ```output block the Reasoner sees for an execution (the protocol's format)."""
+    from or_common.protocol import output_block
+
+    return output_block(result)

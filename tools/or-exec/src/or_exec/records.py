@@ -7,9 +7,10 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
 from or_common.blocks import awaits_execution, flow_blocks
+from or_common.protocol import output_segment
 from or_common.records import TOOL_VERSION, RecordError, check_trajectory
 
-from .limits import ExecResult, Limits, format_output
+from .limits import ExecResult, Limits
 
 
 class Runner(Protocol):
@@ -20,12 +21,7 @@ class Runner(Protocol):
 
 def executor_segment(result: ExecResult) -> dict[str, Any]:
     """The flow segment for one execution: what the Reasoner sees, plus status and time."""
-    return {
-        "role": "executor",
-        "text": format_output(result),
-        "status": result.status,
-        "seconds": round(result.seconds, 4),
-    }
+    return output_segment(result)
 
 
 async def execute_record(

@@ -1,0 +1,240 @@
+"""The code-in-thinking protocol: one definition of what a round of generation does.
+
+or-gen's loop, or-intervene's resumption and or-grpo's rollout all drive a `Turn` through these
+pure functions, so the rules cannot drift between evaluation and training:
+
+1. `next_request(turn, rules)`: generate with `max_tokens` = what is left of the budget, or stop
+   (`length` when the budget is spent, `rounds` after too many rounds).
+2. `cut_completion(text, finish, context)`: normalise what the engine returned. Generation
+   pauses at the first closing fence (`STOPS`); a server that ignored the stop list is cut there
+   too. A model that opens its own ```output block is stopped there and the opening dropped:
+   only the sandbox writes output blocks.
+3. `after_generation(turn, rules, text, finish, tokens)`: append the text; a closed ```python
+   block is run (`Execute`) while executions are left, else answered with the "no longer
+   available" message (`Skip`); a fake output block is dropped at most `max_fake_outputs` times;
+   an end of turn or a spent budget finishes.
+4. `after_output(turn, rules, segment, tokens)`: append the executor segment (its tokens count
+   against the budget but are never trained on) and go on.
+
+The output block's exact text is `output_block(result)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .blocks import awaits_execution, flow_blocks
+from .records import flow_text
+
+#: Generation pauses at the closing fence of a block (on its own line), and at a model-written
+#: output opening. The closing fence is the full line "```\n": "```" + "\n" tokenizes
+#: differently, so a stop must fall after the newline.
+FENCE_STOP = "\n```\n"
+FAKE_OUTPUT_STOP = "```output"
+STOPS = (FENCE_STOP, FAKE_OUTPUT_STOP)
+
+SKIPPED_MESSAGE = (
+    "Code execution is no longer available: the limit of {n} executions is reached. "
+    "Continue without running code."
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The limits of one assistant turn (reference defaults)."""
+
+    max_tokens: int = 16384  # everything after the prompt: model tokens and output tokens
+    max_executions: int = 4
+    max_fake_outputs: int = 2  # a model-written output opening is dropped this often, then stop
+    max_rounds: int | None = None  # default: 4 * max_executions + 32
+
+    @property
+    def round_limit(self) -> int:
+        """A model that only ever writes fences still ends."""
+        return self.max_rounds if self.max_rounds is not None else 4 * self.max_executions + 32
+
+
+@dataclass
+class Turn:
+    """The state of one assistant turn. `flow` may start non-empty (a resumed trajectory)."""
+
+    flow: list[dict[str, Any]] = field(default_factory=list)
+    used_tokens: int = 0
+    executions: int = 0
+    fake_outputs: int = 0
+    rounds: int = 0
+    finish: str | None = None
+
+
+@dataclass(frozen=True)
+class Generate:
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Execute:
+    code: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    message: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str  # stop | length | rounds | fake_output
+
+
+Action = Generate | Execute | Skip | Finish
+
+
+def append_text(flow: list[dict[str, Any]], text: str, role: str = "reasoner") -> None:
+    """Extend the last segment if it is the reasoner's too, else start a new segment."""
+    if not text:
+        return
+    if flow and flow[-1].get("role") == role == "reasoner":
+        flow[-1]["text"] += text
+    else:
+        flow.append({"role": role, "text": text})
+
+
+def _open_fence(text: str) -> bool:
+    """True if `text` ends inside a fenced block (an odd number of line-leading fences)."""
+    return sum(1 for line in text.split("\n") if line.lstrip().startswith("```")) % 2 == 1
+
+
+def cut_completion(text: str, finish: str, context: str = "") -> tuple[str, str]:
+    """Normalise a raw engine result to (text, finish), finish ∈ fence | fake_output | stop |
+    length. `context` is the turn's text before this completion (to tell an open fence).
+
+    The first stop in the text wins: a server that ignored `stop` and returned code, a fake
+    output and an answer in one go is cut right after the code's closing fence, so the code
+    runs and the made-up output is never kept."""
+    fence = text.find(FENCE_STOP)
+    fake = text.find(FAKE_OUTPUT_STOP)
+    if fence >= 0 and (fake < 0 or fence < fake):
+        return text[: fence + len(FENCE_STOP)], "fence"
+    if fake >= 0:
+        return text[:fake], "fake_output"
+    if finish == "stop" and _open_fence(context + text):
+        # a server that honoured the stop but did not include it in the text: put it back
+        return text + FENCE_STOP, "fence"
+    return text, "length" if finish == "length" else "stop"
+
+
+def next_request(turn: Turn, rules: Rules) -> Generate | Finish:
+    """Before a round: generate with what is left of the budget, or finish."""
+    remaining = rules.max_tokens - turn.used_tokens
+    if remaining <= 0:
+        return _finish(turn, "length")
+    if turn.rounds >= rules.round_limit:
+        return _finish(turn, "rounds")
+    return Generate(remaining)
+
+
+def _finish(turn: Turn, reason: str) -> Finish:
+    turn.finish = reason
+    return Finish(reason)
+
+
+def after_generation(turn: Turn, rules: Rules, text: str, finish: str, tokens: int) -> Action:
+    """Take one (already cut) completion of `tokens` tokens and say what comes next."""
+    turn.rounds += 1
+    turn.used_tokens += tokens
+    append_text(turn.flow, text)
+    if finish == "fence":
+        if awaits_execution(turn.flow):
+            if turn.executions < rules.max_executions:
+                return Execute(flow_blocks(turn.flow)[-1].code)
+            return Skip(SKIPPED_MESSAGE.format(n=rules.max_executions))
+        return next_request(turn, rules)  # a non-python block closed: keep generating
+    if finish == "fake_output":
+        turn.fake_outputs += 1
+        if turn.fake_outputs > rules.max_fake_outputs:
+            return _finish(turn, "fake_output")
+        return next_request(turn, rules)
+    return _finish(turn, finish)
+
+
+def after_output(turn: Turn, rules: Rules, segment: dict[str, Any], tokens: int) -> Action:
+    """Append an executor segment (from `output_segment`) of `tokens` tokens and go on."""
+    if segment.get("status") != "skipped":
+        turn.executions += 1
+    turn.flow.append(segment)
+    turn.used_tokens += tokens
+    return next_request(turn, rules)
+
+
+def _line_end(body: str) -> str:
+    return "" if not body or body.endswith("\n") else "\n"
+
+
+def output_block(result: Any) -> str:
+    """The fenced ```output block the Reasoner sees for an execution result (an object with
+    status, stdout, stderr, seconds and message, such as or-exec's ExecResult)."""
+    body = result.stdout or ""
+    stderr = result.stderr or ""
+    if result.status != "ok" and stderr:
+        body = body + _line_end(body) + stderr
+    elif result.status == "ok" and stderr.strip() and not body.strip():
+        body = stderr
+    if result.status == "timeout":
+        body += _line_end(body) + f"TimeoutError: execution stopped after {result.seconds:.1f} s"
+    elif result.status == "memory":
+        body += _line_end(body) + "MemoryError: the memory limit was exceeded"
+    elif result.status == "killed" and result.message:
+        body += _line_end(body) + f"Killed: {result.message}"
+    elif result.status == "skipped":
+        body = (
+            result.message
+            or "Execution is no longer available: the limit on code executions was reached."
+        )
+    if not body.strip():
+        body = "(no output)"
+    return f"```output\n{body.rstrip(chr(10))}\n```\n"
+
+
+def output_segment(result: Any) -> dict[str, Any]:
+    """The executor segment for one result: what the Reasoner sees, plus status and time."""
+    return {
+        "role": "executor",
+        "text": output_block(result),
+        "status": result.status,
+        "seconds": round(result.seconds or 0.0, 4),
+    }
+
+
+def resumed_turn(flow: Sequence[dict[str, Any]], used_tokens: int) -> Turn:
+    """A Turn that continues an existing flow (or-intervene resumes after a hint): executions
+    already made count against the limit."""
+    executions = sum(
+        1 for seg in flow if seg.get("role") == "executor" and seg.get("status") != "skipped"
+    )
+    return Turn(flow=[dict(seg) for seg in flow], used_tokens=used_tokens, executions=executions)
+
+
+__all__ = [
+    "FAKE_OUTPUT_STOP",
+    "FENCE_STOP",
+    "SKIPPED_MESSAGE",
+    "STOPS",
+    "Action",
+    "Execute",
+    "Finish",
+    "Generate",
+    "Rules",
+    "Skip",
+    "Turn",
+    "after_generation",
+    "after_output",
+    "append_text",
+    "cut_completion",
+    "flow_text",
+    "next_request",
+    "output_block",
+    "output_segment",
+    "resumed_turn",
+]

@@ -1,0 +1,230 @@
+"""The token layer: one definition of how a record becomes token ids.
+
+A trajectory is the prompt rendered by the model's chat template, then each flow segment
+tokenized on its own and appended, then the end-of-turn token when the turn ended normally.
+Segment-wise tokenization is what a rollout engine produces (the generated ids, then the output
+block's ids appended after them), so evaluation (or-gen), SFT (or-sft) and RL (or-grpo) all see
+the same sequence. Every token count in the project (or-gen's budget, or-filter --max-tokens,
+or-intervene's funnel) comes from here.
+
+The loss mask is 1 on what the model is trained to write (reasoner and intervener segments, and
+the end-of-turn token) and 0 on the prompt and on executor output.
+
+transformers is imported only by `load_tokenizer`; the functions here take any tokenizer object
+with the Hugging Face interface (`apply_chat_template`, `encode`/`__call__`, `decode`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .records import TRAINED_ROLES, RecordError
+
+#: A turn that ended with these finishes ended on the end-of-turn token; any other finish (the
+#: budget ran out, an error, a round limit) means the model never wrote it.
+ENDED_NORMALLY: frozenset[str] = frozenset({"stop"})
+IGNORE_INDEX = -100  # what transformers' losses skip
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that cannot be loaded: a usage error, reported in one line."""
+
+
+class EncodeError(RecordError):
+    """A record that cannot become a training sequence (chat mode, no flow, bad segments)."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _quiet_transformers() -> None:
+    """transformers prints advisories ("PyTorch was not found") to stderr on import; our tools
+    only need its tokenizers."""
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(name_or_path: str) -> Any:
+    """A tokenizer from a local folder (loaded locally, never looked up on the hub) or a hub
+    name (from the local cache first; from the hub only when it is reachable). Raises
+    TokenizerError with one line saying what to do otherwise."""
+    _quiet_transformers()
+    path = Path(name_or_path).expanduser()
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:  # pragma: no cover - transformers comes with the tools that count
+        raise TokenizerError(f"tokenizers need transformers ({exc})") from None
+    if path.exists():
+        if not path.is_dir():
+            raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
+        try:
+            return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TokenizerError(f"{name_or_path}: no tokenizer in this folder ({first})") from None
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_like_path:
+        raise TokenizerError(f"{name_or_path}: no such folder")
+    try:  # a hub name already in the local cache
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") or not _hub_reachable():
+        raise TokenizerError(
+            f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
+            "cannot be reached; pass the path of a folder holding the tokenizer"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TokenizerError(f"{name_or_path}: cannot load its tokenizer ({first})") from None
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
+    """The exact text the assistant turn continues: the chat template with the generation
+    prompt (for Qwen3 thinking models it ends with the opened `<think>\\n`)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise TokenizerError("the tokenizer has no chat template; pass --tokenizer with one")
+    return tokenizer.apply_chat_template(
+        [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+    )
+
+
+def text_ids(tokenizer: Any, text: str) -> list[int]:
+    """The ids of `text` on its own, without any special token added around it."""
+    return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
+
+
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """How many tokens `text` is on its own (the unit of every budget and funnel)."""
+    return len(text_ids(tokenizer, text))
+
+
+def prompt_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
+    """The prompt's ids: the rendered chat template, tokenized as text (which is what a server
+    does with a text prompt; no BOS is added on top of the template's own tokens)."""
+    return text_ids(tokenizer, render_prompt(tokenizer, messages))
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token that closes an assistant turn in the chat template (`<|im_end|>` for Qwen3)."""
+    eos = tokenizer.eos_token_id
+    if isinstance(eos, list):
+        eos = eos[0] if eos else None
+    if eos is None:
+        raise TokenizerError("the tokenizer has no end-of-turn (eos) token")
+    return int(eos)
+
+
+@dataclass
+class Encoded:
+    """A token sequence and its loss mask (1 = trained on), of the same length."""
+
+    input_ids: list[int]
+    loss_mask: list[int]
+    prompt_tokens: int
+
+    @property
+    def labels(self) -> list[int]:
+        """`input_ids` with IGNORE_INDEX wherever the mask is 0 (what transformers trains on)."""
+        return [
+            t if m else IGNORE_INDEX for t, m in zip(self.input_ids, self.loss_mask, strict=True)
+        ]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(self.loss_mask)
+
+    @property
+    def response_tokens(self) -> int:
+        """Everything after the prompt (the unit of the generation budget)."""
+        return len(self.input_ids) - self.prompt_tokens
+
+
+def encode(
+    tokenizer: Any,
+    messages: Sequence[Mapping[str, str]],
+    flow: Sequence[Mapping[str, Any]],
+    finish: str | None,
+) -> Encoded:
+    """The prompt (mask 0), each segment on its own (reasoner/intervener 1, executor 0), then
+    the end-of-turn token (1) when `finish` says the turn ended normally."""
+    ids = prompt_ids(tokenizer, messages)
+    mask = [0] * len(ids)
+    prompt_len = len(ids)
+    texts = [seg.get("text", "") for seg in flow]
+    for i, seg in enumerate(flow):
+        if not isinstance(texts[i], str):
+            raise EncodeError(f"flow[{i}].text must be a string")
+        if seg.get("role") not in ("reasoner", "intervener", "executor"):
+            raise EncodeError(f"flow[{i}].role must be reasoner, intervener or executor")
+    nonempty = [t for t in texts if t]
+    encoded = iter(tokenizer(nonempty, add_special_tokens=False)["input_ids"] if nonempty else [])
+    for seg, text in zip(flow, texts, strict=True):
+        if not text:
+            continue
+        seg_ids = list(next(encoded))
+        ids.extend(seg_ids)
+        mask.extend([1 if seg.get("role") in TRAINED_ROLES else 0] * len(seg_ids))
+    if finish in ENDED_NORMALLY:
+        ids.append(end_of_turn_id(tokenizer))
+        mask.append(1)
+    return Encoded(ids, mask, prompt_len)
+
+
+def record_finish(record: Mapping[str, Any]) -> str | None:
+    """How the record's final flow ended: `calm.final.finish` (a corrected flow) or `gen.finish`."""
+    calm = record.get("calm")
+    final = calm.get("final") if isinstance(calm, Mapping) else None
+    for section in (final, record.get("gen")):
+        if isinstance(section, Mapping) and isinstance(section.get("finish"), str):
+            return section["finish"]
+    return None
+
+
+def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
+    """`encode` for a trajectory record; chat-mode records are refused (their model saw turn
+    boundaries that the flow does not hold, so no single sequence is what it produced)."""
+    gen = record.get("gen")
+    if isinstance(gen, Mapping) and gen.get("mode") == "chat":
+        raise EncodeError(
+            "chat-mode trajectory (gen.mode = chat): its outputs were sent as user turns, so it "
+            "has no single token sequence; generate in completion mode to train on it"
+        )
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise EncodeError("missing field 'messages' (the rendered prompt)")
+    flow = record.get("flow")
+    if not isinstance(flow, list):
+        raise EncodeError("missing field 'flow'")
+    return encode(tokenizer, messages, flow, record_finish(record))
+
+
+def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
+    """Ids that decode to exactly `text`, a prefix of `decode(ids)`: the generated ids verbatim
+    as far as they stay inside `text`, then the rest of `text` tokenized. A server's last token
+    may run past a stop string (`` `\\n\\n `` past a closing fence); the cut keeps what the model
+    produced and re-tokenizes only the piece of that last token that is kept."""
+    k = len(ids)
+    while k > 0:
+        head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False)
+        if text.startswith(head):
+            return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])
+        k -= 1
+    return text_ids(tokenizer, text)

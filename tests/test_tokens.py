@@ -1,0 +1,246 @@
+"""The token layer and the protocol step, token-exact on the real Qwen3-4B-Thinking-2507
+tokenizer (tests/fixtures/qwen3-tokenizer, no weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from or_common.protocol import (
+    FENCE_STOP,
+    SKIPPED_MESSAGE,
+    Execute,
+    Finish,
+    Generate,
+    Rules,
+    Skip,
+    Turn,
+    after_generation,
+    after_output,
+    cut_completion,
+    next_request,
+    output_block,
+    output_segment,
+)
+from or_common.records import flow_text
+from or_common.tokens import (
+    IGNORE_INDEX,
+    EncodeError,
+    TokenizerError,
+    align_ids,
+    encode,
+    encode_record,
+    load_tokenizer,
+    prompt_ids,
+)
+
+QWEN = str(Path(__file__).parent / "fixtures" / "qwen3-tokenizer")
+IM_END = 151645
+MESSAGES = [{"role": "user", "content": "Maximise 3x + 2y subject to x + y <= 4."}]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(QWEN)
+
+
+def two_execution_flow() -> list[dict]:
+    """Two executions, a hint inserted mid-sentence, multi-byte text, output blocks that begin
+    and end without a newline around them."""
+    return [
+        {
+            "role": "reasoner",
+            "text": "Let x, y ≥ 0 be the amounts (in €).\n```python\nimport pulp\nprint('Objective: 12.0')\n```\n",
+        },
+        {"role": "executor", "text": "```output\nObjective: 12.0\n```\n", "status": "ok"},
+        {"role": "reasoner", "text": "The solver says 12, which I"},
+        {"role": "intervener", "text": " should sanity-check: 3·4 = 12 fits the bound."},
+        {"role": "reasoner", "text": "\n```python\nprint(3*4)\n```\n"},
+        {"role": "executor", "text": "```output\n12\n```\n", "status": "ok"},
+        {"role": "reasoner", "text": "Confirmed.\n</think>\n\nThe optimum is \\boxed{12}."},
+    ]
+
+
+def test_prompt_ids_are_the_chat_template_with_the_opened_think_block(tok):
+    ids = prompt_ids(tok, [{"role": "user", "content": "hi"}])
+    assert ids == [151644, 872, 198, 6023, 151645, 198, 151644, 77091, 198, 151667, 198]
+
+
+def test_fences_tokenize_as_the_protocol_expects(tok):
+    enc = encode(tok, MESSAGES, [{"role": "reasoner", "text": "```python\n"}], None)
+    assert enc.input_ids[enc.prompt_tokens :] == [73594, 12669, 198]
+    enc = encode(
+        tok,
+        MESSAGES,
+        [
+            {"role": "reasoner", "text": "x\n```\n"},
+            {"role": "executor", "text": "```output\n4\n```\n"},
+        ],
+        None,
+    )
+    tail = enc.input_ids[enc.prompt_tokens :]
+    assert tail[:3] == [87, 198, 13874] and tail[3] == 3989  # "x" "\n" "``" "`\n"
+    assert tail[4:7] == [73594, 3006, 198]  # "```output\n", no merge across the boundary
+
+
+def test_masks_train_exactly_reasoner_and_intervener_text_plus_end_of_turn(tok):
+    flow = two_execution_flow()
+    enc = encode(tok, MESSAGES, flow, "stop")
+    assert len(enc.input_ids) == len(enc.loss_mask)
+    assert enc.input_ids[: enc.prompt_tokens] == prompt_ids(tok, MESSAGES)
+    assert enc.input_ids[-1] == IM_END and enc.loss_mask[-1] == 1
+    trained = [t for t, m in zip(enc.input_ids, enc.loss_mask, strict=True) if m]
+    expected = "".join(s["text"] for s in flow if s["role"] != "executor") + "<|im_end|>"
+    assert tok.decode(trained, skip_special_tokens=False) == expected
+    masked_out = [
+        t
+        for t, m in zip(
+            enc.input_ids[enc.prompt_tokens :], enc.loss_mask[enc.prompt_tokens :], strict=True
+        )
+        if not m
+    ]
+    assert tok.decode(masked_out) == "".join(s["text"] for s in flow if s["role"] == "executor")
+    labels = enc.labels
+    assert labels[: enc.prompt_tokens] == [IGNORE_INDEX] * enc.prompt_tokens
+    # the whole sequence decodes to prompt + assistant text byte for byte
+    assert tok.decode(enc.input_ids, skip_special_tokens=False) == (
+        tok.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+        + flow_text(flow)
+        + "<|im_end|>"
+    )
+
+
+def test_segments_are_tokenized_on_their_own(tok):
+    flow = two_execution_flow()
+    enc = encode(tok, MESSAGES, flow, "stop")
+    expected = prompt_ids(tok, MESSAGES)
+    for seg in flow:
+        expected += tok.encode(seg["text"], add_special_tokens=False)
+    assert enc.input_ids == expected + [IM_END]
+
+
+def test_no_end_of_turn_when_the_turn_did_not_end(tok):
+    flow = [{"role": "reasoner", "text": "Still thinking about"}]
+    for finish in ("length", "rounds", "error", None):
+        enc = encode(tok, MESSAGES, flow, finish)
+        assert IM_END not in enc.input_ids[enc.prompt_tokens :]
+
+
+def test_chat_mode_and_malformed_records_are_refused(tok):
+    record = {
+        "messages": MESSAGES,
+        "flow": two_execution_flow(),
+        "gen": {"mode": "chat", "finish": "stop"},
+    }
+    with pytest.raises(EncodeError, match="chat-mode"):
+        encode_record(tok, record)
+    with pytest.raises(EncodeError, match="messages"):
+        encode_record(tok, {"flow": []})
+    with pytest.raises(EncodeError, match="role"):
+        encode(tok, MESSAGES, [{"role": "assistant", "text": "x"}], None)
+
+
+def test_encode_record_prefers_the_corrected_flows_finish(tok):
+    record = {
+        "messages": MESSAGES,
+        "flow": [{"role": "reasoner", "text": "done \\boxed{1}"}],
+        "gen": {"finish": "length"},
+        "calm": {"final": {"finish": "stop"}},
+    }
+    assert encode_record(tok, record).input_ids[-1] == IM_END
+
+
+def test_align_ids_keeps_generated_ids_and_retokenizes_a_token_that_ran_past_the_fence(tok):
+    # "`\n\n" is one token: a server stopping on "\n```\n" may return it whole
+    generated = tok.encode("x = 1\n```\n\nNext", add_special_tokens=False)
+    text = tok.decode(generated)
+    cut, finish = cut_completion(text, "stop")
+    assert (cut, finish) == ("x = 1\n```\n", "fence")
+    ids = align_ids(tok, generated, cut)
+    assert tok.decode(ids) == cut
+    assert ids[:3] == generated[:3]  # the ids before the boundary are kept verbatim
+    # non-canonical ids are kept as the model produced them
+    odd = tok.encode("x = 1\n", add_special_tokens=False) + [73594, 198]  # "```" + "\n"
+    assert align_ids(tok, odd, "x = 1\n```\n") == odd
+
+
+def test_missing_tokenizers_fail_fast_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TokenizerError, match="no such folder"):
+        load_tokenizer(str(tmp_path / "nope" / "x" / "y"))
+    with pytest.raises(TokenizerError, match="cannot be reached"):
+        load_tokenizer("someone/not-a-cached-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TokenizerError, match="no tokenizer in this folder"):
+        load_tokenizer(str(tmp_path / "empty"))
+
+
+# --- the protocol step -------------------------------------------------------------------
+
+
+def test_cut_completion_stops_at_the_first_closing_fence():
+    raw = "```python\nprint(1)\n```\n```output\n1\n```\nSo \\boxed{1}"
+    assert cut_completion(raw, "stop") == ("```python\nprint(1)\n```\n", "fence")
+    assert cut_completion("I think ```output\n5", "stop") == ("I think ", "fake_output")
+    # a server that honoured the stop but dropped it from the text
+    assert cut_completion("print(1)", "stop", "```python\n") == ("print(1)" + FENCE_STOP, "fence")
+    assert cut_completion("the end", "length") == ("the end", "length")
+    assert cut_completion("the end", "stop") == ("the end", "stop")
+
+
+def ok(stdout: str):
+    return SimpleNamespace(status="ok", stdout=stdout, stderr="", seconds=0.1, message=None)
+
+
+def test_a_turn_runs_blocks_caps_executions_and_finishes():
+    rules = Rules(max_tokens=1000, max_executions=1)
+    turn = Turn()
+    assert next_request(turn, rules) == Generate(1000)
+    action = after_generation(turn, rules, "a\n```python\nprint(1)\n```\n", "fence", 10)
+    assert action == Execute("print(1)\n")
+    action = after_output(turn, rules, output_segment(ok("1\n")), 5)
+    assert action == Generate(985)
+    action = after_generation(turn, rules, "again\n```python\nprint(2)\n```\n", "fence", 10)
+    assert action == Skip(SKIPPED_MESSAGE.format(n=1))
+    skipped = SimpleNamespace(
+        status="skipped", stdout="", stderr="", seconds=0.0, message=action.message
+    )
+    assert output_block(skipped) == f"```output\n{action.message}\n```\n"
+    action = after_output(turn, rules, output_segment(skipped), 20)
+    assert action == Generate(955) and turn.executions == 1
+    assert after_generation(turn, rules, "\\boxed{1}", "stop", 3) == Finish("stop")
+    assert turn.finish == "stop" and [s["role"] for s in turn.flow] == [
+        "reasoner",
+        "executor",
+        "reasoner",
+        "executor",
+        "reasoner",
+    ]
+
+
+def test_budget_rounds_and_fake_outputs_end_a_turn():
+    rules = Rules(max_tokens=10, max_executions=4)
+    turn = Turn()
+    assert after_generation(turn, rules, "x" * 10, "fence", 10) == Finish("length")
+    rules = Rules(max_tokens=100, max_fake_outputs=2)
+    turn = Turn()
+    assert after_generation(turn, rules, "a", "fake_output", 1) == Generate(99)
+    assert after_generation(turn, rules, "b", "fake_output", 1) == Generate(98)
+    assert after_generation(turn, rules, "c", "fake_output", 1) == Finish("fake_output")
+    assert flow_text(turn.flow) == "abc"
+    rules = Rules(max_tokens=100, max_rounds=2)
+    turn = Turn()
+    after_generation(turn, rules, "```text\nhi\n```\n", "fence", 1)  # not python: no run
+    assert after_generation(turn, rules, "```text\nhi\n```\n", "fence", 1) == Finish("rounds")
+
+
+def test_output_block_format():
+    assert output_block(ok("Objective: 12.0\n")) == "```output\nObjective: 12.0\n```\n"
+    assert output_block(ok("")) == "```output\n(no output)\n```\n"
+    err = SimpleNamespace(
+        status="error", stdout="a", stderr="NameError: x", seconds=0.1, message=None
+    )
+    assert output_block(err) == "```output\na\nNameError: x\n```\n"
+    slow = SimpleNamespace(status="timeout", stdout="", stderr="", seconds=10.04, message=None)
+    assert output_block(slow) == "```output\nTimeoutError: execution stopped after 10.0 s\n```\n"
