@@ -13,19 +13,26 @@ demo:
     uv run or-filter /tmp/calm-storm-demo-storm.jsonl --correct --one-per-problem > /dev/null
 
 # The whole test suite (GPU tests skip themselves without a GPU).
-test *ARGS: cpu-torch
+test *ARGS: test-deps
     uv run pytest -q {{ARGS}}
 
-# A CPU build of torch for the tests of the transformers backend: the CPU wheel this kind of
-# machine keeps in /opt/wheels, else PyTorch's CPU index; without either those tests skip.
-cpu-torch:
+# CPU torch and the training stack (trl, accelerate, datasets, deepspeed, verl) at the locked versions, for the or-sft and or-grpo tests.
+test-deps:
     #!/usr/bin/env bash
-    if uv run python -c "import torch" 2>/dev/null; then exit 0; fi
+    set -euo pipefail
+    if uv run python -c "import torch, trl, deepspeed, verl, uvicorn" 2>/dev/null; then exit 0; fi
+    # The lock's GPU environment pins every version; torch itself comes as a CPU build: the
+    # wheel this kind of machine keeps in /opt/wheels, else PyPI's (a CUDA build that runs on CPU).
+    constraints=$(mktemp)
+    uv export --quiet --frozen --extra gpu --no-hashes --no-emit-workspace --no-header \
+        | grep -v -E '^(torch|torchaudio|torchvision|torchcodec|vllm|nvidia-|triton|xformers|flashinfer)[=-]' > "$constraints"
     if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
         uv pip install -q --find-links /opt/wheels "torch==2.13.0+cpu"
     else
-        uv pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu || echo "no CPU torch: its tests will skip"
+        uv pip install -q "torch==2.13.0"
     fi
+    uv pip install -q -c "$constraints" --no-build-isolation-package deepspeed \
+        trl accelerate datasets deepspeed verl "ray[default]" cachetools fastapi uvicorn pyzmq msgspec
 
 lint:
     uv run ruff check .
