@@ -55,10 +55,14 @@ def test_correct_and_golden():
     assert keys(filt("--golden").stdout) == [("p1", 0), ("p2", 0), ("p2", 1)]
 
 
-def test_correct_prefers_the_recorded_score():
-    r = rec("s", boxed=10)
-    r["score"] = {"correct": False}  # e.g. scored under another protocol: the record's word wins
-    assert filt("--correct", records=[r]).stdout == b""
+def test_correct_follows_a_current_score_and_rescores_a_stale_one():
+    from or_score.scorer import score_record
+
+    lenient = score_record(rec("s", answer=100, boxed=103), "orlm")  # 3 % off: orlm says right
+    assert keys(filt("--correct", records=[lenient]).stdout) == [("s", 0)]  # its protocol wins
+    stale = rec("t", boxed=10)
+    stale["score"] = {"correct": False}  # no version, no checksum: not trusted, rescored
+    assert keys(filt("--correct", records=[stale]).stdout) == [("t", 0)]
 
 
 def test_benchmark_and_has_answer():

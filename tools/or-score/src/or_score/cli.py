@@ -60,9 +60,12 @@ def main() -> None:
 def score_cmd(io, protocol: str) -> None:
     """Score each trajectory's final answer against its reference `answer`.
 
-    Reasons: correct, wrong, no_answer (no number in a box), truncated (token budget hit before
-    an answer), exec_error, gen_error (a tool recorded an error), no_reference (answer null:
-    correct is null and the record is left out of accuracy).
+    Reasons: correct, wrong, no_answer (no number in a box after the thinking), truncated (the
+    turn was cut by the token budget or the round cap, or is still inside a <think> it opened:
+    no answer, never correct, even with a box), exec_error (an error under `exec`, or the last
+    code block failed and no answer followed), gen_error (an error under `gen`; errors other
+    tools recorded, such as the Intervener's, do not change the verdict), no_reference (answer
+    null: correct is null and the record is left out of accuracy).
     """
     sys.exit(map_records("or-score", io, lambda record: score_record(record, protocol)))
 
@@ -84,7 +87,8 @@ def score_cmd(io, protocol: str) -> None:
     "-k",
     "k",
     type=click.IntRange(min=1),
-    help="k for pass@k and maj@k (default: samples per problem).",
+    help="k for pass@k (unbiased, over all n samples) and maj@k (a vote of the first k samples"
+    " by index); default: samples per problem.",
 )
 @report_format_option
 @click.option(
