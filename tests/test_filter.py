@@ -201,3 +201,20 @@ def test_split_recipe_is_disjoint_and_decontaminated(tmp_path):
         index.add(r["id"], r["question"])
     leaks = [r["id"] for s in ("sft", "rl") for r in splits[s] if index.match(r["question"])]
     assert leaks == []
+
+
+def test_rejects_checks_and_a_benchmark_that_matches_nothing(tmp_path):
+    from click.testing import CliRunner
+    from or_filter.cli import main
+
+    src = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    before = src.read_text()
+    for rejects in (str(src), str(tmp_path / "missing" / "rejects.jsonl")):
+        result = CliRunner().invoke(main, [str(src), "--correct", "--rejects", rejects])
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and result.stdout == ""
+    assert src.read_text() == before
+    result = CliRunner().invoke(main, [str(src), "--benchmark", "nl4opt", "--benchmark", "B", "-q"])
+    assert result.exit_code == 0
+    assert "no record has benchmark 'nl4opt'; the input has: a, b" in result.stderr
+    assert "'B'" not in result.stderr  # names match case-insensitively

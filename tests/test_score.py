@@ -535,3 +535,20 @@ def test_or_intervene_drops_the_score_of_the_flow_it_replaced():
 
     out = asyncio.run(calm_record(record, _OneHint(), cut_generator, len))
     assert out["calm"]["final"]["correct"] is False
+
+
+def test_report_plot_into_a_missing_directory_or_onto_an_input(tmp_path):
+    run = str(FIXTURES / "score/run_base.jsonl")
+    for plot in (str(tmp_path / "missing" / "t.png"), run):
+        result = CliRunner().invoke(score_main, ["report", run, "--plot", plot])
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stdout == ""
+
+
+def test_score_output_onto_its_input_is_refused(tmp_path):
+    src = tmp_path / "run.jsonl"
+    src.write_text(json.dumps(_traj("</think>\\boxed{1160}")) + "\n")
+    before = src.read_text()
+    result = CliRunner().invoke(score_main, [str(src), "-o", str(src)])
+    assert result.exit_code == 2 and "is also an input" in result.stderr
+    assert result.stderr.count("\n") == 1 and src.read_text() == before

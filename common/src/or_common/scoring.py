@@ -143,10 +143,17 @@ def _ended_in_failed_execution(record: Mapping[str, Any]) -> bool:
     )
 
 
+#: How much of the end of a turn the checksum reads: the answer is there, and hashing whole
+#: 20 KB turns would cost or-score a fifth of its speed.
+CHECKSUM_TAIL = 4096
+
+
 def checksum(text: str, finish: str | None) -> int:
-    """What a score was computed from (the turn's text and how it ended), so a reader can tell a
-    score that belongs to another flow."""
-    return zlib.crc32(text.encode("utf-8", "surrogatepass"), zlib.crc32(f"{finish}\0".encode()))
+    """A fingerprint of what a score was computed from (the turn's length, its end and how it
+    ended), so a reader can tell a score that belongs to another flow: any rewrite by a tool
+    (a hint and a new continuation, an appended output block) changes it."""
+    head = f"{finish}\0{len(text)}\0".encode()
+    return zlib.crc32(text[-CHECKSUM_TAIL:].encode("utf-8", "surrogatepass"), zlib.crc32(head))
 
 
 def judge(

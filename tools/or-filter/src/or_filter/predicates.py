@@ -174,6 +174,10 @@ class Funnel:
         if passed:
             self.counts[stage]["out"][bench_of(record)] += 1
 
+    def benchmarks(self) -> list[str]:
+        """Every benchmark seen in the input."""
+        return sorted(self.counts["input"]["in"])
+
     def lines(self) -> list[str]:
         benches = sorted({b for c in self.counts.values() for b in c["in"]})
         out = ["or-filter funnel (in -> out):"]
@@ -184,6 +188,13 @@ class Funnel:
                 + (f"  ({per})" if len(benches) > 1 else "")
             )
         return out
+
+
+def unmatched_benchmarks(wanted: Iterable[str], funnel: Funnel) -> list[str]:
+    """The `--benchmark` names that matched no input record (said on stderr, not silently
+    giving an empty output)."""
+    seen = {norm_bench(b) for b in funnel.benchmarks()}
+    return [name for name in wanted if norm_bench(name) not in seen]
 
 
 def run_stages(

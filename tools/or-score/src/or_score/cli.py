@@ -9,7 +9,9 @@ import orjson
 from or_common.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    Complaints,
     DefaultGroup,
+    check_output_path,
     echo_err,
     epilog,
     io_options,
@@ -114,17 +116,14 @@ def report_cmd(
 
     if labels and len(labels) != len(runs):
         raise click.UsageError(f"got {len(labels)} --label for {len(runs)} runs")
-    bad = 0
-
-    def on_bad(source: str, lineno: int, message: str) -> None:
-        nonlocal bad
-        bad += 1
-        echo_err(f"{source}:{lineno}: {message}" if lineno else f"{source}: {message}")
-
+    check_output_path(plot_path, runs, "--plot")
+    complaints = Complaints()
     summaries = []
     for i, path in enumerate(runs):
-        run = load_run(path, protocol, labels[i] if labels else None, on_bad)
+        run = load_run(path, protocol, labels[i] if labels else None, complaints.bad_line)
         summaries.append(summarize(run, k))
+    complaints.close()
+    bad = complaints.total
     try:
         if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
             sys.stdout.buffer.write(

@@ -198,8 +198,9 @@ def summarize(run: Run, k: int | None = None) -> dict[str, Any]:
 
 
 def load_run(path: str, protocol: str, label: str | None, on_bad) -> Run:
-    """Read one run file (`-` for stdin), scoring records that lack a score under `protocol`."""
-    from or_common.jsonl import BadLine, decode, iter_raw, source_name
+    """Read one run file (`-` for stdin), scoring records that lack a current score under
+    `protocol`. `on_bad(BadLine)` hears of every line that cannot be used."""
+    from or_common.jsonl import BadLine, read_lines, source_name
 
     name = label or (
         "stdin"
@@ -207,19 +208,16 @@ def load_run(path: str, protocol: str, label: str | None, on_bad) -> Run:
         else os.path.basename(path).removesuffix(".gz").removesuffix(".jsonl")
     )
     run = Run(source=source_name(path), label=name, protocol=protocol)
-    try:
-        for source, lineno, raw in iter_raw([path]):
-            try:
-                record = decode(raw, source, lineno)
-                if "id" not in record:
-                    raise RecordError("missing field 'id'")
-                run.add(record)
-            except BadLine as bad:
-                on_bad(bad.source, bad.lineno, bad.message)
-            except RecordError as err:
-                on_bad(source, lineno, str(err))
-    except BadLine as bad:
-        on_bad(bad.source, bad.lineno, bad.message)
+    for item in read_lines([path]):
+        if isinstance(item, BadLine):
+            on_bad(item)
+            continue
+        try:
+            if "id" not in item.record:
+                raise RecordError("missing field 'id'")
+            run.add(item.record)
+        except RecordError as err:
+            on_bad(BadLine(item.source, item.lineno, str(err)))
     return run
 
 
