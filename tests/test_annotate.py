@@ -129,3 +129,14 @@ def test_report_plot_into_a_missing_directory_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["report", str(run), "--plot", str(tmp_path / "no/x.png")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "does not exist" in result.stderr
+
+
+def test_a_hosted_annotator_without_its_key_fails_at_once():
+    from click.testing import CliRunner
+    from or_annotate.cli import main
+
+    result = CliRunner(env={"OPENAI_API_KEY": None, "ANNOTATOR_API_KEY": None}).invoke(
+        main, ["--annotator", "openai/gpt-4o"], input='{"id": "a", "flow": []}\n'
+    )
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "set OPENAI_API_KEY (or pass --api-key)" in result.stderr

@@ -213,3 +213,16 @@ def test_repeated_identical_complaints_are_capped():
     )
     assert "47 bad input" in result.stderr  # every bad line is still counted
     assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == ["a"]
+
+
+def test_api_key_check_knows_which_models_need_one(monkeypatch):
+    from or_common.usage import UsageLine, check_api_key
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    with pytest.raises(UsageLine, match="DEEPSEEK_API_KEY"):
+        check_api_key("deepseek/deepseek-chat", None, None)
+    check_api_key("deepseek/deepseek-chat", "http://127.0.0.1:9000/v1", None)  # self-hosted
+    check_api_key("deepseek/deepseek-chat", None, "sk-given")
+    check_api_key("hosted_vllm/judge", None, None)  # a provider we do not know: litellm's call
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-env")
+    check_api_key("deepseek/deepseek-chat", None, None)

@@ -93,3 +93,49 @@ def test_calm_recipe(tmp_path, tokenizer_dir):
         len(read_jsonl(tmp_path / "calm/03-rejects.jsonl")) == 2
     )  # the second sample of each problem
     assert "success before -> after: 0.0% -> 100.0%" in result.stderr
+
+
+def test_eval_recipe_fails_when_generation_wrote_nothing(tmp_path, tokenizer_dir):
+    test = tmp_path / "test.jsonl"
+    test.write_text("")
+    with FakeServer(script) as server:
+        env = {**ENV, "MODEL": "tiny", "API_BASE": server.url, "TEST": str(test)}
+        result = subprocess.run(
+            ["bash", str(ROOT / "recipes/eval.sh"), "--tokenizer", str(tokenizer_dir), "-q"],
+            env={**env, "OUT": str(tmp_path / "eval")},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode != 0
+    assert "generation wrote no trajectory" in result.stderr
+
+
+def test_calm_recipe_limits_only_the_problems(tmp_path, tokenizer_dir):
+    """--limit 1 means one problem for or-gen; or-intervene then takes both of its samples."""
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text(problems("good", "good"))
+    judge_script, _ = make_intervener("fix")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(judge_script) as judge:
+        env = {
+            **ENV,
+            "MODEL": "tiny",
+            "API_BASE": reasoner.url,
+            "INTERVENER": "openai/judge",
+            "INTERVENER_API_BASE": judge.url,
+            "SFT": str(sft),
+            "OUT": str(tmp_path / "calm"),
+            "N": "2",
+            "TOKENIZER": str(tokenizer_dir),
+        }
+        result = subprocess.run(
+            ["bash", str(ROOT / "recipes/calm.sh"), "--tokenizer", str(tokenizer_dir)]
+            + ["--retry-backoff", "0.01", "--limit", "1", "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["id"] for r in read_jsonl(tmp_path / "calm/01-gen.jsonl")] == ["q0", "q0"]
+    assert [r["id"] for r in read_jsonl(tmp_path / "calm/02-calm.jsonl")] == ["q0", "q0"]

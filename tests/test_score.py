@@ -552,3 +552,11 @@ def test_score_output_onto_its_input_is_refused(tmp_path):
     result = CliRunner().invoke(score_main, [str(src), "-o", str(src)])
     assert result.exit_code == 2 and "is also an input" in result.stderr
     assert result.stderr.count("\n") == 1 and src.read_text() == before
+
+
+def test_report_of_an_empty_run_fails(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = CliRunner().invoke(score_main, ["report", str(empty), "--format", "markdown"])
+    assert result.exit_code == 1
+    assert f"{empty} holds no scorable record" in result.stderr

@@ -28,6 +28,9 @@ from .jsonl import (
     repair_tail,
 )
 from .records import TOOL_KEYS, Key, RecordError, record_key
+from .usage import UsageLine, check_output_path
+
+__all__ = ["UsageLine", "check_output_path"]  # re-exported: every tool imports them from here
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,35 +51,6 @@ class IOOptions:
     strict: bool = False
     quiet: bool = False
     verbose: int = 0
-
-
-class UsageLine(click.ClickException):
-    """A run that cannot start (exit 2), said in one line on stderr: no usage block, no traceback."""
-
-    exit_code = EXIT_USAGE
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
-def check_output_path(path: str | None, inputs: tuple[str, ...] = (), option: str = "-o") -> None:
-    """Refuse, before anything is read or written, an output that is one of the inputs (opening
-    it would empty it) or that lies in a directory that does not exist."""
-    if path is None:
-        return
-    for source in inputs:
-        if source != STDIN and _same_file(source, path):
-            raise UsageLine(
-                f"{option} {path} is also an input: writing it would destroy it before it is read; "
-                "write to another file"
-            )
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageLine(f"{option} {path}: directory {parent} does not exist; create it first")
 
 
 class Complaints:

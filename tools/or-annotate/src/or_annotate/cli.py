@@ -21,6 +21,7 @@ from or_common.cli import (
     threaded_aiter,
 )
 from or_common.records import RecordError, check_trajectory
+from or_common.usage import check_api_key
 
 
 @click.group(
@@ -60,6 +61,10 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
     triggers (SPEC §1), or label "correct" when there are none."""
     from .annotate import annotate_rules
 
+    if annotator != "rules":  # a missing key fails now, not after retries on every record
+        check_api_key(
+            annotator, opts["api_base"], opts["api_key"], "--annotator", "--api-key", "--api-base"
+        )
     if annotator == "rules":
         with ToolRun("or-annotate", io) as run:
             for line in run.records():

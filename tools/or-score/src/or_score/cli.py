@@ -124,6 +124,10 @@ def report_cmd(
         summaries.append(summarize(run, k))
     complaints.close()
     bad = complaints.total
+    for summary in summaries:
+        if not summary["benchmarks"]:  # an empty table must not pass for a result
+            bad += 1
+            echo_err(f"or-score report: {summary['file']} holds no scorable record")
     try:
         if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
             sys.stdout.buffer.write(
