@@ -292,3 +292,30 @@ def test_gzip_on_stdin(tool):
     result = run_tool(tool, *STREAM_TOOLS[tool][0], input=gzip.compress(lines(tool, 3).encode()))
     assert result.returncode == 0, result.stderr
     assert [r["id"] for r in read_jsonl(result.stdout)] == ["p0", "p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    "tool,command",
+    [
+        ("or-score", []),
+        ("or-score", ["score"]),
+        ("or-score", ["report"]),
+        ("or-filter", []),
+        ("or-annotate", []),
+        ("or-annotate", ["annotate"]),
+        ("or-annotate", ["report"]),
+        ("or-annotate", ["agree"]),
+        ("or-intervene", []),
+    ],
+)
+def test_help_cites_nothing_outside_the_repository(tool, command):
+    """Help says things in words: a reference to a document users do not have ("SPEC §1") is
+    no explanation."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    main = importlib.import_module(tool.replace("-", "_") + ".cli").main
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "SPEC" not in result.stdout and "§" not in result.stdout

@@ -218,3 +218,22 @@ def test_rejects_checks_and_a_benchmark_that_matches_nothing(tmp_path):
     assert result.exit_code == 0
     assert "no record has benchmark 'nl4opt'; the input has: a, b" in result.stderr
     assert "'B'" not in result.stderr  # names match case-insensitively
+
+
+def test_quiet_means_quiet_when_a_tokenizer_is_loaded(tokenizer_dir):
+    """transformers' "PyTorch was not found" advisory is not printed (torch is not needed to
+    count tokens); with -q stderr stays empty."""
+    data = json.dumps(rec("a")) + "\n"
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_NO_ADVISORY_WARNINGS"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "or-filter"), "--max-tokens", "999"]
+        + ["--tokenizer", str(tokenizer_dir), "-q"],
+        input=data,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(read_jsonl(result.stdout)) == 1

@@ -139,3 +139,34 @@ def test_calm_recipe_limits_only_the_problems(tmp_path, tokenizer_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["id"] for r in read_jsonl(tmp_path / "calm/01-gen.jsonl")] == ["q0", "q0"]
     assert [r["id"] for r in read_jsonl(tmp_path / "calm/02-calm.jsonl")] == ["q0", "q0"]
+
+
+def test_uv_run_does_not_recompile_bytecode_every_time():
+    """uv applies a `compile-bytecode` setting to the sync inside every `uv run` (13,500 files,
+    1-2 s per command): the workspace must not set it; `just bytecode` compiles once instead."""
+    import shutil
+    import tomllib
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]
+    assert "compile-bytecode" not in settings
+    uv = shutil.which("uv")
+    if uv is None:
+        return
+    env = {k: v for k, v in ENV.items() if k != "UV_COMPILE_BYTECODE"}
+    for _ in range(2):
+        result = subprocess.run(
+            [uv, "run", "--frozen", "true"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0 and "Bytecode compiled" not in result.stderr
+
+
+def test_just_list_shows_a_whole_sentence_for_every_recipe():
+    just = Path(sys.executable).parent / "just"
+    listing = subprocess.run(
+        [str(just), "--list"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    recipes = [line.strip() for line in listing.splitlines()[1:] if line.strip()]
+    assert len(recipes) >= 8
+    for line in recipes:
+        name, _, doc = line.partition("# ")
+        assert doc[:1].isupper() and doc.rstrip().endswith((".", ")")), line

@@ -58,7 +58,9 @@ def main() -> None:
 @io_options
 def annotate_cmd(io, annotator: str, **opts: Any) -> None:
     """Write `flaws: {triggers, label, categories, annotator, prompt_version}`: at most two
-    triggers (SPEC §1), or label "correct" when there are none."""
+    of the seven flaw triggers (1 premature solving by hand, 2 fragmented code, 3 redundant
+    manual verification, 4 missing sanity check, 5 flawed modeling, 6 implementation error,
+    7 protocol violation), or label "correct" when there are none."""
     from .annotate import annotate_rules
 
     if annotator != "rules":  # a missing key fails now, not after retries on every record
