@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from .aio import run_concurrently, threaded_aiter
 from .guard import stdout_guard
 from .jsonl import (
     STDIN,
@@ -30,7 +31,8 @@ from .jsonl import (
 from .records import TOOL_KEYS, Key, RecordError, record_key
 from .usage import UsageLine, check_output_path
 
-__all__ = ["UsageLine", "check_output_path"]  # re-exported: every tool imports them from here
+# re-exported: the tools import these from here
+__all__ = ["UsageLine", "check_output_path", "run_concurrently", "threaded_aiter"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -412,43 +414,6 @@ EPILOG_HEADER = "Examples:"
 def epilog(*lines: str) -> str:
     """An `Examples:` block for `--help` (click keeps the lines as written after \\b)."""
     return "\b\n" + EPILOG_HEADER + "\n" + "\n".join(f"  {line}" for line in lines)
-
-
-async def threaded_aiter(items: Iterator[Any]) -> Any:
-    """Iterate a blocking iterator (e.g. `ToolRun.records()` on stdin) from asyncio without
-    stalling the event loop while it waits for the next line."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    done = object()
-    while (item := await loop.run_in_executor(None, next, items, done)) is not done:
-        yield item
-
-
-async def run_concurrently(items: Any, limit: int, handle: Callable[[Any], Any]) -> None:
-    """Await `handle(item)` for every item of an async iterator, at most `limit` at a time,
-    reading ahead only as far as the limit allows. Everything started is awaited, also when
-    reading stops early (--strict, a closed pipe)."""
-    import asyncio
-
-    sem = asyncio.Semaphore(limit)
-    tasks: set[asyncio.Task] = set()
-
-    async def guarded(item: Any) -> None:
-        try:
-            await handle(item)
-        finally:
-            sem.release()
-
-    try:
-        async for item in items:
-            await sem.acquire()
-            task = asyncio.create_task(guarded(item))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-    finally:
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class DefaultGroup(click.Group):
