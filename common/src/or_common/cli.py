@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 
 import click
 
-from .aio import run_concurrently, threaded_aiter
 from .guard import stdout_guard
 from .jsonl import (
     STDIN,
@@ -29,10 +27,10 @@ from .jsonl import (
     repair_tail,
 )
 from .records import TOOL_KEYS, Key, RecordError, record_key
-from .usage import UsageLine, check_output_path
+from .usage import Complaints, UsageLine, check_output_path, echo_err
 
 # re-exported: the tools import these from here
-__all__ = ["UsageLine", "check_output_path", "run_concurrently", "threaded_aiter"]
+__all__ = ["Complaints", "UsageLine", "check_output_path", "echo_err"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -53,34 +51,6 @@ class IOOptions:
     strict: bool = False
     quiet: bool = False
     verbose: int = 0
-
-
-class Complaints:
-    """`WHERE: message` lines on stderr, at most `limit` of each kind (a kind is the message
-    without its line-specific detail); the rest are counted and summed up by `close()`, so 90
-    lines of binary junk make a handful of lines, not a wall."""
-
-    def __init__(self, emit: Callable[[str], None] | None = None, limit: int = 5):
-        self.emit = emit or echo_err
-        self.limit = limit
-        self.counts: Counter = Counter()
-        self.total = 0
-
-    def __call__(self, where: str, message: str, kind: str | None = None) -> None:
-        kind = kind or message
-        self.counts[kind] += 1
-        self.total += 1
-        if self.counts[kind] <= self.limit:
-            self.emit(f"{where}: {message}" if where else message)
-
-    def bad_line(self, bad: BadLine) -> None:
-        self(f"{bad.source}:{bad.lineno}" if bad.lineno else bad.source, bad.message, bad.kind)
-
-    def close(self) -> None:
-        for kind, n in self.counts.items():
-            if n > self.limit:
-                self.emit(f"... and {n - self.limit} more like this: {kind}")
-        self.counts.clear()
 
 
 def _parse_shard(
@@ -160,10 +130,6 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-
-
-def echo_err(message: str) -> None:
-    click.echo(message, err=True)
 
 
 @dataclass
@@ -414,6 +380,43 @@ EPILOG_HEADER = "Examples:"
 def epilog(*lines: str) -> str:
     """An `Examples:` block for `--help` (click keeps the lines as written after \\b)."""
     return "\b\n" + EPILOG_HEADER + "\n" + "\n".join(f"  {line}" for line in lines)
+
+
+async def threaded_aiter(items: Iterator[Any]) -> Any:
+    """Iterate a blocking iterator (e.g. `ToolRun.records()` on stdin) from asyncio without
+    stalling the event loop while it waits for the next line."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    done = object()
+    while (item := await loop.run_in_executor(None, next, items, done)) is not done:
+        yield item
+
+
+async def run_concurrently(items: Any, limit: int, handle: Callable[[Any], Any]) -> None:
+    """Await `handle(item)` for every item of an async iterator, at most `limit` at a time,
+    reading ahead only as far as the limit allows. Everything started is awaited, also when
+    reading stops early (--strict, a closed pipe)."""
+    import asyncio
+
+    sem = asyncio.Semaphore(limit)
+    tasks: set[asyncio.Task] = set()
+
+    async def guarded(item: Any) -> None:
+        try:
+            await handle(item)
+        finally:
+            sem.release()
+
+    try:
+        async for item in items:
+            await sem.acquire()
+            task = asyncio.create_task(guarded(item))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class DefaultGroup(click.Group):

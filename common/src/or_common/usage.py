@@ -1,13 +1,16 @@
-"""Checks that make a whole run impossible, made before the first record is read: each fails
-with one line on stderr and exit 2, never a traceback."""
+"""What a tool tells its user about a run as a whole: the checks that make it impossible, made
+before the first record is read (each fails with one line on stderr and exit 2, never a
+traceback), and the complaints about bad input, capped so that junk cannot flood stderr."""
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Callable
 
 import click
 
-from .jsonl import STDIN
+from .jsonl import STDIN, BadLine
 
 EXIT_USAGE = 2
 
@@ -74,3 +77,36 @@ def check_api_key(
             f"{option} {model} needs an API key: set {variable} "
             f"(or pass {key_flag}), or point {base_flag} at a self-hosted server"
         )
+
+
+def echo_err(message: str) -> None:
+    """One line on stderr."""
+    click.echo(message, err=True)
+
+
+class Complaints:
+    """`WHERE: message` lines on stderr, at most `limit` of each kind (a kind is the message
+    without its line-specific detail); the rest are counted and summed up by `close()`, so 90
+    lines of binary junk make a handful of lines, not a wall."""
+
+    def __init__(self, emit: Callable[[str], None] | None = None, limit: int = 5):
+        self.emit = emit or echo_err
+        self.limit = limit
+        self.counts: Counter = Counter()
+        self.total = 0
+
+    def __call__(self, where: str, message: str, kind: str | None = None) -> None:
+        kind = kind or message
+        self.counts[kind] += 1
+        self.total += 1
+        if self.counts[kind] <= self.limit:
+            self.emit(f"{where}: {message}" if where else message)
+
+    def bad_line(self, bad: BadLine) -> None:
+        self(f"{bad.source}:{bad.lineno}" if bad.lineno else bad.source, bad.message, bad.kind)
+
+    def close(self) -> None:
+        for kind, n in self.counts.items():
+            if n > self.limit:
+                self.emit(f"... and {n - self.limit} more like this: {kind}")
+        self.counts.clear()
