@@ -15,6 +15,11 @@ PROTOCOL=${PROTOCOL:-strict}
 mkdir -p "$OUT"
 
 or-gen "$TEST" --model "$MODEL" --api-base "$API_BASE" --n "$N" -o "$OUT/01-gen.jsonl" --resume "$@"
+# An empty run must not pass for a result: or-score report fails on a run without records too.
+if [ ! -s "$OUT/01-gen.jsonl" ]; then
+    echo "eval.sh: generation wrote no trajectory to $OUT/01-gen.jsonl (is $TEST empty?)" >&2
+    exit 1
+fi
 or-score "$OUT/01-gen.jsonl" --protocol "$PROTOCOL" -q > "$OUT/02-scored.jsonl"
 or-score report "$OUT/02-scored.jsonl" --protocol "$PROTOCOL" --format markdown --plot "$OUT/report.png" > "$OUT/report.md"
 cat "$OUT/report.md"

@@ -106,3 +106,37 @@ def test_report_and_agreement(tmp_path):
     assert agree["matched"] == 4 and agree["exact_set_match"] == 0.5 and agree["same_label"] == 1.0
     assert agree["per_trigger"]["7"] == {"precision": 1.0, "recall": 1.0, "support": 1}
     assert agree["per_trigger"]["5"]["precision"] == 0.0
+
+
+def test_report_without_flaws_says_so_and_does_not_crash_on_plot(tmp_path):
+    from click.testing import CliRunner
+    from or_annotate.cli import main
+
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"id": "a", "sample": 0, "flow": []}])
+    png = tmp_path / "flaws.png"
+    result = CliRunner().invoke(main, ["report", str(plain), "--plot", str(png)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    assert "holds no annotated trajectory" in result.stderr
+    assert "nothing to plot" in result.stderr and not png.exists()
+
+
+def test_report_plot_into_a_missing_directory_is_one_line(tmp_path):
+    from click.testing import CliRunner
+    from or_annotate.cli import main
+
+    run = write_jsonl(tmp_path / "run.jsonl", [{"id": "a", "flaws": {"triggers": [1]}}])
+    result = CliRunner().invoke(main, ["report", str(run), "--plot", str(tmp_path / "no/x.png")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "does not exist" in result.stderr
+
+
+def test_a_hosted_annotator_without_its_key_fails_at_once():
+    from click.testing import CliRunner
+    from or_annotate.cli import main
+
+    result = CliRunner(env={"OPENAI_API_KEY": None, "ANNOTATOR_API_KEY": None}).invoke(
+        main, ["--annotator", "openai/gpt-4o"], input='{"id": "a", "flow": []}\n'
+    )
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "set OPENAI_API_KEY (or pass --api-key)" in result.stderr

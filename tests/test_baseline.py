@@ -260,3 +260,62 @@ def test_limit_and_shards_partition_the_input(tool):
     ids = sorted(r["id"] for s in shards for r in s)
     assert ids == sorted(f"p{i}" for i in range(40))
     assert all(s for s in shards)
+
+
+@pytest.mark.parametrize("tool", STREAM_TOOLS)
+def test_output_naming_an_input_is_a_usage_error(tool, tmp_path):
+    path = tmp_path / "in.jsonl"
+    data = lines(tool, 3)
+    path.write_text(data)
+    for args in (["-o", str(path)], ["-o", str(tmp_path / "." / "in.jsonl"), "--resume"]):
+        result = run_tool(tool, *STREAM_TOOLS[tool][0], str(path), *args)
+        assert result.returncode == 2
+        assert result.stderr.decode().count("\n") == 1, result.stderr
+        assert b"is also an input" in result.stderr
+        assert path.read_text() == data  # untouched
+
+
+@pytest.mark.parametrize("tool", STREAM_TOOLS)
+def test_output_into_a_missing_directory_is_one_line(tool, tmp_path):
+    result = run_tool(
+        tool, *STREAM_TOOLS[tool][0], "-o", str(tmp_path / "nope" / "out.jsonl"), input=""
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1, result.stderr
+    assert b"does not exist" in result.stderr and b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("tool", STREAM_TOOLS)
+def test_gzip_on_stdin(tool):
+    import gzip
+
+    result = run_tool(tool, *STREAM_TOOLS[tool][0], input=gzip.compress(lines(tool, 3).encode()))
+    assert result.returncode == 0, result.stderr
+    assert [r["id"] for r in read_jsonl(result.stdout)] == ["p0", "p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    "tool,command",
+    [
+        ("or-score", []),
+        ("or-score", ["score"]),
+        ("or-score", ["report"]),
+        ("or-filter", []),
+        ("or-annotate", []),
+        ("or-annotate", ["annotate"]),
+        ("or-annotate", ["report"]),
+        ("or-annotate", ["agree"]),
+        ("or-intervene", []),
+    ],
+)
+def test_help_cites_nothing_outside_the_repository(tool, command):
+    """Help says things in words: a reference to a document users do not have ("SPEC §1") is
+    no explanation."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    main = importlib.import_module(tool.replace("-", "_") + ".cli").main
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "SPEC" not in result.stdout and "§" not in result.stdout

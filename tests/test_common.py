@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -102,3 +103,126 @@ def test_records_helpers():
     set_error(rec, "or-exec", "Timeout", "pool died")
     assert rec["exec"]["error"] == {"tool": "or-exec", "type": "Timeout", "message": "pool died"}
     assert find_error(rec)["tool"] == "or-exec"
+
+
+# -- the shared run loop: resume, output checks, gzip on stdin, capped complaints ------------
+
+
+def _exec_like(fail: set[str]):
+    """A minimal tool over the shared run loop that writes its findings under `exec` and marks
+    the ids in `fail` as failed (as a server outage would)."""
+    import click
+    from or_common.cli import ToolRun, io_options
+
+    @click.command()
+    @io_options
+    def tool(io):
+        with ToolRun("or-exec", io) as run:
+            for line in run.records():
+                record = line.record
+                if record["id"] in fail:
+                    set_error(record, "or-exec", "ConnectionError", "server down")
+                    run.failed()
+                else:
+                    record["exec"] = {"ok": True}
+                run.write(record)
+        sys.exit(run.exit_code)
+
+    return tool
+
+
+def _lines(*ids: str) -> str:
+    return "".join(f'{{"id": "{i}", "sample": 0}}\n' for i in ids)
+
+
+def test_resume_redoes_error_records_and_keeps_one_record_per_key(tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "out.jsonl"
+    first = CliRunner().invoke(
+        _exec_like({"b"}), ["-o", str(out), "-q"], input=_lines("a", "b", "c")
+    )
+    assert first.exit_code == 1
+    assert [("error" in r["exec"]) for r in map(json.loads, out.read_text().splitlines())] == [
+        False,
+        True,
+        False,
+    ]
+    inode = out.stat().st_ino
+    again = CliRunner().invoke(
+        _exec_like(set()), ["-o", str(out), "--resume"], input=_lines("a", "b", "c")
+    )
+    assert again.exit_code == 0, again.stderr
+    assert "removed 1 written with an error (they are redone)" in again.stderr
+    assert "2 already done" in again.stderr
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == ["a", "b", "c"]
+    assert all(r["exec"] == {"ok": True} for r in records)
+    assert out.stat().st_ino != inode  # rewritten through a temporary file renamed over it
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left
+
+
+def test_resume_drops_a_repeated_key(tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "sample": 0, "exec": {"ok": true}}\n' * 2)
+    result = CliRunner().invoke(
+        _exec_like(set()), ["-o", str(out), "--resume"], input=_lines("a", "b")
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["a", "b"]
+
+
+def test_an_error_of_another_tool_is_not_redone(tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "sample": 0, "gen": {"error": {"tool": "or-gen"}}, "exec": {}}\n')
+    result = CliRunner().invoke(_exec_like(set()), ["-o", str(out), "--resume"], input=_lines("a"))
+    assert result.exit_code == 0 and "1 already done" in result.stderr
+    assert out.read_text().count("\n") == 1
+
+
+def test_gzip_on_stdin_is_read_transparently():
+    import gzip
+
+    from click.testing import CliRunner
+
+    data = gzip.compress(_lines("a", "b").encode())
+    result = CliRunner().invoke(_exec_like(set()), ["-q"], input=data)
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == ["a", "b"]
+
+
+def test_repeated_identical_complaints_are_capped():
+    from click.testing import CliRunner
+
+    junk = "".join(f"junk {i}\n" for i in range(40)) + '{"id": "a"}\n' + "[1]\n" * 7
+    result = CliRunner().invoke(_exec_like(set()), [], input=junk)
+    assert result.exit_code == 1
+    err = result.stderr.splitlines()
+    assert sum("not valid JSON" in line for line in err) == 5 + 1  # 5 shown, then one sum-up
+    assert (
+        "... and 35 more like this: not valid JSON (unexpected character, expected a JSON value)"
+        in err
+    )
+    assert "... and 2 more like this: expected a JSON object, got list" in err
+    assert (
+        "<stdin>:1: not valid JSON (unexpected character, expected a JSON value): 'junk 0'" in err
+    )
+    assert "47 bad input" in result.stderr  # every bad line is still counted
+    assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == ["a"]
+
+
+def test_api_key_check_knows_which_models_need_one(monkeypatch):
+    from or_common.usage import UsageLine, check_api_key
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    with pytest.raises(UsageLine, match="DEEPSEEK_API_KEY"):
+        check_api_key("deepseek/deepseek-chat", None, None)
+    check_api_key("deepseek/deepseek-chat", "http://127.0.0.1:9000/v1", None)  # self-hosted
+    check_api_key("deepseek/deepseek-chat", None, "sk-given")
+    check_api_key("hosted_vllm/judge", None, None)  # a provider we do not know: litellm's call
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-env")
+    check_api_key("deepseek/deepseek-chat", None, None)

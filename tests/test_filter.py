@@ -55,10 +55,14 @@ def test_correct_and_golden():
     assert keys(filt("--golden").stdout) == [("p1", 0), ("p2", 0), ("p2", 1)]
 
 
-def test_correct_prefers_the_recorded_score():
-    r = rec("s", boxed=10)
-    r["score"] = {"correct": False}  # e.g. scored under another protocol: the record's word wins
-    assert filt("--correct", records=[r]).stdout == b""
+def test_correct_follows_a_current_score_and_rescores_a_stale_one():
+    from or_score.scorer import score_record
+
+    lenient = score_record(rec("s", answer=100, boxed=103), "orlm")  # 3 % off: orlm says right
+    assert keys(filt("--correct", records=[lenient]).stdout) == [("s", 0)]  # its protocol wins
+    stale = rec("t", boxed=10)
+    stale["score"] = {"correct": False}  # no version, no checksum: not trusted, rescored
+    assert keys(filt("--correct", records=[stale]).stdout) == [("t", 0)]
 
 
 def test_benchmark_and_has_answer():
@@ -197,3 +201,39 @@ def test_split_recipe_is_disjoint_and_decontaminated(tmp_path):
         index.add(r["id"], r["question"])
     leaks = [r["id"] for s in ("sft", "rl") for r in splits[s] if index.match(r["question"])]
     assert leaks == []
+
+
+def test_rejects_checks_and_a_benchmark_that_matches_nothing(tmp_path):
+    from click.testing import CliRunner
+    from or_filter.cli import main
+
+    src = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    before = src.read_text()
+    for rejects in (str(src), str(tmp_path / "missing" / "rejects.jsonl")):
+        result = CliRunner().invoke(main, [str(src), "--correct", "--rejects", rejects])
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and result.stdout == ""
+    assert src.read_text() == before
+    result = CliRunner().invoke(main, [str(src), "--benchmark", "nl4opt", "--benchmark", "B", "-q"])
+    assert result.exit_code == 0
+    assert "no record has benchmark 'nl4opt'; the input has: a, b" in result.stderr
+    assert "'B'" not in result.stderr  # names match case-insensitively
+
+
+def test_quiet_means_quiet_when_a_tokenizer_is_loaded(tokenizer_dir):
+    """transformers' "PyTorch was not found" advisory is not printed (torch is not needed to
+    count tokens); with -q stderr stays empty."""
+    data = json.dumps(rec("a")) + "\n"
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_NO_ADVISORY_WARNINGS"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "or-filter"), "--max-tokens", "999"]
+        + ["--tokenizer", str(tokenizer_dir), "-q"],
+        input=data,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(read_jsonl(result.stdout)) == 1

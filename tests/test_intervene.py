@@ -520,3 +520,16 @@ def test_gen_then_rules_intervention_with_a_tiny_transformers_model(tmp_path, to
     # random weights never box an answer: the rules see a protocol violation (or no answer region) each time
     assert rec["calm"]["verdict"] in ("limit", "no_intervention") and rec["flow"]
     assert all(r["trigger"] in range(1, 8) for r in rec["calm"]["rounds"])
+
+
+def test_a_hosted_intervener_without_its_key_fails_before_the_first_record():
+    from click.testing import CliRunner
+    from or_intervene.cli import main
+
+    env = {"GEMINI_API_KEY": None, "INTERVENER_API_KEY": None}
+    args = ["--intervener", "gemini/gemini-2.5-pro", "--model", "m", "--api-base", "http://x/v1"]
+    for extra in ([], ["--intervener", "hybrid:gemini/gemini-2.5-pro"]):
+        result = CliRunner(env=env).invoke(main, args + extra, input=json.dumps(traj("x")) + "\n")
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "set GEMINI_API_KEY" in result.stderr
+        assert result.stdout == ""

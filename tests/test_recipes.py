@@ -93,3 +93,80 @@ def test_calm_recipe(tmp_path, tokenizer_dir):
         len(read_jsonl(tmp_path / "calm/03-rejects.jsonl")) == 2
     )  # the second sample of each problem
     assert "success before -> after: 0.0% -> 100.0%" in result.stderr
+
+
+def test_eval_recipe_fails_when_generation_wrote_nothing(tmp_path, tokenizer_dir):
+    test = tmp_path / "test.jsonl"
+    test.write_text("")
+    with FakeServer(script) as server:
+        env = {**ENV, "MODEL": "tiny", "API_BASE": server.url, "TEST": str(test)}
+        result = subprocess.run(
+            ["bash", str(ROOT / "recipes/eval.sh"), "--tokenizer", str(tokenizer_dir), "-q"],
+            env={**env, "OUT": str(tmp_path / "eval")},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode != 0
+    assert "generation wrote no trajectory" in result.stderr
+
+
+def test_calm_recipe_limits_only_the_problems(tmp_path, tokenizer_dir):
+    """--limit 1 means one problem for or-gen; or-intervene then takes both of its samples."""
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text(problems("good", "good"))
+    judge_script, _ = make_intervener("fix")
+    with FakeServer(reasoner_script) as reasoner, FakeServer(judge_script) as judge:
+        env = {
+            **ENV,
+            "MODEL": "tiny",
+            "API_BASE": reasoner.url,
+            "INTERVENER": "openai/judge",
+            "INTERVENER_API_BASE": judge.url,
+            "SFT": str(sft),
+            "OUT": str(tmp_path / "calm"),
+            "N": "2",
+            "TOKENIZER": str(tokenizer_dir),
+        }
+        result = subprocess.run(
+            ["bash", str(ROOT / "recipes/calm.sh"), "--tokenizer", str(tokenizer_dir)]
+            + ["--retry-backoff", "0.01", "--limit", "1", "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["id"] for r in read_jsonl(tmp_path / "calm/01-gen.jsonl")] == ["q0", "q0"]
+    assert [r["id"] for r in read_jsonl(tmp_path / "calm/02-calm.jsonl")] == ["q0", "q0"]
+
+
+def test_uv_run_does_not_recompile_bytecode_every_time():
+    """uv applies a `compile-bytecode` setting to the sync inside every `uv run` (13,500 files,
+    1-2 s per command): the workspace must not set it; `just bytecode` compiles once instead."""
+    import shutil
+    import tomllib
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]
+    assert "compile-bytecode" not in settings
+    uv = shutil.which("uv")
+    if uv is None:
+        return
+    env = {k: v for k, v in ENV.items() if k != "UV_COMPILE_BYTECODE"}
+    for _ in range(2):
+        result = subprocess.run(
+            [uv, "run", "--frozen", "true"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0 and "Bytecode compiled" not in result.stderr
+
+
+def test_just_list_shows_a_whole_sentence_for_every_recipe():
+    just = Path(sys.executable).parent / "just"
+    listing = subprocess.run(
+        [str(just), "--list"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    recipes = [line.strip() for line in listing.splitlines()[1:] if line.strip()]
+    assert len(recipes) >= 8
+    for line in recipes:
+        name, _, doc = line.partition("# ")
+        assert doc[:1].isupper() and doc.rstrip().endswith((".", ")")), line

@@ -21,13 +21,16 @@ from .jsonl import (
     BadLine,
     Line,
     Writer,
-    decode,
-    existing_keys,
-    iter_raw,
     open_output,
+    prepare_resume,
+    read_lines,
     repair_tail,
 )
-from .records import Key, RecordError, record_key
+from .records import TOOL_KEYS, Key, RecordError, record_key
+from .usage import Complaints, UsageLine, check_output_path, echo_err
+
+# re-exported: the tools import these from here
+__all__ = ["Complaints", "UsageLine", "check_output_path", "echo_err"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -74,6 +77,7 @@ def io_options(func: Callable[..., Any]) -> Callable[..., Any]:
         opts = IOOptions(inputs or (STDIN,), output, resume, limit, shard, strict, quiet, verbose)
         if resume and not output:
             raise click.UsageError("--resume needs -o/--output (the file to resume)")
+        check_output_path(output, opts.inputs)
         return func(*args, io=opts, **kwargs)
 
     decorators = [
@@ -128,10 +132,6 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
 
 
-def echo_err(message: str) -> None:
-    click.echo(message, err=True)
-
-
 @dataclass
 class ToolRun:
     """One run of a tool over its inputs.
@@ -155,6 +155,7 @@ class ToolRun:
     n_failed: int = 0
     n_skipped: int = 0
     done: set[Key] = field(default_factory=set)
+    complaints: Complaints = field(default_factory=Complaints)
     _stack: ExitStack = field(default_factory=ExitStack)
     _writer: Writer | None = None
     _progress: Any = None
@@ -164,12 +165,13 @@ class ToolRun:
         setup_logging(self.io.verbose, self.io.quiet)
         real_stdout = self._stack.enter_context(stdout_guard())
         if self.io.output:
-            if self.io.resume:
-                note = repair_tail(self.io.output)
-                if note:
-                    echo_err(f"{self.io.output}: {note}")
-                self.done = existing_keys(self.io.output, self.key)
-            stream = open_output(self.io.output, append=self.io.resume)
+            try:
+                if self.io.resume:
+                    self._prepare_resume(self.io.output)
+                stream = open_output(self.io.output, append=self.io.resume)
+            except OSError as exc:
+                self._stack.close()
+                raise UsageLine(f"cannot write {self.io.output}: {exc.strerror or exc}") from None
             self._stack.callback(stream.close)
         else:
             stream = real_stdout
@@ -177,9 +179,26 @@ class ToolRun:
         self._start_progress()
         return self
 
+    def _prepare_resume(self, path: str) -> None:
+        """Repair a torn last line, then find what is done; records this tool wrote with an
+        error under its own key are not done (they are removed and redone)."""
+        note = repair_tail(path)
+        if note:
+            echo_err(f"{path}: {note}")
+        own = TOOL_KEYS.get(self.tool, self.tool)
+
+        def failed(record: dict[str, Any]) -> bool:
+            section = record.get(own)
+            return isinstance(section, dict) and bool(section.get("error"))
+
+        self.done, note = prepare_resume(path, self.key, failed)
+        if note:
+            echo_err(f"{path}: {note}")
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._progress is not None:
             self._progress.stop()
+        self.complaints.close()
         try:
             self._stack.close()
         except BrokenPipeError:
@@ -240,27 +259,25 @@ class ToolRun:
     def records(self) -> Iterator[Line]:
         """Yield each usable input record; bad lines are reported and skipped."""
         on_bytes = self._advance if self._progress is not None else None
-        try:
-            for source, lineno, raw in iter_raw(self.io.inputs, on_bytes):
-                if self.io.limit is not None and self.n_in >= self.io.limit:
-                    break
-                self.n_in += 1
-                self._tick()
-                try:
-                    record = decode(raw, source, lineno)
-                except BadLine as bad:
-                    self.bad(bad.source, bad.lineno, bad.message)
+        for item in read_lines(self.io.inputs, on_bytes):
+            if self.io.limit is not None and self.n_in >= self.io.limit:
+                break
+            if isinstance(item, BadLine):
+                if item.lineno:
+                    self.n_in += 1
+                self.bad(item.source, item.lineno, item.message, item.kind)
+                continue
+            self.n_in += 1
+            self._tick()
+            record = item.record
+            if self.io.shard is not None:
+                i, n = self.io.shard
+                if shard_of(record.get("id"), n) != i:
                     continue
-                if self.io.shard is not None:
-                    i, n = self.io.shard
-                    if shard_of(record.get("id"), n) != i:
-                        continue
-                if self.done and self._already_done(record):
-                    self.n_skipped += 1
-                    continue
-                yield Line(source, lineno, record)
-        except BadLine as bad:  # the input itself could not be opened or read
-            self.bad(bad.source, bad.lineno, bad.message)
+            if self.done and self._already_done(record):
+                self.n_skipped += 1
+                continue
+            yield item
 
     def _already_done(self, record: dict[str, Any]) -> bool:
         if self.is_done is not None:
@@ -276,14 +293,17 @@ class ToolRun:
         self._writer.write(record)
         self.n_out += 1
 
-    def bad(self, source: str, lineno: int, message: str) -> None:
-        """Report unusable input as `FILE:LINE: message`; with --strict, stop at once."""
+    def bad(self, source: str, lineno: int, message: str, kind: str | None = None) -> None:
+        """Report unusable input as `FILE:LINE: message` (repeats of one kind are capped); with
+        --strict, stop at once."""
         self.n_bad += 1
-        where = f"{source}:{lineno}" if lineno else source
         if self._progress is not None:
-            self._progress.console.print(f"{where}: {message}", markup=False, highlight=False)
+            self.complaints.emit = lambda text: self._progress.console.print(
+                text, markup=False, highlight=False
+            )
         else:
-            echo_err(f"{where}: {message}")
+            self.complaints.emit = echo_err
+        self.complaints(f"{source}:{lineno}" if lineno else source, message, kind)
         if self.io.strict:
             raise click.ClickException("stopping at the first bad line (--strict)")
 

@@ -1,4 +1,6 @@
-"""Deterministic flaw detectors over a finished trajectory (the seven triggers of SPEC §1).
+"""Deterministic flaw detectors over a finished trajectory, for the seven flaw triggers:
+premature solving by hand, fragmented code, redundant manual verification, missing sanity
+check, flawed modeling, implementation error, protocol violation.
 
 Shared by or-intervene's `rules` Intervener (which cuts at a finding's target and inserts its
 hint) and or-annotate's `rules` annotator (which only records the triggers). Each finding

@@ -1,4 +1,4 @@
-"""The record model every tool shares (SPEC §3).
+"""The record model every tool shares: problems, trajectories and their segments.
 
 Records stay plain dicts: tools must keep every key they do not own, and a dict round-trips
 unknown keys for free. This module names the parts, checks the fields a tool needs, and builds
@@ -75,7 +75,7 @@ def require(record: Mapping[str, Any], *fields: str) -> None:
 
 
 def check_problem(record: Mapping[str, Any]) -> None:
-    """Validate the fields of a problem record (SPEC §3)."""
+    """Validate the fields of a problem record: a string or integer `id` and a string `question`."""
     require(record, "id", "question")
     if not isinstance(record["id"], str | int) or isinstance(record["id"], bool):
         raise RecordError(f"field 'id' must be a string, got {type(record['id']).__name__}")

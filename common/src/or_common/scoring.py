@@ -6,21 +6,28 @@ rel_error)` over parsed values (see `answers.parse_truth`).
 
 - `strict` (default; the CALM/STORM paper): |pred - gt| / |gt| <= 1e-3, or |pred| <= 1e-3 when
   gt = 0. An infeasible (unbounded) truth is matched only by an infeasible (unbounded) answer.
-- `orlm` (ORLM's published harness): both values rounded to the nearest integer first, then
-  relative error <= 5 %, or |pred| <= 0.05 when gt = 0. A "no best solution" truth (our
+- `orlm` (ORLM's published harness): both values rounded to integers with Python's `round`
+  (halves to even, as the harness does: 2.5 -> 2), then relative error <= 5 %, or |pred| <= 0.05
+  when gt = 0. A "no best solution" truth (our
   `infeasible` / `unbounded`) is matched only by an answer saying there is no optimum.
 - `sirl` (SIRL's harness, without its re-running tricks): |pred - gt| / (|gt| + 1) <= 1e-6.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from .answers import Prediction, extract_answer, parse_truth
-from .records import flow_text
+from .answers import THINK_END, Prediction, extract_answer, parse_truth
+from .records import RecordError, flow_text
 
-SCORING_VERSION = "score-v1"
+#: Bumped whenever a verdict can change. v2: a cut turn (token budget, round cap) or unfinished
+#: thinking has no answer; only gen/exec errors fail a record; orlm rounds halves to even.
+SCORING_VERSION = "score-v2"
+#: Executor statuses that mean the block did not run to completion.
+FAILED_EXEC = frozenset({"error", "timeout", "memory", "killed"})
 
 
 @dataclass(frozen=True)
@@ -41,16 +48,9 @@ def _strict(pred: float, gt: float) -> tuple[bool, float]:
     return err <= 1e-3, err
 
 
-def _half_up(x: float) -> float:
-    # Python's round() rounds halves to even; the published harness's "nearest integer" is
-    # taken as half away from zero, which is what people mean by rounding a money amount.
-    import math
-
-    return math.copysign(math.floor(abs(x) + 0.5), x)
-
-
 def _orlm(pred: float, gt: float) -> tuple[bool, float]:
-    p, g = _half_up(pred), _half_up(gt)
+    # ORLM's harness calls Python's round(): halves go to the even neighbour (2.5 -> 2).
+    p, g = round(pred), round(gt)
     if g == 0:
         return abs(p) <= 0.05, abs(p)
     err = abs(p - g) / abs(g)
@@ -86,9 +86,154 @@ def compare(
     return proto.compare(float(prediction), float(truth))
 
 
-def flow_correct(record: dict, flow: list, protocol: str = "strict") -> bool | None:
-    """Whether the final answer of `flow` matches the record's reference; None without one."""
+#: Finish reasons of a turn the model did not end itself: the token budget, the cap on
+#: generation rounds, a model stopped for writing its own output blocks.
+CUT_FINISHES = frozenset({"length", "rounds", "fake_output"})
+THINK_START = "<think>"
+
+
+def finish_reason(record: Mapping[str, Any]) -> str | None:
+    """How the turn ended; or-intervene's final flow (`calm.final.finish`) wins over `gen`."""
+    calm = record.get("calm")
+    final = calm.get("final") if isinstance(calm, dict) else None
+    if isinstance(final, dict) and final.get("finish"):
+        return final["finish"]
+    gen = record.get("gen")
+    return gen.get("finish") if isinstance(gen, dict) else None
+
+
+def unfinished_thinking(text: str) -> bool:
+    """Whether the text opened a think block and never closed it. (A turn from a template that
+    opens `<think>` in the prompt shows no opening tag; see `judge` for that case.)"""
+    start = text.rfind(THINK_START)
+    return start >= 0 and text.find(THINK_END, start) < 0
+
+
+def response_text(record: Mapping[str, Any]) -> str:
+    """The assistant text: the flow, or a plain `response` string from other harnesses."""
+    flow = record.get("flow")
+    if isinstance(flow, list):
+        try:
+            return flow_text(flow)
+        except (KeyError, TypeError):
+            raise RecordError("flow segments must be objects with a string 'text'") from None
+    response = record.get("response")
+    if isinstance(response, str):
+        return response
+    raise RecordError("missing field 'flow' (or a string 'response')")
+
+
+def upstream_failure(record: Mapping[str, Any]) -> str | None:
+    """`gen_error` / `exec_error` when generation or execution failed; an error another tool
+    recorded (an Intervener's, an annotator's) says nothing about the answer."""
+    for key, reason in (("gen", "gen_error"), ("exec", "exec_error")):
+        section = record.get(key)
+        if isinstance(section, dict) and section.get("error"):
+            return reason
+    return None
+
+
+def _ended_in_failed_execution(record: Mapping[str, Any]) -> bool:
+    flow = record.get("flow")
+    last = flow[-1] if isinstance(flow, list) and flow else None
+    return (
+        isinstance(last, dict)
+        and last.get("role") == "executor"
+        and last.get("status") in FAILED_EXEC
+    )
+
+
+#: How much of the end of a turn the checksum reads: the answer is there, and hashing whole
+#: 20 KB turns would cost or-score a fifth of its speed.
+CHECKSUM_TAIL = 4096
+
+
+def checksum(text: str, finish: str | None) -> int:
+    """A fingerprint of what a score was computed from (the turn's length, its end and how it
+    ended), so a reader can tell a score that belongs to another flow: any rewrite by a tool
+    (a hint and a new continuation, an appended output block) changes it."""
+    head = f"{finish}\0{len(text)}\0".encode()
+    return zlib.crc32(text[-CHECKSUM_TAIL:].encode("utf-8", "surrogatepass"), zlib.crc32(head))
+
+
+def judge(
+    record: Mapping[str, Any],
+    protocol: str = "strict",
+    text: str | None = None,
+    finish: str | None | bool = False,
+) -> dict[str, Any]:
+    """The verdict on a record's final answer, as the `score` object or-score writes.
+
+    `text` and `finish` default to the record's flow and finish reason. The rules, in order:
+    no reference -> `no_reference` (correct is None); an error under `gen` or `exec` ->
+    `gen_error` / `exec_error`; a turn cut before it ended (`finish` in CUT_FINISHES) or still
+    inside a think block it opened -> `truncated`, with no prediction; a parsed number ->
+    `correct` / `wrong`; a last code block that failed -> `exec_error`; else `no_answer`.
+    A turn that ended on its own without `</think>` and without an opening `<think>` in its
+    text is read whole: from the record alone it cannot be told apart from the answer of a model
+    that does not think in tags, and the model chose to stop there.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    if text is None:
+        text = response_text(record)
+    if finish is False:
+        finish = finish_reason(record)
     truth = parse_truth(record.get("answer"))
+    cut = finish in CUT_FINISHES or unfinished_thinking(text)
+    boxed, prediction = (None, None) if cut else extract_answer(text)
+    correct: bool | None = None
+    rel_error: float | None = None
+    if truth is not None:
+        correct, rel_error = compare(prediction, truth, protocol)
+    failure = upstream_failure(record)
     if truth is None:
-        return None
-    return compare(extract_answer(flow_text(flow))[1], truth, protocol)[0]
+        reason = "no_reference"
+    elif failure is not None:
+        reason, correct = failure, False
+    elif cut:
+        reason = "truncated"
+    elif prediction is not None:
+        reason = "correct" if correct else "wrong"
+    elif _ended_in_failed_execution(record):
+        reason = "exec_error"
+    else:
+        reason = "no_answer"
+    return {
+        "prediction": prediction,
+        "boxed": boxed,
+        "correct": correct,
+        "rel_error": rel_error,
+        "reason": reason,
+        "protocol": protocol,
+        "version": SCORING_VERSION,
+        "checksum": checksum(text, finish),  # type: ignore[arg-type]
+    }
+
+
+def current_score(record: Mapping[str, Any], protocol: str | None = None) -> dict[str, Any]:
+    """The record's `score` when it is still valid (this scoring version, the same flow and
+    finish, the wanted protocol), else a fresh verdict. A score left behind by a tool that
+    changed the flow is never trusted. `protocol` defaults to the stored score's, else strict."""
+    score = record.get("score")
+    stored = score if isinstance(score, dict) else {}
+    protocol = protocol or stored.get("protocol") or "strict"
+    if protocol not in PROTOCOLS:
+        protocol = "strict"
+    if stored.get("version") == SCORING_VERSION and stored.get("protocol") == protocol:
+        text = response_text(record)
+        if stored.get("checksum") == checksum(text, finish_reason(record)):
+            return stored
+        return judge(record, protocol, text)
+    return judge(record, protocol)
+
+
+def flow_correct(
+    record: Mapping[str, Any],
+    flow: list,
+    protocol: str = "strict",
+    finish: str | None | bool = False,
+) -> bool | None:
+    """Whether the final answer of `flow` (ended with `finish`) matches the record's reference,
+    by the same rules as or-score; None without a reference."""
+    return judge(record, protocol, flow_text(flow), finish)["correct"]

@@ -9,8 +9,10 @@ from typing import Any
 
 import click
 from or_common.cli import (
+    Complaints,
     DefaultGroup,
     ToolRun,
+    check_output_path,
     echo_err,
     epilog,
     io_options,
@@ -19,6 +21,7 @@ from or_common.cli import (
     threaded_aiter,
 )
 from or_common.records import RecordError, check_trajectory
+from or_common.usage import check_api_key
 
 
 @click.group(
@@ -55,9 +58,15 @@ def main() -> None:
 @io_options
 def annotate_cmd(io, annotator: str, **opts: Any) -> None:
     """Write `flaws: {triggers, label, categories, annotator, prompt_version}`: at most two
-    triggers (SPEC §1), or label "correct" when there are none."""
+    of the seven flaw triggers (1 premature solving by hand, 2 fragmented code, 3 redundant
+    manual verification, 4 missing sanity check, 5 flawed modeling, 6 implementation error,
+    7 protocol violation), or label "correct" when there are none."""
     from .annotate import annotate_rules
 
+    if annotator != "rules":  # a missing key fails now, not after retries on every record
+        check_api_key(
+            annotator, opts["api_base"], opts["api_key"], "--annotator", "--api-key", "--api-base"
+        )
     if annotator == "rules":
         with ToolRun("or-annotate", io) as run:
             for line in run.records():
@@ -106,23 +115,33 @@ def report_cmd(runs: tuple[str, ...], fmt: str, plot_path: str | None) -> None:
     """Mean flaws per trajectory by category and trigger, per benchmark, runs side by side."""
     from .report import distribution, label_of, load, plot, to_markdown
 
-    bad = 0
-
-    def on_bad(item: Any) -> None:
-        nonlocal bad
-        bad += 1
-        echo_err(str(item))
-
-    results = [(label_of(p), distribution(load(p, on_bad))) for p in runs]
+    check_output_path(plot_path, runs, "--plot")
+    complaints = Complaints()
+    results = []
+    unannotated = []
+    for path in runs:
+        records = load(path, complaints.bad_line)
+        if not records:
+            unannotated.append(path)
+        results.append((label_of(path), distribution(records)))
+    complaints.close()
+    bad = complaints.total
+    for path in unannotated:
+        echo_err(
+            f"or-annotate: {path} holds no annotated trajectory (no `flaws`); "
+            f"annotate it first: or-annotate {path} | or-annotate report -"
+        )
     if fmt == "json":
         click.echo(json.dumps({label: dist for label, dist in results}, indent=2))
     else:
         text = to_markdown(results)
         click.echo(text, err=fmt == "table" and not sys.stdout.isatty())
-    if plot_path:
+    if plot_path and any(dist for _, dist in results):
         plot(results, plot_path)
         echo_err(f"or-annotate: wrote {plot_path}")
-    sys.exit(1 if bad else 0)
+    elif plot_path:
+        echo_err(f"or-annotate: nothing to plot, {plot_path} not written")
+    sys.exit(1 if bad or unannotated else 0)
 
 
 @main.command("agree", epilog=epilog("or-annotate agree rules.jsonl human.jsonl"))

@@ -13,11 +13,13 @@ CATEGORY_ORDER = ["code-utilization distrust", "lack of OR expertise", "protocol
 
 
 def load(path: str, on_bad) -> list[dict[str, Any]]:
+    """The annotated records (with a `flaws` object) of one file; `on_bad(BadLine)` hears of
+    unreadable lines."""
     out = []
     for item in read_records([path]):
         if isinstance(item, BadLine):
             on_bad(item)
-        elif isinstance(item.get("flaws"), dict):
+        elif isinstance(item.get("flaws"), dict) and not item["flaws"].get("error"):
             out.append(item)
     return out
 

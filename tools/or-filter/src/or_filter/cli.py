@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, echo_err, epilog, io_options
+from or_common.cli import ToolRun, UsageLine, check_output_path, echo_err, epilog, io_options
 from or_common.jsonl import Writer, open_output
 from or_common.records import TOOL_VERSION, flow_text
 
@@ -98,12 +99,22 @@ def main(io, rejects: str | None, **opts: Any) -> None:
     Stages apply in this order: exclude, benchmark, has-answer, decontaminate, correct, golden,
     max-tokens, then one-per-problem and sample (which see every record that got that far).
     """
-    from .predicates import Funnel, one_per_problem, run_stages, sample, streaming_stages
+    from .predicates import (
+        Funnel,
+        one_per_problem,
+        run_stages,
+        sample,
+        streaming_stages,
+        unmatched_benchmarks,
+    )
 
     if opts["max_tokens"] is not None and not opts["tokenizer"]:
         raise click.UsageError("--max-tokens needs --tokenizer")
     if opts["per_benchmark"] and opts["sample_n"] is None:
         raise click.UsageError("--per-benchmark goes with --sample N")
+    check_output_path(rejects, io.inputs, "--rejects")
+    if rejects and io.output and os.path.abspath(rejects) == os.path.abspath(io.output):
+        raise UsageLine(f"--rejects {rejects} is also -o: give each its own file")
     counter = _token_counter(opts["tokenizer"]) if opts["max_tokens"] is not None else None
     stages = streaming_stages(opts, counter)
     buffered = [
@@ -151,4 +162,9 @@ def main(io, rejects: str | None, **opts: Any) -> None:
     if not io.quiet:
         for line in funnel.lines():
             echo_err(line)
+    for name in unmatched_benchmarks(opts["benchmark"], funnel):
+        echo_err(
+            f"or-filter: no record has benchmark {name!r}; "
+            f"the input has: {', '.join(funnel.benchmarks()) or 'no records'}"
+        )
     sys.exit(run.exit_code)

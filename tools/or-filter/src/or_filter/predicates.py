@@ -13,8 +13,8 @@ from typing import Any
 
 from or_common.answers import parse_truth
 from or_common.jsonl import BadLine, read_records
-from or_common.records import completion_tokens, flow_text
-from or_common.scoring import flow_correct
+from or_common.records import RecordError, completion_tokens, flow_text
+from or_common.scoring import current_score
 
 from .dedup import NearDupIndex
 
@@ -32,11 +32,14 @@ def norm_bench(name: str) -> str:
 
 
 def is_correct(record: dict[str, Any]) -> bool:
-    score = record.get("score")
-    if isinstance(score, dict) and "correct" in score:
-        return bool(score["correct"])
-    flow = record.get("flow")
-    return isinstance(flow, list) and bool(flow_correct(record, flow))
+    """Correct by or-score's rules: its `score` when that still belongs to this flow and this
+    scoring version, else scored afresh (under the stored score's protocol, else strict)."""
+    if not isinstance(record.get("flow"), list) and not isinstance(record.get("response"), str):
+        return False
+    try:
+        return bool(current_score(record)["correct"])
+    except RecordError:
+        return False
 
 
 def length_of(record: dict[str, Any]) -> int:
@@ -171,6 +174,10 @@ class Funnel:
         if passed:
             self.counts[stage]["out"][bench_of(record)] += 1
 
+    def benchmarks(self) -> list[str]:
+        """Every benchmark seen in the input."""
+        return sorted(self.counts["input"]["in"])
+
     def lines(self) -> list[str]:
         benches = sorted({b for c in self.counts.values() for b in c["in"]})
         out = ["or-filter funnel (in -> out):"]
@@ -181,6 +188,13 @@ class Funnel:
                 + (f"  ({per})" if len(benches) > 1 else "")
             )
         return out
+
+
+def unmatched_benchmarks(wanted: Iterable[str], funnel: Funnel) -> list[str]:
+    """The `--benchmark` names that matched no input record (said on stderr, not silently
+    giving an empty output)."""
+    seen = {norm_bench(b) for b in funnel.benchmarks()}
+    return [name for name in wanted if norm_bench(name) not in seen]
 
 
 def run_stages(

@@ -36,7 +36,7 @@ async def calm_record(
     flow = record["flow"]
     gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
     initial = {
-        "correct": flow_correct(record, flow),
+        "correct": flow_correct(record, flow, finish=gen.get("finish")),
         # counted like the final flow below, so before -> after compares like with like
         "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
         "executions": _executions(flow),
@@ -81,6 +81,9 @@ async def calm_record(
                 "at": offset,
             }
         )
+    if rounds:
+        # the flow was replaced: a score of the old one would lie about the new one
+        record.pop("score", None)
     record["flow"] = flow
     calm: dict[str, Any] = {
         "rounds": rounds,
@@ -91,7 +94,7 @@ async def calm_record(
         "final": {
             "finish": finish,
             "executions": _executions(flow),
-            "correct": flow_correct(record, flow),
+            "correct": flow_correct(record, flow, finish=finish),
             "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
         },
         "intervener": intervener.name,

@@ -10,16 +10,17 @@ from typing import Any
 import click
 from or_common.cli import ToolRun, echo_err, epilog, io_options, run_concurrently, threaded_aiter
 from or_common.records import RecordError
+from or_common.usage import check_api_key
 from or_gen.cli import Backend, reasoner_options
 
 log = logging.getLogger("or_intervene")
 
 
-def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
-    from .interveners import HybridIntervener, ModelIntervener, RulesIntervener
-
+def intervener_model(spec: str, opts: dict[str, Any]) -> str | None:
+    """The model behind `--intervener` (None for `rules`); checked before the first record:
+    a hybrid without a model, or a hosted model without its API key, is a usage error."""
     if spec == "rules":
-        return RulesIntervener()
+        return None
     hybrid = spec.startswith("hybrid")
     model_name = (
         spec.split(":", 1)[1]
@@ -32,6 +33,17 @@ def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
         raise click.UsageError(
             "hybrid needs a model: --intervener hybrid:MODEL (or --intervener-model MODEL)"
         )
+    check_api_key(model_name, opts["intervener_api_base"], opts["intervener_api_key"])
+    return model_name
+
+
+def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
+    from .interveners import HybridIntervener, ModelIntervener, RulesIntervener
+
+    model_name = intervener_model(spec, opts)
+    if model_name is None:
+        return RulesIntervener()
+    hybrid = spec.startswith("hybrid")
     model = ModelIntervener(
         model_name,
         opts["intervener_api_base"],
@@ -89,6 +101,7 @@ def main(
     """
     from .calm import Funnel, calm_record
 
+    intervener_model(intervener_spec, opts)  # a missing key fails now, not 5 retries per record
     if cache_path is None and io.output:
         cache_path = io.output + ".cache"
     backend = Backend(opts, cache_path)

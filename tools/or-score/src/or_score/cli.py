@@ -9,7 +9,9 @@ import orjson
 from or_common.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    Complaints,
     DefaultGroup,
+    check_output_path,
     echo_err,
     epilog,
     io_options,
@@ -60,9 +62,12 @@ def main() -> None:
 def score_cmd(io, protocol: str) -> None:
     """Score each trajectory's final answer against its reference `answer`.
 
-    Reasons: correct, wrong, no_answer (no number in a box), truncated (token budget hit before
-    an answer), exec_error, gen_error (a tool recorded an error), no_reference (answer null:
-    correct is null and the record is left out of accuracy).
+    Reasons: correct, wrong, no_answer (no number in a box after the thinking), truncated (the
+    turn was cut by the token budget or the round cap, or is still inside a <think> it opened:
+    no answer, never correct, even with a box), exec_error (an error under `exec`, or the last
+    code block failed and no answer followed), gen_error (an error under `gen`; errors other
+    tools recorded, such as the Intervener's, do not change the verdict), no_reference (answer
+    null: correct is null and the record is left out of accuracy).
     """
     sys.exit(map_records("or-score", io, lambda record: score_record(record, protocol)))
 
@@ -84,7 +89,8 @@ def score_cmd(io, protocol: str) -> None:
     "-k",
     "k",
     type=click.IntRange(min=1),
-    help="k for pass@k and maj@k (default: samples per problem).",
+    help="k for pass@k (unbiased, over all n samples) and maj@k (a vote of the first k samples"
+    " by index); default: samples per problem.",
 )
 @report_format_option
 @click.option(
@@ -110,17 +116,18 @@ def report_cmd(
 
     if labels and len(labels) != len(runs):
         raise click.UsageError(f"got {len(labels)} --label for {len(runs)} runs")
-    bad = 0
-
-    def on_bad(source: str, lineno: int, message: str) -> None:
-        nonlocal bad
-        bad += 1
-        echo_err(f"{source}:{lineno}: {message}" if lineno else f"{source}: {message}")
-
+    check_output_path(plot_path, runs, "--plot")
+    complaints = Complaints()
     summaries = []
     for i, path in enumerate(runs):
-        run = load_run(path, protocol, labels[i] if labels else None, on_bad)
+        run = load_run(path, protocol, labels[i] if labels else None, complaints.bad_line)
         summaries.append(summarize(run, k))
+    complaints.close()
+    bad = complaints.total
+    for summary in summaries:
+        if not summary["benchmarks"]:  # an empty table must not pass for a result
+            bad += 1
+            echo_err(f"or-score report: {summary['file']} holds no scorable record")
     try:
         if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
             sys.stdout.buffer.write(

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.records import RecordError, completion_tokens
-from or_common.scoring import SCORING_VERSION
+from or_common.scoring import SCORING_VERSION, current_score
 
-from .scorer import REASONS, score_record
+from .scorer import REASONS, check_scorable
 
 #: The paper's headline benchmarks, in its column order; others follow alphabetically.
 HEADLINE = ("nl4opt", "mamo-easy", "mamo-complex", "industryor", "optmath")
@@ -22,6 +22,7 @@ PYTHON_FENCE = "```python"
 
 @dataclass(slots=True)
 class Sample:
+    sample: int | None
     correct: bool | None
     prediction: Any
     reason: str
@@ -44,12 +45,18 @@ class Run:
     data_files: Counter = field(default_factory=Counter)
 
     def add(self, record: dict[str, Any]) -> None:
-        score = record.get("score")
-        if not isinstance(score, dict) or score.get("protocol") != self.protocol:
-            score = score_record(dict(record), self.protocol)["score"]
+        check_scorable(record)
+        score = current_score(record, self.protocol)  # a stale or older score is redone
         bench = str(record.get("benchmark") or "unknown")
+        sample = record.get("sample")
         self.problems[bench][str(record["id"])].append(
-            Sample(score["correct"], score["prediction"], score["reason"], *usage(record))
+            Sample(
+                sample if isinstance(sample, int) and not isinstance(sample, bool) else None,
+                score["correct"],
+                score["prediction"],
+                score["reason"],
+                *usage(record),
+            )
         )
         gen = record.get("gen")
         if isinstance(gen, dict) and gen.get("model"):
@@ -98,8 +105,17 @@ def _vote_key(prediction: Any) -> Any:
     return prediction
 
 
+def first_k(samples: list[Sample], k: int) -> list[Sample]:
+    """The first k samples by `sample` index (input order among equal or missing indices)."""
+    order = sorted(
+        range(len(samples)),
+        key=lambda i: (samples[i].sample is None, samples[i].sample or 0, i),
+    )
+    return [samples[i] for i in order[:k]]
+
+
 def majority_correct(samples: list[Sample]) -> bool:
-    """maj@n: the most frequent prediction (first seen wins ties) decides the problem."""
+    """The most frequent prediction among `samples` (the earliest wins ties) decides."""
     votes: Counter = Counter()
     verdict: dict[Any, bool] = {}
     for s in samples:
@@ -134,7 +150,9 @@ def benchmark_metrics(problems: dict[str, list[Sample]], k: int | None) -> dict[
         per_problem.append(c / len(judged))
         if k and len(judged) >= k:
             passk.append(pass_at_k(len(judged), c, k))
-        maj.append(majority_correct(judged))
+            # maj@k votes over the first k samples by index, never over all n: with n > k
+            # a vote over every sample would report maj@n under the name maj@k.
+            maj.append(majority_correct(first_k(judged, k)))
     reasons = Counter(x.reason for x in samples)
     return {
         "problems": len(scored),
@@ -180,8 +198,9 @@ def summarize(run: Run, k: int | None = None) -> dict[str, Any]:
 
 
 def load_run(path: str, protocol: str, label: str | None, on_bad) -> Run:
-    """Read one run file (`-` for stdin), scoring records that lack a score under `protocol`."""
-    from or_common.jsonl import BadLine, decode, iter_raw, source_name
+    """Read one run file (`-` for stdin), scoring records that lack a current score under
+    `protocol`. `on_bad(BadLine)` hears of every line that cannot be used."""
+    from or_common.jsonl import BadLine, read_lines, source_name
 
     name = label or (
         "stdin"
@@ -189,19 +208,16 @@ def load_run(path: str, protocol: str, label: str | None, on_bad) -> Run:
         else os.path.basename(path).removesuffix(".gz").removesuffix(".jsonl")
     )
     run = Run(source=source_name(path), label=name, protocol=protocol)
-    try:
-        for source, lineno, raw in iter_raw([path]):
-            try:
-                record = decode(raw, source, lineno)
-                if "id" not in record:
-                    raise RecordError("missing field 'id'")
-                run.add(record)
-            except BadLine as bad:
-                on_bad(bad.source, bad.lineno, bad.message)
-            except RecordError as err:
-                on_bad(source, lineno, str(err))
-    except BadLine as bad:
-        on_bad(bad.source, bad.lineno, bad.message)
+    for item in read_lines([path]):
+        if isinstance(item, BadLine):
+            on_bad(item)
+            continue
+        try:
+            if "id" not in item.record:
+                raise RecordError("missing field 'id'")
+            run.add(item.record)
+        except RecordError as err:
+            on_bad(BadLine(item.source, item.lineno, str(err)))
     return run
 
 

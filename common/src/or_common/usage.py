@@ -1,0 +1,112 @@
+"""What a tool tells its user about a run as a whole: the checks that make it impossible, made
+before the first record is read (each fails with one line on stderr and exit 2, never a
+traceback), and the complaints about bad input, capped so that junk cannot flood stderr."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+
+import click
+
+from .jsonl import STDIN, BadLine
+
+EXIT_USAGE = 2
+
+
+class UsageLine(click.ClickException):
+    """A run that cannot start (exit 2), said in one line on stderr: no usage block, no traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_output_path(path: str | None, inputs: tuple[str, ...] = (), option: str = "-o") -> None:
+    """Refuse, before anything is read or written, an output that is one of the inputs (opening
+    it would empty it) or that lies in a directory that does not exist."""
+    if path is None:
+        return
+    for source in inputs:
+        if source != STDIN and _same_file(source, path):
+            raise UsageLine(
+                f"{option} {path} is also an input: writing it would destroy it before it is read; "
+                "write to another file"
+            )
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageLine(f"{option} {path}: directory {parent} does not exist; create it first")
+
+
+#: The environment variable litellm reads for each hosted provider's key.
+PROVIDER_KEYS = {
+    "gemini": "GEMINI_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "xai": "XAI_API_KEY",
+    "groq": "GROQ_API_KEY",
+}
+
+
+def check_api_key(
+    model: str,
+    api_base: str | None,
+    api_key: str | None,
+    option: str = "--intervener",
+    key_flag: str = "--intervener-api-key",
+    base_flag: str = "--intervener-api-base",
+) -> None:
+    """Fail now, not after retries on every record, when a hosted provider's model has no key:
+    neither `api_key` nor the provider's environment variable. A model behind `api_base` (a
+    self-hosted endpoint) needs none; unknown providers are left to litellm."""
+    if api_base or api_key:
+        return
+    provider = model.split("/", 1)[0] if "/" in model else ""
+    variable = PROVIDER_KEYS.get(provider)
+    if variable and not os.environ.get(variable):
+        raise UsageLine(
+            f"{option} {model} needs an API key: set {variable} "
+            f"(or pass {key_flag}), or point {base_flag} at a self-hosted server"
+        )
+
+
+def echo_err(message: str) -> None:
+    """One line on stderr."""
+    click.echo(message, err=True)
+
+
+class Complaints:
+    """`WHERE: message` lines on stderr, at most `limit` of each kind (a kind is the message
+    without its line-specific detail); the rest are counted and summed up by `close()`, so 90
+    lines of binary junk make a handful of lines, not a wall."""
+
+    def __init__(self, emit: Callable[[str], None] | None = None, limit: int = 5):
+        self.emit = emit or echo_err
+        self.limit = limit
+        self.counts: Counter = Counter()
+        self.total = 0
+
+    def __call__(self, where: str, message: str, kind: str | None = None) -> None:
+        kind = kind or message
+        self.counts[kind] += 1
+        self.total += 1
+        if self.counts[kind] <= self.limit:
+            self.emit(f"{where}: {message}" if where else message)
+
+    def bad_line(self, bad: BadLine) -> None:
+        self(f"{bad.source}:{bad.lineno}" if bad.lineno else bad.source, bad.message, bad.kind)
+
+    def close(self) -> None:
+        for kind, n in self.counts.items():
+            if n > self.limit:
+                self.emit(f"... and {n - self.limit} more like this: {kind}")
+        self.counts.clear()
