@@ -67,13 +67,7 @@ def run_child(
         os.environ.update(
             {"HOME": jobdir, "TMPDIR": jobdir, "TMP": jobdir, "TEMP": jobdir, "PWD": jobdir}
         )
-        import random
-        import tempfile
-
-        tempfile.tempdir = None
-        random.seed()
-        if "numpy" in sys.modules:
-            sys.modules["numpy"].random.seed()
+        forget_parent_state()
         sys.stdin = open(0, encoding="utf-8", closefd=False)
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -119,6 +113,27 @@ def run_child(
         except BaseException:
             pass
         os._exit(code)
+
+
+def forget_parent_state() -> None:
+    """Undo what the warm parent cached before the fork, so that the job starts as a fresh
+    `python prog.py` would: temp-dir choices (tempfile's and PuLP's default solver object, built
+    at `import pulp` and pointing at the parent's temp dir), and random generator states."""
+    import random
+    import tempfile
+
+    tempfile.tempdir = None
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    apis = sys.modules.get("pulp.apis")
+    if apis is not None:
+        # LpSolverDefault is one object shared by pulp, pulp.pulp, pulp.apis and the default
+        # argument of LpProblem.setSolver: reset it in place rather than rebinding the names.
+        solver = getattr(apis, "LpSolverDefault", None)
+        reset = getattr(solver, "setTmpDir", None) or getattr(solver, "set_tmpDir", None)
+        if reset is not None:
+            reset()
 
 
 def _exit_code(value: Any) -> int:

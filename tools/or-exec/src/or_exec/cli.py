@@ -147,7 +147,17 @@ PROBES = {
     "read-only outside the job directory": "try:\n    open('/etc/or-exec-probe', 'w'); print('WROTE')\nexcept OSError as e:\n    print('blocked:', e)",
     "unprivileged uid": "import os\nprint('uid', os.getuid())",
     "own processes only": "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), 'visible processes')",
+    # the idiom models write most: PuLP's default solver object, built before the fork
+    "default solver (prob.solve())": "import pulp\nm = pulp.LpProblem('probe', pulp.LpMaximize)\nx = pulp.LpVariable('x', 0, 3)\nm += x\nm.solve()\nprint(pulp.LpStatus[m.status], 'x =', x.varValue)",
 }
+
+
+def probe_line(name: str, status: str, output: str, width: int = 160) -> str:
+    """One doctor line: the probe's status and its output on one line, shortened at a word."""
+    import textwrap
+
+    shown = " ".join(output.split())
+    return "  " + textwrap.shorten(f"{name}: {status}: {shown}", width=width, placeholder=" …")
 
 
 @main.command("doctor", epilog=epilog("or-exec doctor"))
@@ -169,8 +179,10 @@ def doctor_cmd() -> None:
                 port = listener.getsockname()[1]
                 for name, code in PROBES.items():
                     result = await pool.run(code.replace("{port}", str(port)))
-                    shown = (result.stdout or result.stderr).strip().replace("\n", " ")[:120]
-                    click.echo(f"  {name}: {result.status}: {shown}")
+                    output = result.stdout if result.status == "ok" else result.stderr
+                    if name.startswith("default solver") and result.status == "ok":
+                        output = output.strip().splitlines()[-1]  # CBC's banner comes first
+                    click.echo(probe_line(name, result.status, output or result.stdout))
         finally:
             await pool.close()
 

@@ -11,10 +11,42 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from .limits import ExecResult, Limits
 from .pool import Pool
 
-LIMIT_FIELDS = set(Limits.__dataclass_fields__)
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800") cannot be a program
+        raise ValueError(f"{what} is not valid unicode: {exc.reason}") from None
+    return value
+
+
+def parse_run_request(data: bytes, ceilings: Limits) -> tuple[str, list[str], Limits]:
+    """Validate a POST /run body: (code, prelude, limits). Raises ValueError (-> 400) for
+    anything malformed; the server's own limits are ceilings for the client's."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    unknown = set(body) - {"code", "prelude", "limits"}
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}")
+    if "code" not in body:
+        raise ValueError("missing field: code")
+    code = _text(body["code"], "code")
+    prelude = body.get("prelude") or []
+    if not isinstance(prelude, list):
+        raise ValueError("prelude must be a list of strings")
+    prelude = [_text(block, "each prelude block") for block in prelude]
+    return code, prelude, ceilings.capped(body.get("limits"))
 
 
 def make_app(pool: Pool, protections: dict[str, str]):
@@ -22,18 +54,8 @@ def make_app(pool: Pool, protections: dict[str, str]):
 
     async def run(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-            code = body["code"]
-            if not isinstance(code, str):
-                raise TypeError("code must be a string")
-            limits = pool.limits
-            if body.get("limits"):
-                unknown = set(body["limits"]) - LIMIT_FIELDS
-                if unknown:
-                    raise ValueError(f"unknown limits: {sorted(unknown)}")
-                limits = Limits(**{**pool.limits.to_dict(), **body["limits"]})
-            prelude = body.get("prelude") or []
-        except (ValueError, KeyError, TypeError) as exc:
+            code, prelude, limits = parse_run_request(await request.read(), pool.limits)
+        except ValueError as exc:
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
         result = await pool.run(code, limits, prelude)
         return web.json_response(result.to_dict())
