@@ -18,9 +18,9 @@ import time
 
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
+from or_exec.factory import live_processes
 from or_exec.limits import Limits, format_output
 from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
-from or_exec.zygote import live_processes
 
 ROOT_USER = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT_USER, reason="namespaces and per-slot uids need root")
@@ -235,7 +235,7 @@ def test_cannot_write_outside_its_directory(pool):
         import os
         print(os.getcwd())
         open('inside.txt', 'w').write('fine')
-        for path in ({str(target)!r}, '/etc/sandbox-escape', '/tmp/sandbox-escape', '/root/x'):
+        for path in ({str(target)!r}, '/etc/sandbox-escape', '/usr/sandbox-escape', '/root/x'):
             try:
                 open(path, 'w').write('escaped')
                 print('WROTE', path)
@@ -246,6 +246,12 @@ def test_cannot_write_outside_its_directory(pool):
     assert result.status == "ok"
     assert "WROTE" not in result.stdout
     assert not target.exists() and not os.path.exists("/etc/sandbox-escape")
+    # /tmp is the job's own: writable, but seen by no one else
+    private = run_hostile(pool, "open('/tmp/sandbox-escape', 'w').write('x')\nprint('ok')")
+    assert (private.status, private.stdout) == ("ok", "ok\n")
+    assert not os.path.exists("/tmp/sandbox-escape")
+    later = pool.run("import os\nprint(os.path.exists('/tmp/sandbox-escape'))")
+    assert later.stdout == "False\n"
 
 
 @needs_root
@@ -262,8 +268,19 @@ def test_job_directory_is_fresh_and_removed(pool):
 @needs_root
 def test_killing_the_parent_fails_and_the_pool_survives(pool):
     pids = pool.pool.parent_pids()
-    result = run_hostile(pool, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
-    assert result.status == "error" and "PermissionError" in result.stderr
+    code = f"""
+        import os, signal
+        print(os.getppid())  # 0: the parent is outside the job's pid namespace
+        for pid in ({pids["pulp"]}, {os.getpid()}, 1):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                print('KILLED', pid)
+            except OSError as e:
+                print(type(e).__name__)
+    """
+    result = run_hostile(pool, code)
+    assert result.status == "ok", result.stderr
+    assert result.stdout == "0\nProcessLookupError\nProcessLookupError\nPermissionError\n"
     assert pool.pool.parent_pids() == pids
 
 
@@ -295,8 +312,18 @@ def test_pools_side_by_side_have_their_own_uids(pool):
 @needs_root
 def test_kill_minus_one_only_kills_the_job(pool):
     pids = pool.pool.parent_pids()
-    result = run_hostile(pool, "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('survived')")
-    assert (result.status, result.stdout) == ("ok", "survived\n")  # kill(-1) spares the caller
+    code = """
+        import os, signal, time
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        os.kill(-1, signal.SIGKILL)
+        print('survived', os.waitpid(child, 0)[1])
+    """
+    result = run_hostile(pool, code)
+    # kill(-1) reaches the job's own child only, and spares the caller
+    assert (result.status, result.stdout) == ("ok", "survived 9\n")
     assert pool.pool.parent_pids() == pids
 
 

@@ -239,7 +239,7 @@ class Pool:
         limits: Limits | None = None,
         tiers: dict[str, tuple[str, ...]] | None = None,
         uid_base: int | None = None,
-        disk_mb: int = 1024,
+        disk_mb: int = 256,
     ):
         self.workers = workers or os.cpu_count() or 2
         self.limits = limits or Limits()

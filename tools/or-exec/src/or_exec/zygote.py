@@ -1,8 +1,11 @@
 """The warm sandbox parent (a "zygote"): started once per tier of preloaded modules, it forks
-one child per job and watches it in a single-threaded event loop.
+one child per job and watches it in a single-threaded event loop that never waits on a job:
+slow work (removing a job's files, sweeping a uid, making namespaces) is the helper's
+(factory.py), every wait has a deadline, and the job's status comes from what the parent
+measured (outcome.py).
 
 Run as `python -m or_exec.zygote` by the pool with a minimal environment and one end of a
-socketpair on fd 3. Messages both ways are 4-byte big-endian length + JSON.
+socketpair on fd 3. Messages both ways are 4-byte big-endian length + JSON (wire.py).
 """
 
 from __future__ import annotations
@@ -11,11 +14,10 @@ import argparse
 import gc
 import importlib
 import os
+import secrets
 import selectors
-import shutil
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import deque
@@ -24,132 +26,31 @@ from typing import Any
 
 import orjson
 
-from . import linux
-from .child import run_child
+from . import linux, rootfs, seccomp
+from .child import JobPlace, run_child
+from .factory import DOUBLE, Factory
 from .isolation import isolate
+from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
+from .wire import HEADER, Capture, send
 
-HEADER = struct.Struct(">I")
-
-
-def send(sock: socket.socket, message: dict[str, Any]) -> None:
-    data = orjson.dumps(message)
-    sock.sendall(HEADER.pack(len(data)) + data)
-
-
-class Capture:
-    """Keeps the head and tail of a stream, counting everything produced."""
-
-    def __init__(self, cap: int):
-        self.half = max(cap // 2, 1)
-        self.head = bytearray()
-        self.tail: deque[bytes] = deque()
-        self.tail_len = 0
-        self.total = 0
-
-    def feed(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail.append(data)
-            self.tail_len += len(data)
-            while self.tail_len - len(self.tail[0]) >= self.half:
-                self.tail_len -= len(self.tail.popleft())
-
-    def text(self) -> tuple[str, bool]:
-        tail = b"".join(self.tail)[-self.half :] if self.tail else b""
-        if self.total <= len(self.head) + len(tail):
-            return (bytes(self.head) + tail).decode("utf-8", "replace"), False
-        dropped = self.total - len(self.head) - len(tail)
-        marker = f"\n[... {dropped} bytes of output cut ...]\n".encode()
-        return (bytes(self.head) + marker + tail).decode("utf-8", "replace"), True
+SPARE_HOLDERS = 2
+HOLDER_GRACE = 1.0  # a holder ends its job this long after the deadline if we have not
+FINISH_WAIT = 5.0  # longest wait for a job's processes to be gone after it ended
+MAX_MESSAGE = 64 << 20
 
 
-# -- the reaper: a small process that kills every process of a uid --------------------------
+@dataclass
+class Holder:
+    pid: int
+    pidfd: int
+    ctl_w: int
 
-
-class Reaper:
-    """Forked before the heavy imports so that its own forks stay cheap. For a uid it forks a
-    child that takes that uid and sends SIGKILL to everything it may signal (`kill(-1)`), i.e.
-    every process of the job, including `setsid` escapees, until none is left."""
-
-    def __init__(self) -> None:
-        req_r, self.req_w = os.pipe()
-        self.done_r, done_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            # Hold nothing of the parent's (above all the control socket, whose EOF tells the pool
-            # that the parent died) and die with it.
-            low, high = sorted((req_r, done_w))
-            os.closerange(3, low)
-            os.closerange(low + 1, high)
-            os.closerange(high + 1, 65536)
-            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-            self._serve(req_r, done_w)
-        os.close(req_r)
-        os.close(done_w)
-
-    @staticmethod
-    def _serve(req_r: int, done_w: int) -> None:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        while True:
-            data = os.read(req_r, 4)
-            if len(data) < 4:
-                os._exit(0)
-            uid = struct.unpack(">I", data)[0]
-            pid = os.fork()
-            if pid == 0:
-                os._exit(_kill_uid(uid))
-            os.waitpid(pid, 0)
-            os.write(done_w, data)
-
-    def request(self, uid: int) -> None:
-        os.write(self.req_w, struct.pack(">I", uid))
-
-
-def live_processes(uid: int) -> list[int]:
-    """Pids of processes of `uid` that are not zombies (a zombie holds nothing but its pid)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{name}").st_uid != uid:
-                continue
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in (b"Z", b"X"):
-            pids.append(int(name))
-    return pids
-
-
-def _kill_uid(uid: int) -> int:
-    """As `uid`, SIGKILL everything we may signal until no process of `uid` is left.
-
-    kill(-1) reports success whenever any other process exists, so completion is checked in
-    /proc (which, mounted with hidepid=2, shows this uid nothing but its own processes).
-    Zombies stay listed until the parent reaps them; the parent does so as they appear."""
-    try:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-        me = os.getpid()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            os.kill(-1, signal.SIGKILL)
-            if not any(pid != me for pid in live_processes(uid)):
-                return 0
-            time.sleep(0.0005)
-        return 1
-    except BaseException:
-        return 2
-
-
-# -- one job -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        for fd in (self.pidfd, self.ctl_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 @dataclass
@@ -157,36 +58,43 @@ class Job:
     id: Any
     uid: int | None
     limits: dict[str, Any]
-    pid: int
-    dir: str
+    jobfs: str
     started: float
     deadline: float
-    fork_seconds: float
     out: Capture
     err: Capture
+    pid: int = 0
+    holder: Holder | None = None
+    fork_seconds: float = 0.0
     fds: dict[int, str] = field(default_factory=dict)  # fd -> "out" | "err" | "info"
     info: bytearray = field(default_factory=bytearray)
     exit_status: int | None = None
+    cpu: float = 0.0
     ended: float | None = None
     reason: str | None = None  # why the parent killed it: timeout | flood
-    sweeping: bool = False
-
-
-# -- the event loop --------------------------------------------------------------------------
+    world_gone: bool = False  # every process of the job is dead
+    finish_by: float | None = None
 
 
 class Zygote:
-    def __init__(self, sock: socket.socket, job_root: str, reaper: Reaper | None, tier: str):
+    def __init__(self, sock: socket.socket, jobs_root: str, own_root: bool, tier: str, **opts):
         self.sock = sock
-        self.job_root = job_root
-        self.reaper = reaper
+        self.jobs_root = jobs_root
+        self.own_root = own_root
         self.tier = tier
+        self.factory: Factory = opts["factory"]
+        self.holders_ok: bool = opts["holders_ok"]
+        self.seccomp_ok: bool = opts["seccomp_ok"]
+        self.disk_mb: int = opts["disk_mb"]
+        self.root = os.geteuid() == 0
+        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.holders_ok else -1
         self.sel = selectors.DefaultSelector()
         self.jobs: dict[int, Job] = {}  # pid -> job
-        self.sweeps: dict[int, list[Job]] = {}  # uid -> jobs waiting for the sweep
-        self.deferred: dict[int, list[dict[str, Any]]] = {}  # uid -> jobs waiting for a sweep
+        self.spares: deque[Holder] = deque(opts.get("spares") or ())
+        self.requested = 0
+        self.waiting: deque[dict[str, Any]] = deque()  # jobs waiting for a holder
+        self.sweeps: dict[int, list[Any]] = {}  # uid -> jobs or messages waiting for a sweep
         self.buffer = bytearray()
-        self.seq = 0
         self.pid = os.getpid()
 
     def run(self) -> None:
@@ -197,14 +105,10 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.sel.register(self.sock, selectors.EVENT_READ, "control")
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
-        if self.reaper is not None:
-            self.sel.register(self.reaper.done_r, selectors.EVENT_READ, "reaper")
+        self.sel.register(self.factory.sock, selectors.EVENT_READ, "factory")
+        self._want_holders()
         while True:
-            running = [
-                j.deadline for j in self.jobs.values() if j.exit_status is None and j.reason is None
-            ]
-            timeout = max(0.0, min(running) - time.monotonic()) if running else None
-            for key, _ in self.sel.select(timeout):
+            for key, _ in self.sel.select(self._next_timeout()):
                 what = key.data
                 if what == "control":
                     if not self._read_control():
@@ -214,14 +118,24 @@ class Zygote:
                         os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
-                elif what == "reaper":
-                    self._sweep_done(os.read(self.reaper.done_r, 4))  # type: ignore[union-attr]
+                elif what == "factory":
+                    self._factory_answer()
+                elif what[0] == "holder":
+                    self._world_gone(what[1])
                 else:
                     self._read_pipe(key.fd, what)
             self._reap()
             self._check_deadlines()
 
-    # control messages
+    def _next_timeout(self) -> float | None:
+        times = [
+            j.deadline if j.exit_status is None and j.reason is None else j.finish_by
+            for j in self.jobs.values()
+        ]
+        times = [t for t in times if t is not None]
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    # -- control messages ----------------------------------------------------------------------
     def _read_control(self) -> bool:
         data = self.sock.recv(1 << 20)
         if not data:
@@ -229,62 +143,168 @@ class Zygote:
         self.buffer += data
         while len(self.buffer) >= 4:
             (n,) = HEADER.unpack_from(self.buffer)
+            if n > MAX_MESSAGE:
+                raise SystemExit("or-exec: oversized control message")
             if len(self.buffer) < 4 + n:
                 break
-            message = orjson.loads(bytes(self.buffer[4 : 4 + n]))
+            raw = bytes(self.buffer[4 : 4 + n])
             del self.buffer[: 4 + n]
-            if message.get("op") == "run":
-                uid = message.get("uid")
-                if message.get("sweep_first") and uid is not None and self.reaper is not None:
-                    # the slot's uid may have processes left from a parent that died: clear first
-                    self.deferred.setdefault(int(uid), []).append(message)
-                    self._sweep(int(uid), None)
-                else:
-                    self._start(message)
+            try:
+                message = orjson.loads(raw)
+                if not isinstance(message, dict) or message.get("op") != "run":
+                    raise ValueError("not a run message")
+            except ValueError as exc:
+                print(f"or-exec: ignored a malformed control message: {exc}", file=sys.stderr)
+                continue
+            uid = message.get("uid") if self.root else None
+            if message.get("sweep_first") and isinstance(uid, int):
+                # the slot's uid may have processes left from a parent that died: clear first
+                self.sweeps.setdefault(uid, []).append(message)
+                self.factory.sweep(uid)
+            else:
+                self._admit(message)
         return True
 
-    def _start(self, message: dict[str, Any]) -> None:
-        uid = message.get("uid")
-        uid = int(uid) if uid is not None and os.geteuid() == 0 else None
-        self.seq += 1
-        jobdir = os.path.join(self.job_root, f"job-{self.seq}")
-        os.mkdir(jobdir, 0o700)
-        with open(os.path.join(jobdir, "main.py"), "w") as fh:
-            fh.write(message["code"])
-        if uid is not None:
-            os.chown(jobdir, uid, uid)
-            os.chown(os.path.join(jobdir, "main.py"), uid, uid)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        info_r, info_w = os.pipe()
-        t = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            run_child(message, jobdir, (out_w, err_w, info_w), self.pid, uid)
-        fork_seconds = time.perf_counter() - t
-        for fd in (out_w, err_w, info_w):
-            os.close(fd)
+    def _admit(self, message: dict[str, Any]) -> None:
+        if self.holders_ok and not self.spares:
+            self.waiting.append(message)
+            self._want_holders()
+            return
+        holder = self.spares.popleft() if self.holders_ok else None
+        self._want_holders()
+        try:
+            self._start(message, holder)
+        except Exception as exc:  # a job that cannot start is that job's error, not ours
+            if holder is not None:
+                self._end_holder(holder)
+            self._send_failure(message.get("job"), f"sandbox could not start the job: {exc!r}")
+
+    def _want_holders(self) -> None:
+        if not self.holders_ok:
+            return
+        while len(self.spares) + self.requested < SPARE_HOLDERS + len(self.waiting):
+            self.factory.request_holder()
+            self.requested += 1
+
+    def _factory_answer(self) -> None:
+        kind, value, fds = self.factory.receive()
+        if kind == "H":
+            self.requested -= 1
+            self.spares.append(Holder(value, fds[0], fds[1]))
+        elif kind == "E":  # holders stopped working: go on without them
+            self.requested -= 1
+            self.holders_ok = False
+            print("or-exec: namespace holders failed; jobs share namespaces", file=sys.stderr)
+        elif kind == "S":
+            for item in self.sweeps.pop(value, []):
+                if isinstance(item, Job):
+                    self._world_gone(item)
+                else:
+                    self._admit(item)
+            return
+        while self.waiting and (self.spares or not self.holders_ok):
+            self._admit(self.waiting.popleft())
+
+    def _send_failure(self, job_id: Any, message: str) -> None:
+        send(
+            self.sock,
+            {
+                "job": job_id,
+                "status": "error",
+                "exit_code": None,
+                "stdout": "",
+                "stderr": message + "\n",
+                "seconds": 0.0,
+                "tier": self.tier,
+                "message": message,
+            },
+        )
+
+    # -- starting a job --------------------------------------------------------------------------
+    def _make_jobfs(self, code: str, uid: int | None) -> tuple[str, str]:
+        name = secrets.token_hex(8)
+        jobfs = os.path.join(self.jobs_root, name)
+        os.mkdir(jobfs, 0o700)
+        try:
+            if self.root:
+                opts = f"size={self.disk_mb}m,nr_inodes={rootfs.JOB_INODES},mode=0755"
+                linux.mount("tmpfs", jobfs, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
+            for sub in ("tmp", "shm"):
+                os.mkdir(os.path.join(jobfs, sub))
+                os.chmod(os.path.join(jobfs, sub), 0o1777)
+            cwd = os.path.join(jobfs, "tmp", name)
+            os.mkdir(cwd, 0o700)
+            main = os.path.join(cwd, "main.py")
+            with open(main, "w", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(code)
+            if uid is not None:
+                os.chown(cwd, uid, uid)
+                os.chown(main, uid, uid)
+        except BaseException:
+            self.factory.remove(jobfs)
+            raise
+        return jobfs, name
+
+    def _start(self, message: dict[str, Any], holder: Holder | None) -> None:
         limits = message["limits"]
+        timeout = float(limits["timeout"])
+        if not 0 < timeout < 1e6:
+            raise ValueError(f"bad timeout {timeout}")
+        uid = message.get("uid") if self.root else None
+        uid = int(uid) if uid is not None else None
+        jobfs, name = self._make_jobfs(message["code"], uid)
         now = time.monotonic()
         job = Job(
             id=message["job"],
             uid=uid,
             limits=limits,
-            pid=pid,
-            dir=jobdir,
+            jobfs=jobfs,
             started=now,
-            deadline=now + float(limits["timeout"]),
-            fork_seconds=fork_seconds,
+            deadline=now + timeout,
             out=Capture(int(limits["max_output"])),
             err=Capture(int(limits["max_output"])),
+            holder=holder,
         )
-        for fd, name in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
+        place = JobPlace(
+            jobfs=jobfs,
+            name=name,
+            uid=uid,
+            holder_pidfd=holder.pidfd if holder else -1,
+            own_root=self.own_root,
+            use_seccomp=self.seccomp_ok,
+            parent_pid=self.pid,
+        )
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        info_r, info_w = os.pipe()
+        t = time.perf_counter()
+        if holder is not None:
+            linux.setns(holder.pidfd, linux.CLONE_NEWPID)  # our next child joins its namespace
+        try:
+            pid = os.fork()
+            if pid == 0:
+                run_child(message, place, (out_w, err_w, info_w))
+        finally:
+            if holder is not None:
+                linux.setns(self.own_pidns, linux.CLONE_NEWPID)
+            for fd in (out_w, err_w, info_w):
+                os.close(fd)
+        job.pid = pid
+        job.fork_seconds = time.perf_counter() - t
+        if holder is not None:
+            os.write(holder.ctl_w, DOUBLE.pack(job.deadline + HOLDER_GRACE))
+        for fd, what in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
             os.set_blocking(fd, False)
-            job.fds[fd] = name
-            self.sel.register(fd, selectors.EVENT_READ, (job, name))
+            job.fds[fd] = what
+            self.sel.register(fd, selectors.EVENT_READ, (job, what))
         self.jobs[pid] = job
 
-    # job output
+    # -- a job's output ------------------------------------------------------------------------
+    def _close_fd(self, job: Job, fd: int) -> None:
+        self.sel.unregister(fd)
+        os.close(fd)
+        del job.fds[fd]
+
     def _read_pipe(self, fd: int, what: tuple[Job, str]) -> None:
         job, name = what
         try:
@@ -292,13 +312,13 @@ class Zygote:
         except BlockingIOError:
             return
         if not data:
-            self.sel.unregister(fd)
-            os.close(fd)
-            del job.fds[fd]
+            self._close_fd(job, fd)
             self._maybe_finish(job)
             return
         if name == "info":
             job.info += data
+            if len(job.info) > SETUP_RECORD_MAX:
+                self._close_fd(job, fd)  # not a setup record: ignore it
             return
         (job.out if name == "out" else job.err).feed(data)
         if (
@@ -309,141 +329,136 @@ class Zygote:
             job.reason = "flood"
             self._kill(job)
 
+    def _drain(self, job: Job) -> None:
+        """Everything of the job is dead (or we stopped waiting): read what is left."""
+        for fd, name in list(job.fds.items()):
+            for _ in range(1024):  # bounded: a pipe holds at most 1 MiB here
+                try:
+                    data = os.read(fd, 65536)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    break
+                if name == "info":
+                    if len(job.info) <= SETUP_RECORD_MAX:
+                        job.info += data
+                else:
+                    (job.out if name == "out" else job.err).feed(data)
+            self._close_fd(job, fd)
+
+    # -- ending a job --------------------------------------------------------------------------
     def _kill(self, job: Job) -> None:
         try:
             os.kill(job.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        if job.uid is None:
+        if job.holder is not None:
+            self._end_holder(job.holder, close=False)
+        elif job.uid is None:
             try:
                 os.killpg(job.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def _end_holder(self, holder: Holder, close: bool = True) -> None:
+        try:
+            linux.pidfd_send_signal(holder.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        if close:
+            holder.close()
+
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        for job in self.jobs.values():
+        for job in list(self.jobs.values()):
             if job.exit_status is None and job.reason is None and now >= job.deadline:
                 job.reason = "timeout"
                 self._kill(job)
+            elif job.finish_by is not None and now >= job.finish_by:
+                job.world_gone = True  # stop waiting: bounded, whatever is left
+                self._maybe_finish(job)
 
     def _reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             job = self.jobs.get(pid)
             if job is None:
-                continue  # an orphaned grandchild handed to us as subreaper, or the reaper
+                continue  # an orphan handed to us as subreaper
             job.exit_status = status
+            job.cpu = usage.ru_utime + usage.ru_stime
             job.ended = time.monotonic()
-            if job.uid is not None and self.reaper is not None:
-                self._sweep(job.uid, job)
+            job.finish_by = job.ended + FINISH_WAIT
+            if job.holder is not None:
+                self._end_holder(job.holder, close=False)
+                self.sel.register(job.holder.pidfd, selectors.EVENT_READ, ("holder", job))
+            elif job.uid is not None:
+                self.sweeps.setdefault(job.uid, []).append(job)
+                self.factory.sweep(job.uid)
             else:
                 try:
                     os.killpg(job.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-                self._drain(job)
+                job.world_gone = True
                 self._maybe_finish(job)
 
-    def _sweep(self, uid: int, job: Job | None) -> None:
-        if job is not None:
-            job.sweeping = True
-            self.sweeps.setdefault(uid, []).append(job)
-        self.reaper.request(uid)  # type: ignore[union-attr]
-
-    def _sweep_done(self, data: bytes) -> None:
-        uid = struct.unpack(">I", data)[0]
-        for job in self.sweeps.pop(uid, []):
-            job.sweeping = False
-            self._drain(job)
-            self._maybe_finish(job)
-        for message in self.deferred.pop(uid, []):
-            self._start(message)
-
-    def _drain(self, job: Job) -> None:
-        """Everything of the job is dead: read what is left in its pipes."""
-        for fd, name in list(job.fds.items()):
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    break
-                if not data:
-                    self.sel.unregister(fd)
-                    os.close(fd)
-                    del job.fds[fd]
-                    break
-                if name == "info":
-                    job.info += data
-                else:
-                    (job.out if name == "out" else job.err).feed(data)
+    def _world_gone(self, job: Job) -> None:
+        if job.holder is not None and not job.world_gone:
+            try:
+                self.sel.unregister(job.holder.pidfd)
+            except (KeyError, ValueError):
+                pass
+        job.world_gone = True
+        self._maybe_finish(job)
 
     def _maybe_finish(self, job: Job) -> None:
-        if job.exit_status is None or job.sweeping:
+        if job.exit_status is None or not job.world_gone or job.pid not in self.jobs:
             return
-        if job.fds and job.uid is not None:
-            return  # wait for the pipes to close (the sweep guarantees they will)
-        for fd in list(job.fds):
-            self.sel.unregister(fd)
-            os.close(fd)
-        job.fds.clear()
+        if job.fds and job.uid is None and time.monotonic() < (job.finish_by or 0):
+            return  # without a uid of its own, wait (bounded) for the pipes to close
+        self._drain(job)
         del self.jobs[job.pid]
+        if job.holder is not None:
+            job.holder.close()
+        self.factory.remove(job.jobfs)
         self._finish(job)
 
     def _finish(self, job: Job) -> None:
-        status = job.exit_status or 0
-        info: dict[str, Any] = {}
-        try:
-            info = orjson.loads(bytes(job.info)) if job.info else {}
-        except orjson.JSONDecodeError:
-            pass
-        exit_code = os.waitstatus_to_exitcode(status)
+        now = time.monotonic()
+        ended = job.ended or now
+        setup = parse_setup_record(bytes(job.info))
         stdout, t1 = job.out.text()
         stderr, t2 = job.err.text()
-        message = None
-        if job.reason == "timeout":
-            state = "timeout"
-        elif job.reason == "flood":
-            state, message = "killed", f"output exceeded {job.limits['flood_bytes']} bytes"
-        elif info.get("memory"):
-            state = "memory"
-        elif exit_code < 0:
-            sig = -exit_code
-            if sig == signal.SIGXCPU:
-                state = "timeout"
-            else:
-                state = "killed"
-                message = (
-                    f"signal {signal.Signals(sig).name}"
-                    if sig in signal.Signals._value2member_map_
-                    else f"signal {sig}"
-                )
-        elif info.get("setup_error"):
-            state, message = "killed", "sandbox setup failed: " + info["setup_error"]
-        else:
-            state = "ok" if exit_code == 0 else "error"
-        shutil.rmtree(job.dir, ignore_errors=True)
-        now = time.monotonic()
+        status, exit_code, message = derive_status(
+            wait_status=job.exit_status,
+            cpu_seconds=job.cpu,
+            wall_seconds=ended - job.started,
+            limits=job.limits,
+            reason=job.reason,
+            setup=setup,
+            stderr=stderr,
+        )
+        seconds = ended - job.started
         timings = {
             "fork": round(job.fork_seconds, 6),
-            "setup": round(info.get("setup", 0.0), 6),
-            "program": round(info.get("program", 0.0), 6),
-            "teardown": round(now - (job.ended or now), 6),
+            "setup": round(setup.get("setup", 0.0), 6),
+            "program": round(max(0.0, seconds - setup.get("setup", 0.0)), 6),
+            "teardown": round(now - ended, 6),
         }
         send(
             self.sock,
             {
                 "job": job.id,
-                "status": state,
+                "status": status,
                 "exit_code": exit_code,
                 "stdout": stdout,
                 "stderr": stderr,
-                "seconds": round((job.ended or now) - job.started, 6),
+                "seconds": round(seconds, 6),
                 "truncated": t1 or t2,
                 "tier": self.tier,
                 "timings": timings,
@@ -458,7 +473,10 @@ def _warm_up() -> None:
     import tempfile
 
     random.seed()
-    tempfile.gettempdir()
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError:  # in the minimal root only jobs have a writable /tmp
+        pass
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()  # the first seeding costs ~15 ms
     if "pulp" in sys.modules:
@@ -468,18 +486,44 @@ def _warm_up() -> None:
             pass
 
 
+def _seccomp_works() -> bool:
+    """Install the filter in a throwaway child: only report it if the kernel takes it."""
+    if seccomp.PROGRAM is None:
+        return False
+    pid = os.fork()
+    if pid == 0:
+        try:
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+            seccomp.install()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd", type=int, required=True, help="our end of the pool's socketpair")
     parser.add_argument("--tier", required=True)
     parser.add_argument("--modules", default="")
-    parser.add_argument("--disk-mb", type=int, default=1024)
+    parser.add_argument("--disk-mb", type=int, default=256, help="each job's own tmpfs")
     args = parser.parse_args()
     sock = socket.socket(fileno=args.fd)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the pool
-    job_root, protections = isolate(args.disk_mb)
+    jobs_root, own_root, protections = isolate(args.disk_mb)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of jobs come back to us to be reaped
-    reaper = Reaper() if os.geteuid() == 0 else None
+    root = os.geteuid() == 0
+    factory = Factory(holders=root)  # forked before the heavy imports: its forks stay cheap
+    spares, holders_note = [], "off: not root"
+    if root:
+        factory.request_holder()
+        kind, value, fds = factory.receive()
+        if kind == "H":
+            spares.append(Holder(value, fds[0], fds[1]))
+        else:
+            holders_note = "off: the kernel refused new pid/network/IPC namespaces"
+    seccomp_ok = _seccomp_works()
+    protections.update(describe(bool(spares), holders_note, seccomp_ok, root))
     loaded, failed = [], {}
     for name in filter(None, args.modules.split(",")):
         try:
@@ -488,13 +532,6 @@ def main() -> None:
         except Exception as exc:  # a missing optional module must not kill the pool
             failed[name] = repr(exc)
     _warm_up()
-    if reaper is None:
-        protections["kill everything at job end"] = (
-            "partial: process group only (setsid escapes survive without root)"
-        )
-    else:
-        protections["kill everything at job end"] = "on (per-uid sweep, including setsid escapes)"
-    protections["rlimits"] = "on (address space, CPU time, file size, open files, processes)"
     gc.collect()
     gc.freeze()  # a child's first collection would otherwise touch (and copy) every warm page
     send(
@@ -508,7 +545,44 @@ def main() -> None:
             "protections": protections,
         },
     )
-    Zygote(sock, job_root, reaper, args.tier).run()
+    Zygote(
+        sock,
+        jobs_root,
+        own_root,
+        args.tier,
+        factory=factory,
+        holders_ok=bool(spares),
+        seccomp_ok=seccomp_ok,
+        disk_mb=args.disk_mb,
+        spares=spares,
+    ).run()
+
+
+def describe(holders: bool, holders_note: str, seccomp_ok: bool, root: bool) -> dict[str, str]:
+    """The per-job protections, as `or-exec doctor` shows them."""
+    out = {}
+    if holders:
+        out["pid namespace"] = "on (one per job: it sees only its own processes)"
+        out["network namespace"] = "on (one per job: no network, no shared abstract sockets)"
+        out["IPC namespace"] = "on (one per job: no shared SysV memory or queues)"
+        out["kill everything at job end"] = "on (the job's pid namespace is torn down)"
+    else:
+        out["pid namespace"] = holders_note
+        out["IPC namespace"] = holders_note
+        out["kill everything at job end"] = (
+            "on (per-uid sweep by root, including setsid escapes)"
+            if root
+            else "partial: process group only (setsid escapes survive without root)"
+        )
+    out["seccomp"] = (
+        "on (no new namespaces, io_uring, userfaultfd, keyrings, bpf, perf events)"
+        if seccomp_ok
+        else "off: the kernel refused the filter or the architecture is unknown"
+    )
+    out["keyrings"] = "on (a fresh session keyring, the uid's keyrings cleared at job start)"
+    out["rlimits"] = "on (address space, CPU time, file size, open files, processes)"
+    out["result channel"] = "on (closed before the job's code runs; statuses are measured)"
+    return out
 
 
 if __name__ == "__main__":
