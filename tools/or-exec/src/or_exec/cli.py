@@ -36,7 +36,11 @@ limit_options = [
     click.option(
         "--workers",
         type=click.IntRange(1, 128),
-        help="Executions at once (default: number of cores).",
+        help=(
+            "Executions at once (default: 2 x cores, at least 4, so that a job stuck until its"
+            " timeout holds one slot, not half the pool; size a server shared by many RL"
+            " workers to their total concurrency, memory allowing: each job may use --memory)."
+        ),
     ),
 ]
 
@@ -125,6 +129,8 @@ def run_cmd(
                 if isinstance(out, Exception):
                     run.bad_record(line, out)
                 else:
+                    if "error" in out.get("exec", {}):
+                        run.failed()  # the sandbox server was unreachable: redo with --resume
                     run.write(out)
         finally:
             await pool.close()

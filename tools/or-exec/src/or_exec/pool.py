@@ -7,7 +7,8 @@ A pool starts one warm parent per *tier* of preloaded modules (by default: pulp;
 pulp + numpy + scipy + sympy). Each job goes to the smallest tier that already imported what the
 code imports (forking a 20 MB parent is several times cheaper than forking a 120 MB one). At most
 `workers` jobs run at once; each runs under its slot's own uid. A parent that dies is respawned
-and its in-flight jobs come back with status `killed`.
+and the jobs it had in flight are run again (their death was not their doing); a job whose
+parent dies on every one of its attempts comes back `killed`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,23 @@ DEFAULT_TIERS: dict[str, tuple[str, ...]] = {
 UID_BASE = 1_000_000
 MAX_WORKERS = 128
 POOLS_PER_PROCESS = 4  # (pid_max 4194304 * 4 + 3) * 128 + UID_BASE still fits in 31 bits
+ATTEMPTS = 3  # runs of one job whose parent keeps dying under it
 _pool_numbers = itertools.count()
+
+
+def default_workers() -> int:
+    """Twice the cores, at least 4: most model-written jobs are short and CPU-bound, but a
+    hostile or stuck one holds its slot until its timeout, and with workers = cores (2 on small
+    VMs) one such job would block half the pool. CPU-bound jobs beyond the cores share them."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return min(MAX_WORKERS, max(4, 2 * cores))
+
+
+class ParentDied(RuntimeError):
+    """The sandbox parent running a job died (not the job's doing): the job is run again."""
 
 
 def default_uid_base() -> int:
@@ -186,17 +203,7 @@ class _Parent:
         dirty = set(self.slots.values())
         for fut in self.pending.values():
             if not fut.done():
-                fut.set_result(
-                    ExecResult(
-                        "killed",
-                        None,
-                        "",
-                        "",
-                        0.0,
-                        tier=self.tier,
-                        message="the sandbox parent died; it was restarted",
-                    )
-                )
+                fut.set_exception(ParentDied(f"the sandbox parent of tier {self.tier!r} died"))
         self.pending.clear()
         self.slots.clear()
         self.ready = None
@@ -220,6 +227,11 @@ class _Parent:
         await self.writer.drain()
         return await fut
 
+    def kill(self) -> None:
+        """End a parent that stopped answering; its reader then notices the death."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -241,7 +253,7 @@ class Pool:
         uid_base: int | None = None,
         disk_mb: int = 256,
     ):
-        self.workers = workers or os.cpu_count() or 2
+        self.workers = workers or default_workers()
         self.limits = limits or Limits()
         self.tiers = dict(tiers or DEFAULT_TIERS)
         if self.workers > MAX_WORKERS:
@@ -255,7 +267,7 @@ class Pool:
         self._dirty: set[int] = set()
         self._ids = count(1)
         self._closing = False
-        self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0}
+        self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0, "retries": 0}
 
     def _on_death(self, tier: str, dirty: Iterable[int]) -> None:
         self._dirty.update(dirty)
@@ -294,8 +306,20 @@ class Pool:
         limits = limits or self.limits
         tier = choose_tier("\n".join([*prelude, code]), self.tiers)
         slot = await self._free.get()
-        job_id = next(self._ids)
         try:
+            result = await self._attempts(code, limits, prelude, tier, slot)
+        finally:
+            self._free.put_nowait(slot)
+        self.stats["jobs"] += 1
+        self.stats["by_status"][result.status] = self.stats["by_status"].get(result.status, 0) + 1
+        self.stats["by_tier"][tier] = self.stats["by_tier"].get(tier, 0) + 1
+        return result
+
+    async def _attempts(
+        self, code: str, limits: Limits, prelude: Sequence[str], tier: str, slot: int
+    ) -> ExecResult:
+        for _ in range(ATTEMPTS):
+            job_id = next(self._ids)
             message = {
                 "op": "run",
                 "job": job_id,
@@ -307,22 +331,30 @@ class Pool:
                 "sweep_first": slot in self._dirty,
             }
             self._dirty.discard(slot)
+            parent = self._parents[tier]
+            # The parent bounds every wait of its own; this guard only catches a parent that
+            # stopped working altogether: it is killed, and the job runs again on a new one.
             guard = limits.timeout + 30
             try:
-                result = await asyncio.wait_for(
-                    self._parents[tier].submit(job_id, slot, message), guard
-                )
+                return await asyncio.wait_for(parent.submit(job_id, slot, message), guard)
             except TimeoutError:
-                self._dirty.add(slot)
-                result = ExecResult(
-                    "killed", None, "", "", guard, tier=tier, message="the sandbox did not answer"
+                log.warning(
+                    "sandbox parent %s did not answer in %.0f s; restarting it", tier, guard
                 )
-        finally:
-            self._free.put_nowait(slot)
-        self.stats["jobs"] += 1
-        self.stats["by_status"][result.status] = self.stats["by_status"].get(result.status, 0) + 1
-        self.stats["by_tier"][tier] = self.stats["by_tier"].get(tier, 0) + 1
-        return result
+                parent.kill()
+            except (ParentDied, ConnectionError):
+                pass
+            self._dirty.add(slot)
+            self.stats["retries"] += 1
+        return ExecResult(
+            "killed",
+            None,
+            "",
+            "",
+            0.0,
+            tier=tier,
+            message=f"the sandbox parent died on each of {ATTEMPTS} attempts to run this job",
+        )
 
     def parent_pids(self) -> dict[str, int | None]:
         return {name: (p.proc.pid if p.proc else None) for name, p in self._parents.items()}

@@ -8,6 +8,8 @@ GET  /stats   jobs by status and tier, respawns, workers
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,57 +90,89 @@ async def serve(pool: Pool, host: str, port: int, ready: asyncio.Event | None = 
         await pool.close()
 
 
-class RemotePool:
-    """The client of `or-exec serve`, with the same `run` as a local Pool."""
+class SandboxUnavailable(RuntimeError):
+    """The sandbox server could not run a job: unreachable after retries, or it refused the
+    request. An error of the client (callers write an error record), never a job status."""
 
-    def __init__(self, url: str, limits: Limits | None = None, connections: int = 64):
+
+class _Retry(Exception):
+    pass
+
+
+class RemotePool:
+    """The client of `or-exec serve`, with the same `run` as a local Pool.
+
+    Connection errors, timeouts and 5xx answers are retried with exponential backoff (a server
+    restart takes seconds); after `retry_seconds` without an answer `run` raises
+    SandboxUnavailable. A 4xx answer (a request the server refuses) raises at once."""
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits | None = None,
+        connections: int = 64,
+        retry_seconds: float = 120.0,
+    ):
         self.url = url.rstrip("/")
         self.limits = limits or Limits()
         self.connections = connections
+        self.retry_seconds = retry_seconds
         self._session: Any = None
 
-    async def start(self, tiers: object = None) -> dict[str, str]:
-        """Connect and return the server's protections (`tiers` is for Pool compatibility)."""
+    def _ensure_session(self) -> None:
         import aiohttp
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.connections)
             )
-        async with self._session.get(f"{self.url}/health") as resp:
-            resp.raise_for_status()
-            return (await resp.json())["protections"]
+
+    async def _call(self, method: str, path: str, timeout: float, **kwargs: Any) -> Any:
+        import aiohttp
+
+        self._ensure_session()
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                async with self._session.request(
+                    method,
+                    f"{self.url}{path}",
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    **kwargs,
+                ) as resp:
+                    if resp.status == 200:
+                        return await resp.json()
+                    text = (await resp.text())[:300]
+                    if resp.status >= 500 or resp.status == 429:
+                        raise _Retry(f"the server answered {resp.status}: {text}")
+                    raise SandboxUnavailable(
+                        f"sandbox server {self.url} refused the request ({resp.status}): {text}"
+                    )
+            except (
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                TimeoutError,
+                _Retry,
+            ) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise SandboxUnavailable(
+                        f"sandbox server {self.url} unreachable for {self.retry_seconds:g} s: {exc!r}"
+                    ) from None
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+
+    async def start(self, tiers: object = None) -> dict[str, str]:
+        """Connect and return the server's protections (`tiers` is for Pool compatibility)."""
+        return (await self._call("GET", "/health", 30))["protections"]
 
     async def run(
         self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
     ) -> ExecResult:
-        import aiohttp
-
-        if self._session is None:
-            await self.start()
         limits = limits or self.limits
         payload = {"code": code, "prelude": list(prelude), "limits": limits.to_dict()}
-        try:
-            async with self._session.post(
-                f"{self.url}/run",
-                json=payload,
-                timeout=aiohttp.ClientTimeout(total=limits.timeout + 60),
-            ) as resp:
-                if resp.status != 200:
-                    text = await resp.text()
-                    return ExecResult(
-                        "killed",
-                        None,
-                        "",
-                        "",
-                        0.0,
-                        message=f"sandbox server answered {resp.status}: {text[:200]}",
-                    )
-                return ExecResult.from_dict(await resp.json())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return ExecResult(
-                "killed", None, "", "", 0.0, message=f"sandbox server unreachable: {exc!r}"
-            )
+        answer = await self._call("POST", "/run", limits.timeout + 60, json=payload)
+        return ExecResult.from_dict(answer)
 
     async def close(self) -> None:
         if self._session is not None:
