@@ -575,6 +575,10 @@ def test_doctor_tells_the_truth():
     assert "default solver (prob.solve()): ok: Optimal x = 3.0" in text
     if ROOT_USER:
         assert "✓ network namespace" in text and "blocked" in text
+        for name in ("minimal root", "pid namespace", "IPC namespace", "seccomp"):
+            assert f"✓ {name}: on" in text, name
+        assert "host files hidden: ok: hidden: " in text
+        assert "no user namespaces: ok: blocked: errno 1" in text
         assert re.search(r"unprivileged uid: ok: uid \d{7,}", text)
     else:
         assert "✗" in text

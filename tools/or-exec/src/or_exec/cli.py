@@ -153,6 +153,9 @@ PROBES = {
     "read-only outside the job directory": "try:\n    open('/etc/or-exec-probe', 'w'); print('WROTE')\nexcept OSError as e:\n    print('blocked:', e)",
     "unprivileged uid": "import os\nprint('uid', os.getuid())",
     "own processes only": "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), 'visible processes')",
+    # {here}: this very file, on the host; a job must not see it
+    "host files hidden": "import os\nprint('SEEN' if os.path.exists({here!r}) else 'hidden:', {here!r})",
+    "no user namespaces": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.unshare(0x10000000)\nprint('CREATED' if r == 0 else f'blocked: errno {ctypes.get_errno()}')",
     # the idiom models write most: PuLP's default solver object, built before the fork
     "default solver (prob.solve())": "import pulp\nm = pulp.LpProblem('probe', pulp.LpMaximize)\nx = pulp.LpVariable('x', 0, 3)\nm += x\nm.solve()\nprint(pulp.LpStatus[m.status], 'x =', x.varValue)",
 }
@@ -169,6 +172,7 @@ def probe_line(name: str, status: str, output: str, width: int = 160) -> str:
 @main.command("doctor", epilog=epilog("or-exec doctor"))
 def doctor_cmd() -> None:
     """Say which protections are active here, and prove them with probe jobs."""
+    import os
     import socket
 
     from .pool import Pool
@@ -184,7 +188,9 @@ def doctor_cmd() -> None:
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 port = listener.getsockname()[1]
                 for name, code in PROBES.items():
-                    result = await pool.run(code.replace("{port}", str(port)))
+                    here = repr(os.path.abspath(__file__))
+                    code = code.replace("{port}", str(port)).replace("{here!r}", here)
+                    result = await pool.run(code)
                     output = result.stdout if result.status == "ok" else result.stderr
                     if name.startswith("default solver") and result.status == "ok":
                         output = output.strip().splitlines()[-1]  # CBC's banner comes first
