@@ -28,7 +28,8 @@ LIMITS = Limits(timeout=3, memory_mb=1024, flood_bytes=8 << 20)
 
 @pytest.fixture(scope="module")
 def pool():
-    p = SyncPool(workers=WORKERS, limits=LIMITS, disk_mb=16)
+    # one light tier: the attacks need no preloaded numpy or scipy
+    p = SyncPool(workers=WORKERS, limits=LIMITS, disk_mb=16, tiers={"pulp": ("pulp",)})
     yield p
     p.close()
 
@@ -363,3 +364,31 @@ def test_a_full_disk_is_that_jobs_problem_only(pool):
     huge = attack(pool, "x = '" + "a" * (17 << 20) + "'\nprint(len(x))")  # bigger than its disk
     assert huge.status == "error" and huge.exit_code is None
     assert "could not start" in huge.message and "No space left" in huge.message
+
+
+@needs_root
+def test_without_job_namespaces_the_uid_sweep_still_contains_jobs():
+    """The fallback for kernels without per-job namespaces: said so, and still contained."""
+    p = SyncPool(workers=1, limits=LIMITS, tiers={"pulp": ("pulp",)}, job_namespaces=False)
+    try:
+        assert p.protections["pid namespace"].startswith("off")
+        assert p.protections["kill everything at job end"].startswith("on (per-uid sweep")
+        daemon = """
+            import os, time
+            if os.fork() == 0:
+                os.setsid()
+                while True:
+                    time.sleep(0.05)
+            print('parent done')
+        """
+        result = p.run(textwrap.dedent(daemon))
+        assert (result.status, result.stdout) == ("ok", "parent done\n")
+        assert live_processes(p.pool.uid_base) == []
+        bomb = (
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+        )
+        assert p.run(bomb, Limits(timeout=1)).status == "timeout"
+        assert live_processes(p.pool.uid_base) == []
+        assert p.run("print('next')").stdout == "next\n"
+    finally:
+        p.close()

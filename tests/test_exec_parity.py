@@ -18,6 +18,7 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import ROOT
 from or_exec.limits import Limits
 from or_exec.pool import SyncPool
 
@@ -108,6 +109,12 @@ PROGRAMS = {
         sys.exit(pulp.LpStatus[m.status] != "Optimal")
     """),
 }
+
+# the realistic programs of the benchmark, too
+sys.path.insert(0, str(ROOT / "bench"))
+from programs import PROGRAMS as BENCH  # noqa: E402
+
+PROGRAMS.update({f"bench_{name}": code for name, code in BENCH.items()})
 
 TEMP_NAME = re.compile(r"[0-9a-f]{32}-pulp")
 TMP_PATH = re.compile(r"/tmp/[^\s'\"]*")

@@ -66,7 +66,7 @@ async def _in_process_soak(seconds: float, clients: int) -> list:
 
 
 def test_soak_in_process():
-    check(asyncio.run(_in_process_soak(4.0, 16)), 16)
+    check(asyncio.run(_in_process_soak(3.0, 16)), 16)
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def isolate(disk_mb: int) -> tuple[str, bool, dict[str, str]]:
             protections[name] = reason
         return tempfile.mkdtemp(prefix="or-exec-"), False, protections
     try:
-        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
+        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWIPC)
     except OSError as exc:
         for name in (
             "minimal root",

@@ -120,10 +120,13 @@ def choose_tier(code: str, tiers: dict[str, tuple[str, ...]]) -> str:
 class _Parent:
     """One warm parent process and the jobs in flight on it."""
 
-    def __init__(self, tier: str, modules: Sequence[str], disk_mb: int):
+    def __init__(
+        self, tier: str, modules: Sequence[str], disk_mb: int, job_namespaces: bool = True
+    ):
         self.tier = tier
         self.modules = modules
         self.disk_mb = disk_mb
+        self.job_namespaces = job_namespaces
         self.proc: subprocess.Popen | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.pending: dict[int, asyncio.Future] = {}
@@ -164,6 +167,7 @@ class _Parent:
                 ",".join(self.modules),
                 "--disk-mb",
                 str(self.disk_mb),
+                *([] if self.job_namespaces else ["--no-job-namespaces"]),
             ],
             env=env,
             pass_fds=(theirs.fileno(),),
@@ -252,7 +256,11 @@ class Pool:
         tiers: dict[str, tuple[str, ...]] | None = None,
         uid_base: int | None = None,
         disk_mb: int = 256,
+        job_namespaces: bool = True,
     ):
+        """`disk_mb`: each job's own tmpfs. `job_namespaces=False` turns off the per-job pid,
+        network and IPC namespaces (jobs of a parent then share them, and leftovers are swept by
+        uid): only for kernels where they misbehave."""
         self.workers = workers or default_workers()
         self.limits = limits or Limits()
         self.tiers = dict(tiers or DEFAULT_TIERS)
@@ -260,7 +268,9 @@ class Pool:
             raise ValueError(f"at most {MAX_WORKERS} workers per pool")
         self.uid_base = default_uid_base() if uid_base is None else uid_base
         self.disk_mb = disk_mb
-        self._parents = {name: _Parent(name, mods, disk_mb) for name, mods in self.tiers.items()}
+        self._parents = {
+            name: _Parent(name, mods, disk_mb, job_namespaces) for name, mods in self.tiers.items()
+        }
         for parent in self._parents.values():
             parent.on_death = self._on_death
         self._free: asyncio.Queue[int] | None = None

@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--tier", required=True)
     parser.add_argument("--modules", default="")
     parser.add_argument("--disk-mb", type=int, default=256, help="each job's own tmpfs")
+    parser.add_argument("--no-job-namespaces", action="store_true")
     args = parser.parse_args()
     sock = socket.socket(fileno=args.fd)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the pool
@@ -72,7 +73,9 @@ def main() -> None:
     root = os.geteuid() == 0
     factory = Factory(holders=root)  # forked before the heavy imports: its forks stay cheap
     spares, holders_note = [], "off: not root"
-    if root:
+    if args.no_job_namespaces:
+        holders_note = "off: turned off by the pool's configuration"
+    elif root:
         factory.request_holder()
         kind, value, fds = factory.receive()
         if kind == "H":
@@ -125,7 +128,11 @@ def describe(holders: bool, holders_note: str, seccomp_ok: bool, root: bool) -> 
         out["kill everything at job end"] = "on (the job's pid namespace is torn down)"
     else:
         out["pid namespace"] = holders_note
-        out["IPC namespace"] = holders_note
+        out["IPC namespace"] = (
+            f"partial: one per sandbox parent, shared by its jobs (per job {holders_note})"
+            if root
+            else holders_note
+        )
         out["kill everything at job end"] = (
             "on (per-uid sweep by root, including setsid escapes)"
             if root
