@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import textwrap
 import time
@@ -392,3 +393,41 @@ def test_without_job_namespaces_the_uid_sweep_still_contains_jobs():
         assert p.run("print('next')").stdout == "next\n"
     finally:
         p.close()
+
+
+@needs_root
+def test_deadlines_hold_while_the_parent_is_stalled(pool):
+    """The job's namespace holder enforces the deadline on its own: a parent that stalls (here:
+    stopped for 3 s) cannot let a job run over its time."""
+    from or_exec.parent_loop import HOLDER_GRACE
+
+    parent = pool.pool.parent_pids()["pulp"]
+    code = textwrap.dedent("""
+        import time
+        t = time.monotonic()
+        while True:
+            print(round(time.monotonic() - t, 2), flush=True)
+            time.sleep(0.1)
+    """)
+
+    async def go():
+        job = asyncio.create_task(pool.pool.run(code, Limits(timeout=1, memory_mb=1024)))
+        await asyncio.sleep(0.4)
+        os.kill(parent, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(3)
+        finally:
+            os.kill(parent, signal.SIGCONT)
+        return await job
+
+    result = asyncio.run_coroutine_threadsafe(go(), pool._loop).result(timeout=30)
+    assert result.status == "timeout"
+    last = float(result.stdout.split()[-1])
+    assert 0.9 < last < 1 + HOLDER_GRACE + 0.5, result.stdout
+    assert pool.pool.parent_pids()["pulp"] == parent
+
+
+def test_code_that_no_file_can_hold_is_that_jobs_error(pool):
+    result = attack(pool, "print('\ud800')")  # a lone surrogate
+    assert (result.status, result.exit_code) == ("error", None)
+    assert "not valid unicode" in result.stderr

@@ -314,6 +314,18 @@ class Pool:
             await self.start(tiers=[])
         assert self._free is not None
         limits = limits or self.limits
+        for text in (code, *prelude):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # e.g. a lone surrogate: no file can hold it
+                return ExecResult(
+                    "error",
+                    None,
+                    "",
+                    f"SyntaxError: the code is not valid unicode ({exc.reason})\n",
+                    0.0,
+                    message="the code could not be written to a file",
+                )
         tier = choose_tier("\n".join([*prelude, code]), self.tiers)
         slot = await self._free.get()
         try:
