@@ -54,12 +54,13 @@ def attack(pool, code: str, **limits):
     return result
 
 
-def together(pool, *codes: str, limits: Limits | None = None):
+def together(pool, *codes: str, limits: Limits | list[Limits] | None = None):
     """Run jobs at the same time (on different slots)."""
+    each = limits if isinstance(limits, list) else [limits or LIMITS] * len(codes)
 
     async def go():
         return await asyncio.gather(
-            *(pool.pool.run(textwrap.dedent(c), limits or LIMITS) for c in codes)
+            *(pool.pool.run(textwrap.dedent(c), lim) for c, lim in zip(codes, each, strict=True))
         )
 
     return asyncio.run_coroutine_threadsafe(go(), pool._loop).result(timeout=60)
@@ -343,7 +344,8 @@ def test_a_deep_tree_and_many_files_stall_nothing(pool):
             print(n > 1000, e.strerror)
     """
     sleeper = "import time\ntime.sleep(3)\nprint('woke')"
-    a, b = together(pool, deep, sleeper, limits=Limits(timeout=1.5, memory_mb=1024))
+    limits = [Limits(timeout=20, memory_mb=1024), Limits(timeout=1.5, memory_mb=1024)]
+    a, b = together(pool, deep, sleeper, limits=limits)
     assert (a.status, a.stdout) == ("ok", "True No space left on device\n")
     assert b.status == "timeout" and b.stdout == "" and b.seconds < 2.5
     assert attack(pool, "print('fine')").stdout == "fine\n"

@@ -22,7 +22,7 @@ from .child import JobPlace, run_child
 from .factory import DOUBLE, Factory
 from .jobspace import Holder, Job, make_jobfs
 from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
-from .wire import HEADER, Capture, send
+from .wire import HEADER, Capture, send, send_failure
 
 SPARE_HOLDERS = 2
 HOLDER_GRACE = 1.0  # a holder ends its job this long after the deadline if we have not
@@ -131,7 +131,12 @@ class Zygote:
         except Exception as exc:  # a job that cannot start is that job's error, not ours
             if holder is not None:
                 self._end_holder(holder)
-            self._send_failure(message.get("job"), f"sandbox could not start the job: {exc!r}")
+            send_failure(
+                self.sock,
+                message.get("job"),
+                self.tier,
+                f"sandbox could not start the job: {exc!r}",
+            )
 
     def _want_holders(self) -> None:
         if not self.holders_ok:
@@ -158,21 +163,6 @@ class Zygote:
             return
         while self.waiting and (self.spares or not self.holders_ok):
             self._admit(self.waiting.popleft())
-
-    def _send_failure(self, job_id: Any, message: str) -> None:
-        send(
-            self.sock,
-            {
-                "job": job_id,
-                "status": "error",
-                "exit_code": None,
-                "stdout": "",
-                "stderr": message + "\n",
-                "seconds": 0.0,
-                "tier": self.tier,
-                "message": message,
-            },
-        )
 
     # -- starting a job --------------------------------------------------------------------------
     def _start(self, message: dict[str, Any], holder: Holder | None) -> None:
@@ -206,25 +196,35 @@ class Zygote:
             use_seccomp=self.seccomp_ok,
             parent_pid=self.pid,
         )
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        info_r, info_w = os.pipe()
-        t = time.perf_counter()
-        if holder is not None:
-            linux.setns(holder.pidfd, linux.CLONE_NEWPID)  # our next child joins its namespace
+        pipes: list[int] = []
         try:
-            pid = os.fork()
-            if pid == 0:
-                run_child(message, place, (out_w, err_w, info_w))
-        finally:
+            for _ in range(3):
+                pipes.extend(os.pipe())
+            out_r, out_w, err_r, err_w, info_r, info_w = pipes
+            t = time.perf_counter()
             if holder is not None:
-                linux.setns(self.own_pidns, linux.CLONE_NEWPID)
-            for fd in (out_w, err_w, info_w):
+                linux.setns(holder.pidfd, linux.CLONE_NEWPID)  # our next child joins it
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    run_child(message, place, (out_w, err_w, info_w))
+            finally:
+                if holder is not None:
+                    linux.setns(self.own_pidns, linux.CLONE_NEWPID)
+        except BaseException:
+            for fd in pipes:
                 os.close(fd)
+            self.factory.remove(jobfs)
+            raise
+        for fd in (out_w, err_w, info_w):
+            os.close(fd)
         job.pid = pid
         job.fork_seconds = time.perf_counter() - t
         if holder is not None:
-            os.write(holder.ctl_w, DOUBLE.pack(job.deadline + HOLDER_GRACE))
+            try:
+                os.write(holder.ctl_w, DOUBLE.pack(job.deadline + HOLDER_GRACE))
+            except OSError:
+                pass  # the holder is gone, and the job with it: reaped as usual
         for fd, what in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
             os.set_blocking(fd, False)
             job.fds[fd] = what
@@ -356,6 +356,10 @@ class Zygote:
         self._drain(job)
         del self.jobs[job.pid]
         if job.holder is not None:
+            try:
+                self.sel.unregister(job.holder.pidfd)  # still there if we stopped waiting
+            except (KeyError, ValueError):
+                pass
             job.holder.close()
         self.factory.remove(job.jobfs)
         self._finish(job)

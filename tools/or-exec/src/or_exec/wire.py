@@ -18,6 +18,23 @@ def send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(HEADER.pack(len(data)) + data)
 
 
+def send_failure(sock: socket.socket, job_id: Any, tier: str, message: str) -> None:
+    """The result of a job that could not start: its own error, with the reason."""
+    send(
+        sock,
+        {
+            "job": job_id,
+            "status": "error",
+            "exit_code": None,
+            "stdout": "",
+            "stderr": message + "\n",
+            "seconds": 0.0,
+            "tier": tier,
+            "message": message,
+        },
+    )
+
+
 class Capture:
     """Keeps the head and tail of a stream, counting everything produced."""
 
