@@ -12,15 +12,14 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
+from or_exec.factory import live_processes
 from or_exec.limits import Limits, format_output
 from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
-from or_exec.zygote import live_processes
 
 ROOT_USER = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT_USER, reason="namespaces and per-slot uids need root")
@@ -145,6 +144,7 @@ def test_memory_bomb(pool):
         while True:
             chunks.append(bytearray(50 << 20))
     """,
+        timeout=10,  # zero-filling 1 GiB takes seconds on a loaded 2-core machine
     )
     assert result.status == "memory"
     assert "MemoryError" in format_output(result)
@@ -234,7 +234,7 @@ def test_cannot_write_outside_its_directory(pool):
         import os
         print(os.getcwd())
         open('inside.txt', 'w').write('fine')
-        for path in ({str(target)!r}, '/etc/sandbox-escape', '/tmp/sandbox-escape', '/root/x'):
+        for path in ({str(target)!r}, '/etc/sandbox-escape', '/usr/sandbox-escape', '/root/x'):
             try:
                 open(path, 'w').write('escaped')
                 print('WROTE', path)
@@ -245,6 +245,12 @@ def test_cannot_write_outside_its_directory(pool):
     assert result.status == "ok"
     assert "WROTE" not in result.stdout
     assert not target.exists() and not os.path.exists("/etc/sandbox-escape")
+    # /tmp is the job's own: writable, but seen by no one else
+    private = run_hostile(pool, "open('/tmp/sandbox-escape', 'w').write('x')\nprint('ok')")
+    assert (private.status, private.stdout) == ("ok", "ok\n")
+    assert not os.path.exists("/tmp/sandbox-escape")
+    later = pool.run("import os\nprint(os.path.exists('/tmp/sandbox-escape'))")
+    assert later.stdout == "False\n"
 
 
 @needs_root
@@ -261,8 +267,19 @@ def test_job_directory_is_fresh_and_removed(pool):
 @needs_root
 def test_killing_the_parent_fails_and_the_pool_survives(pool):
     pids = pool.pool.parent_pids()
-    result = run_hostile(pool, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
-    assert result.status == "error" and "PermissionError" in result.stderr
+    code = f"""
+        import os, signal
+        print(os.getppid())  # 0: the parent is outside the job's pid namespace
+        for pid in ({pids["pulp"]}, {os.getpid()}, 1):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                print('KILLED', pid)
+            except OSError as e:
+                print(type(e).__name__)
+    """
+    result = run_hostile(pool, code)
+    assert result.status == "ok", result.stderr
+    assert result.stdout == "0\nProcessLookupError\nProcessLookupError\nPermissionError\n"
     assert pool.pool.parent_pids() == pids
 
 
@@ -271,7 +288,7 @@ def test_pools_side_by_side_have_their_own_uids(pool):
     import asyncio
 
     async def both():
-        other = SyncPool(workers=1)
+        other = SyncPool(workers=1, tiers={"pulp": ("pulp",)})
         try:
             assert other.pool.uid_base != pool.pool.uid_base
             slow = asyncio.ensure_future(
@@ -294,8 +311,18 @@ def test_pools_side_by_side_have_their_own_uids(pool):
 @needs_root
 def test_kill_minus_one_only_kills_the_job(pool):
     pids = pool.pool.parent_pids()
-    result = run_hostile(pool, "import os, signal\nos.kill(-1, signal.SIGKILL)\nprint('survived')")
-    assert (result.status, result.stdout) == ("ok", "survived\n")  # kill(-1) spares the caller
+    code = """
+        import os, signal, time
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        os.kill(-1, signal.SIGKILL)
+        print('survived', os.waitpid(child, 0)[1])
+    """
+    result = run_hostile(pool, code)
+    # kill(-1) reaches the job's own child only, and spares the caller
+    assert (result.status, result.stdout) == ("ok", "survived 9\n")
     assert pool.pool.parent_pids() == pids
 
 
@@ -395,37 +422,23 @@ def test_concurrent_jobs(pool):
     assert [r.stdout for r in results] == [f"{i * 2}\n" for i in range(12)]
 
 
-def test_parent_death_is_noticed_and_respawned(pool):
+def test_parent_death_is_noticed_and_the_job_runs_again(pool):
+    """A parent's death is not the job's doing: the job runs again and gets its true result."""
     import asyncio
 
     async def scenario():
-        job = asyncio.create_task(pool.pool.run("import time\ntime.sleep(5)"))
+        retries = pool.pool.stats["retries"]
+        job = asyncio.create_task(pool.pool.run("import time\ntime.sleep(1)\nprint('done')"))
         await asyncio.sleep(0.5)
         os.kill(pool.pool.parent_pids()["pulp"], signal.SIGKILL)
-        return await job
+        return await job, pool.pool.stats["retries"] - retries
 
-    result = asyncio.run_coroutine_threadsafe(scenario(), pool._loop).result(timeout=30)
-    assert result.status == "killed" and "died" in result.message
+    result, retries = asyncio.run_coroutine_threadsafe(scenario(), pool._loop).result(timeout=30)
+    assert (result.status, result.stdout, retries) == ("ok", "done\n", 1)
     after = pool.run("print('back')")
     assert (after.status, after.stdout) == ("ok", "back\n")
     if ROOT_USER:
         assert job_processes() == []
-
-
-def test_realistic_programs_match_a_plain_run(pool, tmp_path):
-    """The objective or-exec prints equals that of `python script.py`."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from programs import PROGRAMS
-
-    for name, code in PROGRAMS.items():
-        script = tmp_path / f"{name}.py"
-        script.write_text(code)
-        plain = subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60
-        )
-        sandboxed = pool.run(code, Limits(timeout=30))
-        assert sandboxed.status == "ok", (name, sandboxed.stderr)
-        assert sandboxed.stdout == plain.stdout, name
 
 
 # -- CLI ---------------------------------------------------------------------------------------
@@ -542,8 +555,13 @@ def test_doctor_tells_the_truth():
     result = run_tool("or-exec", "doctor")
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
+    assert "default solver (prob.solve()): ok: Optimal x = 3.0" in text
     if ROOT_USER:
         assert "✓ network namespace" in text and "blocked" in text
+        for name in ("minimal root", "pid namespace", "IPC namespace", "seccomp"):
+            assert f"✓ {name}: on" in text, name
+        assert "host files hidden: ok: hidden: " in text
+        assert "no user namespaces: ok: blocked: errno 1" in text
         assert re.search(r"unprivileged uid: ok: uid \d{7,}", text)
     else:
         assert "✗" in text

@@ -36,7 +36,11 @@ limit_options = [
     click.option(
         "--workers",
         type=click.IntRange(1, 128),
-        help="Executions at once (default: number of cores).",
+        help=(
+            "Executions at once (default: 2 x cores, at least 4, so that a job stuck until its"
+            " timeout holds one slot, not half the pool; size a server shared by many RL"
+            " workers to their total concurrency, memory allowing: each job may use --memory)."
+        ),
     ),
 ]
 
@@ -125,6 +129,8 @@ def run_cmd(
                 if isinstance(out, Exception):
                     run.bad_record(line, out)
                 else:
+                    if "error" in out.get("exec", {}):
+                        run.failed()  # the sandbox server was unreachable: redo with --resume
                     run.write(out)
         finally:
             await pool.close()
@@ -147,12 +153,26 @@ PROBES = {
     "read-only outside the job directory": "try:\n    open('/etc/or-exec-probe', 'w'); print('WROTE')\nexcept OSError as e:\n    print('blocked:', e)",
     "unprivileged uid": "import os\nprint('uid', os.getuid())",
     "own processes only": "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), 'visible processes')",
+    # {here}: this very file, on the host; a job must not see it
+    "host files hidden": "import os\nprint('SEEN' if os.path.exists({here!r}) else 'hidden:', {here!r})",
+    "no user namespaces": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.unshare(0x10000000)\nprint('CREATED' if r == 0 else f'blocked: errno {ctypes.get_errno()}')",
+    # the idiom models write most: PuLP's default solver object, built before the fork
+    "default solver (prob.solve())": "import pulp\nm = pulp.LpProblem('probe', pulp.LpMaximize)\nx = pulp.LpVariable('x', 0, 3)\nm += x\nm.solve()\nprint(pulp.LpStatus[m.status], 'x =', x.varValue)",
 }
+
+
+def probe_line(name: str, status: str, output: str, width: int = 160) -> str:
+    """One doctor line: the probe's status and its output on one line, shortened at a word."""
+    import textwrap
+
+    shown = " ".join(output.split())
+    return "  " + textwrap.shorten(f"{name}: {status}: {shown}", width=width, placeholder=" …")
 
 
 @main.command("doctor", epilog=epilog("or-exec doctor"))
 def doctor_cmd() -> None:
     """Say which protections are active here, and prove them with probe jobs."""
+    import os
     import socket
 
     from .pool import Pool
@@ -168,9 +188,13 @@ def doctor_cmd() -> None:
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 port = listener.getsockname()[1]
                 for name, code in PROBES.items():
-                    result = await pool.run(code.replace("{port}", str(port)))
-                    shown = (result.stdout or result.stderr).strip().replace("\n", " ")[:120]
-                    click.echo(f"  {name}: {result.status}: {shown}")
+                    here = repr(os.path.abspath(__file__))
+                    code = code.replace("{port}", str(port)).replace("{here!r}", here)
+                    result = await pool.run(code)
+                    output = result.stdout if result.status == "ok" else result.stderr
+                    if name.startswith("default solver") and result.status == "ok":
+                        output = output.strip().splitlines()[-1]  # CBC's banner comes first
+                    click.echo(probe_line(name, result.status, output or result.stdout))
         finally:
             await pool.close()
 

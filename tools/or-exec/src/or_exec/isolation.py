@@ -1,11 +1,15 @@
 """Set up the sandbox parent's world once, before it forks any job.
 
-As root, the parent moves into its own network namespace (no interfaces up: no network at all)
-and its own mount namespace in which every existing mount is read-only, `/tmp`, `/var/tmp` and
-`/dev/shm` are fresh size-limited tmpfs (job directories live in `/tmp`), `/proc` hides other
-users' processes (`hidepid=2`), and directories only root may enter (e.g. `/root`, where pyenv
-puts the interpreter) are replaced by a tmpfs that exposes just the interpreter, its standard
-library and the virtual environment, read-only. Jobs then run under per-slot unprivileged uids.
+As root, the parent moves into its own mount and network namespaces and, where the kernel
+allows, `pivot_root`s into a minimal root (see rootfs.py): nothing of the host is visible but
+read-only binds of the interpreter, its libraries and the virtual environment. Each job then
+gets a size- and inode-limited tmpfs of its own, its own mount, pid, network and IPC
+namespaces, a per-slot unprivileged uid and a seccomp filter.
+
+Where the minimal root is impossible, the older layout is used: every existing mount is made
+read-only, `/tmp`, `/var/tmp` and `/dev/shm` are fresh tmpfs, `/proc` hides other users'
+processes, and directories only root may enter (e.g. `/root`, where pyenv puts the
+interpreter) are replaced by a tmpfs exposing just the interpreter and the venv.
 
 Where a step is impossible (not root, no namespaces), it is skipped and reported: `protections`
 says what is active, and the pool warns about anything missing.
@@ -18,7 +22,7 @@ import stat
 import sys
 import tempfile
 
-from . import linux
+from . import linux, rootfs
 
 PSEUDO_FS = ("/proc", "/sys", "/dev")
 
@@ -87,14 +91,17 @@ def _remount_readonly(skip: list[str], warnings: list[str]) -> None:
             warnings.append(f"could not make {point} read-only: {exc}")
 
 
-def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
-    """Enter new namespaces and build the job filesystem. Returns (job root, protections)."""
+def isolate(disk_mb: int) -> tuple[str, bool, dict[str, str]]:
+    """Enter new namespaces and build the job filesystem.
+
+    Returns (where job directories go, whether the minimal root is in place, protections)."""
     protections: dict[str, str] = {}
     if os.geteuid() != 0:
         reason = (
             "off: not root (run as root, e.g. in the container, for namespaces and per-slot uids)"
         )
         for name in (
+            "minimal root",
             "network namespace",
             "mount namespace",
             "read-only filesystem",
@@ -103,11 +110,12 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
             "per-slot uid",
         ):
             protections[name] = reason
-        return tempfile.mkdtemp(prefix="or-exec-"), protections
+        return tempfile.mkdtemp(prefix="or-exec-"), False, protections
     try:
-        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
+        linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWIPC)
     except OSError as exc:
         for name in (
+            "minimal root",
             "network namespace",
             "mount namespace",
             "read-only filesystem",
@@ -118,10 +126,29 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
         protections["per-slot uid"] = "on"
         root = tempfile.mkdtemp(prefix="or-exec-")
         os.chmod(root, 0o711)
-        return root, protections
+        return root, False, protections
     protections["network namespace"] = "on (no interfaces: no network)"
     protections["mount namespace"] = "on"
     protections["per-slot uid"] = "on"
+    try:
+        trees = rootfs.build_and_enter()
+    except OSError as exc:
+        protections["minimal root"] = f"off: {exc} (the host is visible read-only)"
+    else:
+        protections["minimal root"] = (
+            "on (pivot_root into a tmpfs; visible read-only: /usr, " + ", ".join(trees) + ")"
+        )
+        protections["read-only filesystem"] = "on (everything but the job's own tmpfs)"
+        protections["private /tmp"] = (
+            f"on (a tmpfs per job, {disk_mb} MiB, {rootfs.JOB_INODES} inodes, random name)"
+        )
+        protections["hidepid /proc"] = "on (a /proc of the job's own pid namespace)"
+        return rootfs.JOBS, True, protections
+    return _legacy(disk_mb, protections), False, protections
+
+
+def _legacy(disk_mb: int, protections: dict[str, str]) -> str:
+    """The host, read-only, with private /tmp and hidepid /proc (no minimal root possible)."""
     warnings: list[str] = []
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
 
@@ -146,7 +173,7 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
     for point in tmpfs_points[1:]:
         if os.path.isdir(point):
             linux.mount("tmpfs", point, "tmpfs", flags, "size=64m,mode=0711")
-    protections["private /tmp"] = f"on (tmpfs, {disk_mb} MiB, one 0700 directory per job)"
+    protections["private /tmp"] = f"on (a tmpfs per job, {disk_mb} MiB, random name)"
 
     for point, paths in cover.items():
         if point not in tmpfs_points:
@@ -170,4 +197,4 @@ def isolate(disk_mb: int) -> tuple[str, dict[str, str]]:
         protections["hidepid /proc"] = "on (jobs see only their own processes)"
     except OSError as exc:
         protections["hidepid /proc"] = f"off: {exc.strerror}"
-    return "/tmp", protections
+    return "/tmp"

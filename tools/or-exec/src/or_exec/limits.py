@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,35 @@ class Limits:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def capped(self, request: Any) -> Limits:
+        """These limits lowered by a client's `request` (a dict of limit fields): a server's own
+        limits are ceilings, so a client may ask for less, never for more. Raises ValueError
+        for anything that is not a finite, positive number of the right kind."""
+        if request is None:
+            return self
+        if not isinstance(request, dict):
+            raise ValueError("limits must be an object")
+        unknown = set(request) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown limits: {sorted(unknown)}")
+        values = self.to_dict()
+        for name, value in request.items():
+            if value is None:
+                continue
+            integral = name != "timeout"
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"limit {name} must be a number, not {type(value).__name__}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"limit {name} must be a finite number above 0, not {value}")
+            if integral and value != int(value):
+                raise ValueError(f"limit {name} must be a whole number, not {value}")
+            ceiling = values[name]
+            if name == "cpu_seconds" and ceiling is None:
+                ceiling = int(self.timeout) + 1
+            value = int(value) if integral else float(value)
+            values[name] = min(value, ceiling)
+        return Limits(**values)
+
 
 @dataclass
 class ExecResult:
@@ -42,7 +72,19 @@ class ExecResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecResult:
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+        """The inverse of `to_dict`, which drops fields that are None (e.g. `exit_code` of a job
+        whose parent died): missing optional fields come back as their defaults."""
+        return cls(
+            status=d["status"],
+            exit_code=d.get("exit_code"),
+            stdout=d.get("stdout") or "",
+            stderr=d.get("stderr") or "",
+            seconds=float(d.get("seconds") or 0.0),
+            truncated=bool(d.get("truncated", False)),
+            tier=d.get("tier"),
+            timings=dict(d.get("timings") or {}),
+            message=d.get("message"),
+        )
 
 
 def format_output(result: ExecResult) -> str:

@@ -7,7 +7,8 @@ A pool starts one warm parent per *tier* of preloaded modules (by default: pulp;
 pulp + numpy + scipy + sympy). Each job goes to the smallest tier that already imported what the
 code imports (forking a 20 MB parent is several times cheaper than forking a 120 MB one). At most
 `workers` jobs run at once; each runs under its slot's own uid. A parent that dies is respawned
-and its in-flight jobs come back with status `killed`.
+and the jobs it had in flight are run again (their death was not their doing); a job whose
+parent dies on every one of its attempts comes back `killed`.
 """
 
 from __future__ import annotations
@@ -17,19 +18,14 @@ import asyncio
 import itertools
 import logging
 import os
-import socket
-import struct
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future as ThreadFuture
 from itertools import count
 from typing import Any
 
-import orjson
-
 from .limits import ExecResult, Limits
+from .parent import Parent, ParentDied, job_env
 
 log = logging.getLogger("or_exec")
 
@@ -41,7 +37,20 @@ DEFAULT_TIERS: dict[str, tuple[str, ...]] = {
 UID_BASE = 1_000_000
 MAX_WORKERS = 128
 POOLS_PER_PROCESS = 4  # (pid_max 4194304 * 4 + 3) * 128 + UID_BASE still fits in 31 bits
+ATTEMPTS = 3  # runs of one job whose parent keeps dying under it
+MAX_CODE = 32 << 20  # characters of code (and prelude) per job
 _pool_numbers = itertools.count()
+
+
+def default_workers() -> int:
+    """Twice the cores, at least 4: most model-written jobs are short and CPU-bound, but a
+    hostile or stuck one holds its slot until its timeout, and with workers = cores (2 on small
+    VMs) one such job would block half the pool. CPU-bound jobs beyond the cores share them."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return min(MAX_WORKERS, max(4, 2 * cores))
 
 
 def default_uid_base() -> int:
@@ -50,25 +59,6 @@ def default_uid_base() -> int:
     never share a slot uid, or one pool's end-of-job sweep would kill the other's jobs."""
     n = next(_pool_numbers) % POOLS_PER_PROCESS
     return UID_BASE + (os.getpid() * POOLS_PER_PROCESS + n) * MAX_WORKERS
-
-
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-#: Variables passed from the caller's environment (CPU quirks the BLAS needs; nothing secret).
-PASSED_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL", "TZ")
-HEADER = struct.Struct(">I")
-
-
-def job_env() -> dict[str, str]:
-    """The whole environment a job (and its parent) sees: nothing of the caller's secrets."""
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONIOENCODING": "utf-8",
-    }
-    env.update({k: "1" for k in THREAD_VARS})  # forking a process with BLAS threads is unsafe
-    env.update({k: os.environ[k] for k in PASSED_VARS if k in os.environ})
-    return env
 
 
 def imported_roots(code: str) -> set[str] | None:
@@ -100,136 +90,6 @@ def choose_tier(code: str, tiers: dict[str, tuple[str, ...]]) -> str:
     return order[-1]
 
 
-class _Parent:
-    """One warm parent process and the jobs in flight on it."""
-
-    def __init__(self, tier: str, modules: Sequence[str], disk_mb: int):
-        self.tier = tier
-        self.modules = modules
-        self.disk_mb = disk_mb
-        self.proc: subprocess.Popen | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.pending: dict[int, asyncio.Future] = {}
-        self.slots: dict[int, int] = {}  # job id -> slot
-        self.ready: asyncio.Future | None = None
-        self.info: dict[str, Any] = {}
-        self.reader_task: asyncio.Task | None = None
-        self.on_death: Any = None
-
-    async def start(self) -> dict[str, Any]:
-        if self.ready is None:
-            self.ready = asyncio.get_running_loop().create_future()
-            try:
-                await self._spawn()
-            except BaseException as exc:
-                self.ready.set_exception(exc)
-                fut, self.ready = self.ready, None
-                await fut
-        return await asyncio.shield(self.ready)
-
-    async def _spawn(self) -> None:
-        ours, theirs = socket.socketpair()
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**job_env(), "PYTHONPATH": src}
-        # -P and cwd "/": the caller's working directory is not put on the parent's sys.path,
-        # so it is not exposed to jobs either.
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                "-m",
-                "or_exec.zygote",
-                "--fd",
-                str(theirs.fileno()),
-                "--tier",
-                self.tier,
-                "--modules",
-                ",".join(self.modules),
-                "--disk-mb",
-                str(self.disk_mb),
-            ],
-            env=env,
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            cwd="/",
-        )
-        theirs.close()
-        reader, self.writer = await asyncio.open_unix_connection(sock=ours)
-        self.reader_task = asyncio.create_task(self._read(reader))
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                header = await reader.readexactly(4)
-                message = orjson.loads(await reader.readexactly(HEADER.unpack(header)[0]))
-                if message.get("ready"):
-                    self.info = message
-                    if self.ready is not None and not self.ready.done():
-                        self.ready.set_result(message)
-                    continue
-                fut = self.pending.pop(message["job"], None)
-                self.slots.pop(message["job"], None)
-                if fut is not None and not fut.done():
-                    fut.set_result(ExecResult.from_dict(message))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
-        self._died()
-
-    def _died(self) -> None:
-        """The parent is gone: fail what was in flight and let the next job respawn it."""
-        code = self.proc.poll() if self.proc else None
-        if self.ready is not None and not self.ready.done():
-            self.ready.set_exception(
-                RuntimeError(f"sandbox parent for tier {self.tier!r} failed to start (exit {code})")
-            )
-        dirty = set(self.slots.values())
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_result(
-                    ExecResult(
-                        "killed",
-                        None,
-                        "",
-                        "",
-                        0.0,
-                        tier=self.tier,
-                        message="the sandbox parent died; it was restarted",
-                    )
-                )
-        self.pending.clear()
-        self.slots.clear()
-        self.ready = None
-        self.writer = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait()
-        self.proc = None
-        if self.on_death is not None:
-            self.on_death(self.tier, dirty)
-
-    async def submit(self, job_id: int, slot: int, message: dict[str, Any]) -> ExecResult:
-        await self.start()
-        assert self.writer is not None
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[job_id] = fut
-        self.slots[job_id] = slot
-        data = orjson.dumps(message)
-        self.writer.write(HEADER.pack(len(data)) + data)
-        await self.writer.drain()
-        return await fut
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.reader_task is not None:
-            await asyncio.gather(self.reader_task, return_exceptions=True)
-
-
 class Pool:
     """A local sandbox pool (see the module docstring)."""
 
@@ -239,23 +99,29 @@ class Pool:
         limits: Limits | None = None,
         tiers: dict[str, tuple[str, ...]] | None = None,
         uid_base: int | None = None,
-        disk_mb: int = 1024,
+        disk_mb: int = 256,
+        job_namespaces: bool = True,
     ):
-        self.workers = workers or os.cpu_count() or 2
+        """`disk_mb`: each job's own tmpfs. `job_namespaces=False` turns off the per-job pid,
+        network and IPC namespaces (jobs of a parent then share them, and leftovers are swept by
+        uid): only for kernels where they misbehave."""
+        self.workers = workers or default_workers()
         self.limits = limits or Limits()
         self.tiers = dict(tiers or DEFAULT_TIERS)
         if self.workers > MAX_WORKERS:
             raise ValueError(f"at most {MAX_WORKERS} workers per pool")
         self.uid_base = default_uid_base() if uid_base is None else uid_base
         self.disk_mb = disk_mb
-        self._parents = {name: _Parent(name, mods, disk_mb) for name, mods in self.tiers.items()}
+        self._parents = {
+            name: Parent(name, mods, disk_mb, job_namespaces) for name, mods in self.tiers.items()
+        }
         for parent in self._parents.values():
             parent.on_death = self._on_death
         self._free: asyncio.Queue[int] | None = None
         self._dirty: set[int] = set()
         self._ids = count(1)
         self._closing = False
-        self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0}
+        self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0, "retries": 0}
 
     def _on_death(self, tier: str, dirty: Iterable[int]) -> None:
         self._dirty.update(dirty)
@@ -292,10 +158,32 @@ class Pool:
             await self.start(tiers=[])
         assert self._free is not None
         limits = limits or self.limits
+        problem = None
+        for text in (code, *prelude):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # e.g. a lone surrogate: no file can hold it
+                problem = f"the code is not valid unicode ({exc.reason})"
+        if sum(map(len, (code, *prelude))) > MAX_CODE:
+            problem = f"the code is longer than {MAX_CODE >> 20} MiB"
+        if problem is not None:
+            return ExecResult("error", None, "", f"SyntaxError: {problem}\n", 0.0, message=problem)
         tier = choose_tier("\n".join([*prelude, code]), self.tiers)
         slot = await self._free.get()
-        job_id = next(self._ids)
         try:
+            result = await self._attempts(code, limits, prelude, tier, slot)
+        finally:
+            self._free.put_nowait(slot)
+        self.stats["jobs"] += 1
+        self.stats["by_status"][result.status] = self.stats["by_status"].get(result.status, 0) + 1
+        self.stats["by_tier"][tier] = self.stats["by_tier"].get(tier, 0) + 1
+        return result
+
+    async def _attempts(
+        self, code: str, limits: Limits, prelude: Sequence[str], tier: str, slot: int
+    ) -> ExecResult:
+        for _ in range(ATTEMPTS):
+            job_id = next(self._ids)
             message = {
                 "op": "run",
                 "job": job_id,
@@ -307,22 +195,30 @@ class Pool:
                 "sweep_first": slot in self._dirty,
             }
             self._dirty.discard(slot)
+            parent = self._parents[tier]
+            # The parent bounds every wait of its own; this guard only catches a parent that
+            # stopped working altogether: it is killed, and the job runs again on a new one.
             guard = limits.timeout + 30
             try:
-                result = await asyncio.wait_for(
-                    self._parents[tier].submit(job_id, slot, message), guard
-                )
+                return await asyncio.wait_for(parent.submit(job_id, slot, message), guard)
             except TimeoutError:
-                self._dirty.add(slot)
-                result = ExecResult(
-                    "killed", None, "", "", guard, tier=tier, message="the sandbox did not answer"
+                log.warning(
+                    "sandbox parent %s did not answer in %.0f s; restarting it", tier, guard
                 )
-        finally:
-            self._free.put_nowait(slot)
-        self.stats["jobs"] += 1
-        self.stats["by_status"][result.status] = self.stats["by_status"].get(result.status, 0) + 1
-        self.stats["by_tier"][tier] = self.stats["by_tier"].get(tier, 0) + 1
-        return result
+                parent.kill()
+            except (ParentDied, ConnectionError):
+                pass
+            self._dirty.add(slot)
+            self.stats["retries"] += 1
+        return ExecResult(
+            "killed",
+            None,
+            "",
+            "",
+            0.0,
+            tier=tier,
+            message=f"the sandbox parent died on each of {ATTEMPTS} attempts to run this job",
+        )
 
     def parent_pids(self) -> dict[str, int | None]:
         return {name: (p.proc.pid if p.proc else None) for name, p in self._parents.items()}

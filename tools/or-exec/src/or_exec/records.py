@@ -11,6 +11,7 @@ from or_common.protocol import output_segment
 from or_common.records import TOOL_VERSION, RecordError, check_trajectory
 
 from .limits import ExecResult, Limits
+from .server import SandboxUnavailable
 
 
 class Runner(Protocol):
@@ -68,6 +69,12 @@ async def execute_stream(
             return await execute_record(record, runner, limits, stateful)
         except RecordError as err:
             return err
+        except SandboxUnavailable as err:  # not the code's fault: an error record, redone later
+            record["exec"] = {
+                "error": {"type": "sandbox_unavailable", "message": str(err)},
+                "tool_version": TOOL_VERSION,
+            }
+            return record
 
     try:
         async for line in lines:

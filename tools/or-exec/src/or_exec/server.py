@@ -8,13 +8,47 @@ GET  /stats   jobs by status and tier, respawns, workers
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from .limits import ExecResult, Limits
 from .pool import Pool
 
-LIMIT_FIELDS = set(Limits.__dataclass_fields__)
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800") cannot be a program
+        raise ValueError(f"{what} is not valid unicode: {exc.reason}") from None
+    return value
+
+
+def parse_run_request(data: bytes, ceilings: Limits) -> tuple[str, list[str], Limits]:
+    """Validate a POST /run body: (code, prelude, limits). Raises ValueError (-> 400) for
+    anything malformed; the server's own limits are ceilings for the client's."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    unknown = set(body) - {"code", "prelude", "limits"}
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}")
+    if "code" not in body:
+        raise ValueError("missing field: code")
+    code = _text(body["code"], "code")
+    prelude = body.get("prelude") or []
+    if not isinstance(prelude, list):
+        raise ValueError("prelude must be a list of strings")
+    prelude = [_text(block, "each prelude block") for block in prelude]
+    return code, prelude, ceilings.capped(body.get("limits"))
 
 
 def make_app(pool: Pool, protections: dict[str, str]):
@@ -22,18 +56,8 @@ def make_app(pool: Pool, protections: dict[str, str]):
 
     async def run(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-            code = body["code"]
-            if not isinstance(code, str):
-                raise TypeError("code must be a string")
-            limits = pool.limits
-            if body.get("limits"):
-                unknown = set(body["limits"]) - LIMIT_FIELDS
-                if unknown:
-                    raise ValueError(f"unknown limits: {sorted(unknown)}")
-                limits = Limits(**{**pool.limits.to_dict(), **body["limits"]})
-            prelude = body.get("prelude") or []
-        except (ValueError, KeyError, TypeError) as exc:
+            code, prelude, limits = parse_run_request(await request.read(), pool.limits)
+        except ValueError as exc:
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
         result = await pool.run(code, limits, prelude)
         return web.json_response(result.to_dict())
@@ -66,57 +90,89 @@ async def serve(pool: Pool, host: str, port: int, ready: asyncio.Event | None = 
         await pool.close()
 
 
-class RemotePool:
-    """The client of `or-exec serve`, with the same `run` as a local Pool."""
+class SandboxUnavailable(RuntimeError):
+    """The sandbox server could not run a job: unreachable after retries, or it refused the
+    request. An error of the client (callers write an error record), never a job status."""
 
-    def __init__(self, url: str, limits: Limits | None = None, connections: int = 64):
+
+class _Retry(Exception):
+    pass
+
+
+class RemotePool:
+    """The client of `or-exec serve`, with the same `run` as a local Pool.
+
+    Connection errors, timeouts and 5xx answers are retried with exponential backoff (a server
+    restart takes seconds); after `retry_seconds` without an answer `run` raises
+    SandboxUnavailable. A 4xx answer (a request the server refuses) raises at once."""
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits | None = None,
+        connections: int = 64,
+        retry_seconds: float = 120.0,
+    ):
         self.url = url.rstrip("/")
         self.limits = limits or Limits()
         self.connections = connections
+        self.retry_seconds = retry_seconds
         self._session: Any = None
 
-    async def start(self, tiers: object = None) -> dict[str, str]:
-        """Connect and return the server's protections (`tiers` is for Pool compatibility)."""
+    def _ensure_session(self) -> None:
         import aiohttp
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.connections)
             )
-        async with self._session.get(f"{self.url}/health") as resp:
-            resp.raise_for_status()
-            return (await resp.json())["protections"]
+
+    async def _call(self, method: str, path: str, timeout: float, **kwargs: Any) -> Any:
+        import aiohttp
+
+        self._ensure_session()
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                async with self._session.request(
+                    method,
+                    f"{self.url}{path}",
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    **kwargs,
+                ) as resp:
+                    if resp.status == 200:
+                        return await resp.json()
+                    text = (await resp.text())[:300]
+                    if resp.status >= 500 or resp.status == 429:
+                        raise _Retry(f"the server answered {resp.status}: {text}")
+                    raise SandboxUnavailable(
+                        f"sandbox server {self.url} refused the request ({resp.status}): {text}"
+                    )
+            except (
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                TimeoutError,
+                _Retry,
+            ) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise SandboxUnavailable(
+                        f"sandbox server {self.url} unreachable for {self.retry_seconds:g} s: {exc!r}"
+                    ) from None
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+
+    async def start(self, tiers: object = None) -> dict[str, str]:
+        """Connect and return the server's protections (`tiers` is for Pool compatibility)."""
+        return (await self._call("GET", "/health", 30))["protections"]
 
     async def run(
         self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
     ) -> ExecResult:
-        import aiohttp
-
-        if self._session is None:
-            await self.start()
         limits = limits or self.limits
         payload = {"code": code, "prelude": list(prelude), "limits": limits.to_dict()}
-        try:
-            async with self._session.post(
-                f"{self.url}/run",
-                json=payload,
-                timeout=aiohttp.ClientTimeout(total=limits.timeout + 60),
-            ) as resp:
-                if resp.status != 200:
-                    text = await resp.text()
-                    return ExecResult(
-                        "killed",
-                        None,
-                        "",
-                        "",
-                        0.0,
-                        message=f"sandbox server answered {resp.status}: {text[:200]}",
-                    )
-                return ExecResult.from_dict(await resp.json())
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return ExecResult(
-                "killed", None, "", "", 0.0, message=f"sandbox server unreachable: {exc!r}"
-            )
+        answer = await self._call("POST", "/run", limits.timeout + 60, json=payload)
+        return ExecResult.from_dict(answer)
 
     async def close(self) -> None:
         if self._session is not None:

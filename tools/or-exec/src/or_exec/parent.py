@@ -1,0 +1,167 @@
+"""One warm sandbox parent as the pool sees it: the process, its socket, the jobs in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from .limits import ExecResult
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+#: Variables passed from the caller's environment (CPU quirks the BLAS needs; nothing secret).
+PASSED_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL", "TZ")
+HEADER = struct.Struct(">I")
+
+
+def job_env() -> dict[str, str]:
+    """The whole environment a job (and its parent) sees: nothing of the caller's secrets."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    env.update({k: "1" for k in THREAD_VARS})  # forking a process with BLAS threads is unsafe
+    env.update({k: os.environ[k] for k in PASSED_VARS if k in os.environ})
+    return env
+
+
+class ParentDied(RuntimeError):
+    """The sandbox parent running a job died (not the job's doing): the job is run again."""
+
+
+class Parent:
+    """One warm parent process and the jobs in flight on it."""
+
+    def __init__(
+        self, tier: str, modules: Sequence[str], disk_mb: int, job_namespaces: bool = True
+    ):
+        self.tier = tier
+        self.modules = modules
+        self.disk_mb = disk_mb
+        self.job_namespaces = job_namespaces
+        self.proc: subprocess.Popen | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.pending: dict[int, asyncio.Future] = {}
+        self.slots: dict[int, int] = {}  # job id -> slot
+        self.ready: asyncio.Future | None = None
+        self.info: dict[str, Any] = {}
+        self.reader_task: asyncio.Task | None = None
+        self.on_death: Any = None
+
+    async def start(self) -> dict[str, Any]:
+        if self.ready is None:
+            self.ready = asyncio.get_running_loop().create_future()
+            try:
+                await self._spawn()
+            except BaseException as exc:
+                self.ready.set_exception(exc)
+                fut, self.ready = self.ready, None
+                await fut
+        return await asyncio.shield(self.ready)
+
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**job_env(), "PYTHONPATH": src}
+        # -P and cwd "/": the caller's working directory is not put on the parent's sys.path,
+        # so it is not exposed to jobs either.
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "or_exec.zygote",
+                "--fd",
+                str(theirs.fileno()),
+                "--tier",
+                self.tier,
+                "--modules",
+                ",".join(self.modules),
+                "--disk-mb",
+                str(self.disk_mb),
+                *([] if self.job_namespaces else ["--no-job-namespaces"]),
+            ],
+            env=env,
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            cwd="/",
+        )
+        theirs.close()
+        reader, self.writer = await asyncio.open_unix_connection(sock=ours)
+        self.reader_task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(4)
+                message = orjson.loads(await reader.readexactly(HEADER.unpack(header)[0]))
+                if message.get("ready"):
+                    self.info = message
+                    if self.ready is not None and not self.ready.done():
+                        self.ready.set_result(message)
+                    continue
+                fut = self.pending.pop(message["job"], None)
+                self.slots.pop(message["job"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(ExecResult.from_dict(message))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        self._died()
+
+    def _died(self) -> None:
+        """The parent is gone: fail what was in flight and let the next job respawn it."""
+        code = self.proc.poll() if self.proc else None
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(
+                RuntimeError(f"sandbox parent for tier {self.tier!r} failed to start (exit {code})")
+            )
+        dirty = set(self.slots.values())
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ParentDied(f"the sandbox parent of tier {self.tier!r} died"))
+        self.pending.clear()
+        self.slots.clear()
+        self.ready = None
+        self.writer = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+        self.proc = None
+        if self.on_death is not None:
+            self.on_death(self.tier, dirty)
+
+    async def submit(self, job_id: int, slot: int, message: dict[str, Any]) -> ExecResult:
+        await self.start()
+        assert self.writer is not None
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[job_id] = fut
+        self.slots[job_id] = slot
+        data = orjson.dumps(message)
+        self.writer.write(HEADER.pack(len(data)) + data)
+        await self.writer.drain()
+        return await fut
+
+    def kill(self) -> None:
+        """End a parent that stopped answering; its reader then notices the death."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.reader_task is not None:
+            await asyncio.gather(self.reader_task, return_exceptions=True)

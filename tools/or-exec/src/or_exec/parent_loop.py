@@ -1,0 +1,403 @@
+"""The sandbox parent's event loop: it forks one child per job and watches it without ever
+waiting on a job. Slow work (removing a job's files, sweeping a uid, making namespaces) is the
+helper's (factory.py), every wait has a deadline, and a job's status comes from what the
+parent measured (outcome.py).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+from . import linux
+from .child import JobPlace, run_child
+from .factory import DOUBLE, Factory
+from .jobspace import Holder, Job, make_jobfs
+from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
+from .wire import HEADER, Capture, send, send_failure
+
+SPARE_HOLDERS = 2
+HOLDER_GRACE = 1.0  # a holder ends its job this long after the deadline if we have not
+FINISH_WAIT = 5.0  # longest wait for a job's processes to be gone after it ended
+MAX_MESSAGE = 64 << 20
+
+
+class Zygote:
+    def __init__(self, sock: socket.socket, jobs_root: str, own_root: bool, tier: str, **opts):
+        self.sock = sock
+        self.jobs_root = jobs_root
+        self.own_root = own_root
+        self.tier = tier
+        self.factory: Factory = opts["factory"]
+        self.holders_ok: bool = opts["holders_ok"]
+        self.seccomp_ok: bool = opts["seccomp_ok"]
+        self.disk_mb: int = opts["disk_mb"]
+        self.root = os.geteuid() == 0
+        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.holders_ok else -1
+        self.sel = selectors.DefaultSelector()
+        self.jobs: dict[int, Job] = {}  # pid -> job
+        self.spares: deque[Holder] = deque(opts.get("spares") or ())
+        self.requested = 0
+        self.waiting: deque[dict[str, Any]] = deque()  # jobs waiting for a holder
+        self.sweeps: dict[int, list[Any]] = {}  # uid -> jobs or messages waiting for a sweep
+        self.buffer = bytearray()
+        self.pid = os.getpid()
+
+    def run(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.sel.register(self.sock, selectors.EVENT_READ, "control")
+        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        self.sel.register(self.factory.sock, selectors.EVENT_READ, "factory")
+        self._want_holders()
+        while True:
+            for key, _ in self.sel.select(self._next_timeout()):
+                what = key.data
+                if what == "control":
+                    if not self._read_control():
+                        return
+                elif what == "signal":
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                elif what == "factory":
+                    self._factory_answer()
+                elif what[0] == "holder":
+                    self._world_gone(what[1])
+                else:
+                    self._read_pipe(key.fd, what)
+            self._reap()
+            self._check_deadlines()
+
+    def _next_timeout(self) -> float | None:
+        times = [
+            j.deadline if j.exit_status is None and j.reason is None else j.finish_by
+            for j in self.jobs.values()
+        ]
+        times = [t for t in times if t is not None]
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    # -- control messages ----------------------------------------------------------------------
+    def _read_control(self) -> bool:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            return False
+        self.buffer += data
+        while len(self.buffer) >= 4:
+            (n,) = HEADER.unpack_from(self.buffer)
+            if n > MAX_MESSAGE:
+                raise SystemExit("or-exec: oversized control message")
+            if len(self.buffer) < 4 + n:
+                break
+            raw = bytes(self.buffer[4 : 4 + n])
+            del self.buffer[: 4 + n]
+            try:
+                message = orjson.loads(raw)
+                if not isinstance(message, dict) or message.get("op") != "run":
+                    raise ValueError("not a run message")
+            except ValueError as exc:
+                print(f"or-exec: ignored a malformed control message: {exc}", file=sys.stderr)
+                continue
+            uid = message.get("uid") if self.root else None
+            if message.get("sweep_first") and isinstance(uid, int):
+                # the slot's uid may have processes left from a parent that died: clear first
+                self.sweeps.setdefault(uid, []).append(message)
+                self.factory.sweep(uid)
+            else:
+                self._admit(message)
+        return True
+
+    def _admit(self, message: dict[str, Any]) -> None:
+        if self.holders_ok and not self.spares:
+            self.waiting.append(message)
+            self._want_holders()
+            return
+        holder = self.spares.popleft() if self.holders_ok else None
+        self._want_holders()
+        try:
+            self._start(message, holder)
+        except Exception as exc:  # a job that cannot start is that job's error, not ours
+            if holder is not None:
+                self._end_holder(holder)
+            send_failure(
+                self.sock,
+                message.get("job"),
+                self.tier,
+                f"sandbox could not start the job: {exc!r}",
+            )
+
+    def _want_holders(self) -> None:
+        if not self.holders_ok:
+            return
+        while len(self.spares) + self.requested < SPARE_HOLDERS + len(self.waiting):
+            self.factory.request_holder()
+            self.requested += 1
+
+    def _factory_answer(self) -> None:
+        kind, value, fds = self.factory.receive()
+        if kind == "H":
+            self.requested -= 1
+            self.spares.append(Holder(value, fds[0], fds[1]))
+        elif kind == "E":  # holders stopped working: go on without them
+            self.requested -= 1
+            self.holders_ok = False
+            print("or-exec: namespace holders failed; jobs share namespaces", file=sys.stderr)
+        elif kind == "S":
+            for item in self.sweeps.pop(value, []):
+                if isinstance(item, Job):
+                    self._world_gone(item)
+                else:
+                    self._admit(item)
+            return
+        while self.waiting and (self.spares or not self.holders_ok):
+            self._admit(self.waiting.popleft())
+
+    # -- starting a job --------------------------------------------------------------------------
+    def _start(self, message: dict[str, Any], holder: Holder | None) -> None:
+        limits = message["limits"]
+        timeout = float(limits["timeout"])
+        if not 0 < timeout < 1e6:
+            raise ValueError(f"bad timeout {timeout}")
+        uid = message.get("uid") if self.root else None
+        uid = int(uid) if uid is not None else None
+        jobfs, name = make_jobfs(
+            self.jobs_root, message["code"], uid, self.disk_mb, self.factory.remove
+        )
+        now = time.monotonic()
+        job = Job(
+            id=message["job"],
+            uid=uid,
+            limits=limits,
+            jobfs=jobfs,
+            started=now,
+            deadline=now + timeout,
+            out=Capture(int(limits["max_output"])),
+            err=Capture(int(limits["max_output"])),
+            holder=holder,
+        )
+        place = JobPlace(
+            jobfs=jobfs,
+            name=name,
+            uid=uid,
+            holder_pidfd=holder.pidfd if holder else -1,
+            own_root=self.own_root,
+            use_seccomp=self.seccomp_ok,
+            parent_pid=self.pid,
+        )
+        pipes: list[int] = []
+        try:
+            for _ in range(3):
+                pipes.extend(os.pipe())
+            out_r, out_w, err_r, err_w, info_r, info_w = pipes
+            t = time.perf_counter()
+            if holder is not None:
+                linux.setns(holder.pidfd, linux.CLONE_NEWPID)  # our next child joins it
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    run_child(message, place, (out_w, err_w, info_w))
+            finally:
+                if holder is not None:
+                    linux.setns(self.own_pidns, linux.CLONE_NEWPID)
+        except BaseException:
+            for fd in pipes:
+                os.close(fd)
+            self.factory.remove(jobfs)
+            raise
+        for fd in (out_w, err_w, info_w):
+            os.close(fd)
+        job.pid = pid
+        job.fork_seconds = time.perf_counter() - t
+        if holder is not None:
+            try:
+                os.write(holder.ctl_w, DOUBLE.pack(job.deadline + HOLDER_GRACE))
+            except OSError:
+                pass  # the holder is gone, and the job with it: reaped as usual
+        for fd, what in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
+            os.set_blocking(fd, False)
+            job.fds[fd] = what
+            self.sel.register(fd, selectors.EVENT_READ, (job, what))
+        self.jobs[pid] = job
+
+    # -- a job's output ------------------------------------------------------------------------
+    def _close_fd(self, job: Job, fd: int) -> None:
+        self.sel.unregister(fd)
+        os.close(fd)
+        del job.fds[fd]
+
+    def _read_pipe(self, fd: int, what: tuple[Job, str]) -> None:
+        job, name = what
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._close_fd(job, fd)
+            self._maybe_finish(job)
+            return
+        if name == "info":
+            job.info += data
+            if len(job.info) > SETUP_RECORD_MAX:
+                self._close_fd(job, fd)  # not a setup record: ignore it
+            return
+        (job.out if name == "out" else job.err).feed(data)
+        if (
+            job.out.total + job.err.total > int(job.limits["flood_bytes"])
+            and job.reason is None
+            and job.exit_status is None
+        ):
+            job.reason = "flood"
+            self._kill(job)
+
+    def _drain(self, job: Job) -> None:
+        """Everything of the job is dead (or we stopped waiting): read what is left."""
+        for fd, name in list(job.fds.items()):
+            for _ in range(1024):  # bounded: a pipe holds at most 1 MiB here
+                try:
+                    data = os.read(fd, 65536)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    break
+                if name == "info":
+                    if len(job.info) <= SETUP_RECORD_MAX:
+                        job.info += data
+                else:
+                    (job.out if name == "out" else job.err).feed(data)
+            self._close_fd(job, fd)
+
+    # -- ending a job --------------------------------------------------------------------------
+    def _kill(self, job: Job) -> None:
+        try:
+            os.kill(job.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if job.holder is not None:
+            self._end_holder(job.holder, close=False)
+        elif job.uid is None:
+            try:
+                os.killpg(job.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _end_holder(self, holder: Holder, close: bool = True) -> None:
+        try:
+            linux.pidfd_send_signal(holder.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        if close:
+            holder.close()
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            if job.exit_status is None and job.reason is None and now >= job.deadline:
+                job.reason = "timeout"
+                self._kill(job)
+            elif job.finish_by is not None and now >= job.finish_by:
+                job.world_gone = True  # stop waiting: bounded, whatever is left
+                self._maybe_finish(job)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.jobs.get(pid)
+            if job is None:
+                continue  # an orphan handed to us as subreaper
+            job.exit_status = status
+            job.cpu = usage.ru_utime + usage.ru_stime
+            job.ended = time.monotonic()
+            job.finish_by = job.ended + FINISH_WAIT
+            if job.holder is not None:
+                self._end_holder(job.holder, close=False)
+                self.sel.register(job.holder.pidfd, selectors.EVENT_READ, ("holder", job))
+            elif job.uid is not None:
+                self.sweeps.setdefault(job.uid, []).append(job)
+                self.factory.sweep(job.uid)
+            else:
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                job.world_gone = True
+                self._maybe_finish(job)
+
+    def _world_gone(self, job: Job) -> None:
+        if job.holder is not None and not job.world_gone:
+            try:
+                self.sel.unregister(job.holder.pidfd)
+            except (KeyError, ValueError):
+                pass
+        job.world_gone = True
+        self._maybe_finish(job)
+
+    def _maybe_finish(self, job: Job) -> None:
+        if job.exit_status is None or not job.world_gone or job.pid not in self.jobs:
+            return
+        if job.fds and job.uid is None and time.monotonic() < (job.finish_by or 0):
+            return  # without a uid of its own, wait (bounded) for the pipes to close
+        self._drain(job)
+        del self.jobs[job.pid]
+        if job.holder is not None:
+            try:
+                self.sel.unregister(job.holder.pidfd)  # still there if we stopped waiting
+            except (KeyError, ValueError):
+                pass
+            job.holder.close()
+        self.factory.remove(job.jobfs)
+        self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        now = time.monotonic()
+        ended = job.ended or now
+        setup = parse_setup_record(bytes(job.info))
+        stdout, t1 = job.out.text()
+        stderr, t2 = job.err.text()
+        status, exit_code, message = derive_status(
+            wait_status=job.exit_status,
+            cpu_seconds=job.cpu,
+            wall_seconds=ended - job.started,
+            limits=job.limits,
+            reason=job.reason,
+            setup=setup,
+            stderr=stderr,
+        )
+        seconds = ended - job.started
+        timings = {
+            "fork": round(job.fork_seconds, 6),
+            "setup": round(setup.get("setup", 0.0), 6),
+            "program": round(max(0.0, seconds - setup.get("setup", 0.0)), 6),
+            "teardown": round(now - ended, 6),
+        }
+        send(
+            self.sock,
+            {
+                "job": job.id,
+                "status": status,
+                "exit_code": exit_code,
+                "stdout": stdout,
+                "stderr": stderr,
+                "seconds": round(seconds, 6),
+                "truncated": t1 or t2,
+                "tier": self.tier,
+                "timings": timings,
+                "message": message,
+            },
+        )
