@@ -155,10 +155,15 @@ def parse_number(raw: str) -> Prediction:
 
 def extract_answer(text: str) -> tuple[str | None, Prediction]:
     """Return `(boxed_content, prediction)` for an assistant turn."""
-    boxed = extract_boxed(text)
-    if boxed is None:
+    return answer_in(answer_region(text))
+
+
+def answer_in(region: str) -> tuple[str | None, Prediction]:
+    """`(boxed_content, prediction)` of the last box in an answer region (see `answer_region`)."""
+    boxes = extract_boxed_all(region)
+    if not boxes:
         return None, None
-    return boxed, parse_number(boxed)
+    return boxes[-1], parse_number(boxes[-1])
 
 
 def parse_truth(value: object) -> Prediction:

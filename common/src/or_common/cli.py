@@ -91,7 +91,8 @@ def io_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--resume",
             is_flag=True,
-            help="Skip records whose (id, sample) is already in -o FILE; append the rest.",
+            help="Skip records whose (id, sample) is already in -o FILE and append the rest;"
+            " records written there with an error are removed and redone.",
         ),
         click.option("--limit", type=click.IntRange(min=0), help="Read at most N input records."),
         click.option(

@@ -16,7 +16,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
-import jsonlines
 import orjson
 
 from .records import Key, record_key
@@ -95,6 +94,8 @@ def _parse(
 ) -> Iterator[Line | BadLine]:
     """Decode raw lines through `jsonlines` with orjson as its `loads`; blank lines are skipped
     and line numbers stay those of the input."""
+    import jsonlines  # imported here: its attrs classes cost tens of ms that --help need not pay
+
     seen = seen if seen is not None else [0, b""]  # lines consumed, the last raw line
 
     def raw_lines() -> Iterator[bytes]:
@@ -220,6 +221,8 @@ class Writer:
     line, which resume repairs)."""
 
     def __init__(self, stream: BinaryIO | IO[bytes]):
+        import jsonlines
+
         self.stream = stream
         self._lines = jsonlines.Writer(_OneWrite(stream), dumps=_dumps, flush=True)
         self.count = 0

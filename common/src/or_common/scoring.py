@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .answers import THINK_END, Prediction, extract_answer, parse_truth
+from .answers import Prediction, answer_in, answer_region, parse_truth
 from .records import RecordError, flow_text
 
 #: Bumped whenever a verdict can change. v2: a cut turn (token budget, round cap) or unfinished
@@ -102,13 +102,6 @@ def finish_reason(record: Mapping[str, Any]) -> str | None:
     return gen.get("finish") if isinstance(gen, dict) else None
 
 
-def unfinished_thinking(text: str) -> bool:
-    """Whether the text opened a think block and never closed it. (A turn from a template that
-    opens `<think>` in the prompt shows no opening tag; see `judge` for that case.)"""
-    start = text.rfind(THINK_START)
-    return start >= 0 and text.find(THINK_END, start) < 0
-
-
 def response_text(record: Mapping[str, Any]) -> str:
     """The assistant text: the flow, or a plain `response` string from other harnesses."""
     flow = record.get("flow")
@@ -180,8 +173,10 @@ def judge(
     if finish is False:
         finish = finish_reason(record)
     truth = parse_truth(record.get("answer"))
-    cut = finish in CUT_FINISHES or unfinished_thinking(text)
-    boxed, prediction = (None, None) if cut else extract_answer(text)
+    region = answer_region(text)
+    # a <think> in the answer region is one opened after the last </think> and never closed
+    cut = finish in CUT_FINISHES or THINK_START in region
+    boxed, prediction = (None, None) if cut else answer_in(region)
     correct: bool | None = None
     rel_error: float | None = None
     if truth is not None:

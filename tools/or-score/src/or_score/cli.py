@@ -64,7 +64,8 @@ def score_cmd(io, protocol: str) -> None:
 
     Reasons: correct, wrong, no_answer (no number in a box after the thinking), truncated (the
     turn was cut by the token budget or the round cap, or is still inside a <think> it opened:
-    no answer, never correct, even with a box), exec_error (an error under `exec`, or the last
+    no answer, never correct, even with a box; a turn that ended on its own without any think
+    tag is read whole), exec_error (an error under `exec`, or the last
     code block failed and no answer followed), gen_error (an error under `gen`; errors other
     tools recorded, such as the Intervener's, do not change the verdict), no_reference (answer
     null: correct is null and the record is left out of accuracy).
