@@ -25,6 +25,7 @@ from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
 from .wire import HEADER, Capture, send, send_failure
 
 SPARE_HOLDERS = 2
+MAX_SPARE_HOLDERS = 32
 HOLDER_GRACE = 0.25  # a holder ends its job this long after the deadline if we have not
 SETUP_ALLOWANCE = 5.0  # the timeout counts from the end of the job's setup (at most this)
 FINISH_WAIT = 5.0  # longest wait for a job's processes to be gone after it ended
@@ -142,7 +143,9 @@ class Zygote:
     def _want_holders(self) -> None:
         if not self.holders_ok:
             return
-        while len(self.spares) + self.requested < SPARE_HOLDERS + len(self.waiting):
+        # as many spares as jobs running (a burst of starts then finds them ready), 2 at least
+        spares = min(max(SPARE_HOLDERS, len(self.jobs)), MAX_SPARE_HOLDERS)
+        while len(self.spares) + self.requested < spares + len(self.waiting):
             self.factory.request_holder()
             self.requested += 1
 
