@@ -290,8 +290,14 @@ def test_statuses_come_from_measurements():
     base = dict(limits={"timeout": 5, "flood_bytes": 1}, reason=None, setup={"setup": 0.01})
     ok = derive_status(wait_status=0, cpu_seconds=0.1, wall_seconds=1, stderr="", **base)
     assert ok == ("ok", 0, None)
-    late = derive_status(wait_status=0, cpu_seconds=0.1, wall_seconds=7, stderr="", **base)
-    assert late[0] == "timeout"  # a 7 s job under a 5 s limit is a timeout, however it ended
+    # killed after its deadline (by the namespace holder, while the parent was stalled)
+    late = derive_status(wait_status=9, cpu_seconds=0.1, wall_seconds=7, stderr="", **base)
+    assert late == ("timeout", -9, None)
+    # a job that ended by itself was not killed for time, however late its end was seen
+    seen_late = derive_status(wait_status=0, cpu_seconds=0.1, wall_seconds=5.2, stderr="", **base)
+    assert seen_late == ("ok", 0, None)
+    self_killed = derive_status(wait_status=9, cpu_seconds=0.1, wall_seconds=1, stderr="", **base)
+    assert self_killed == ("killed", -9, "signal SIGKILL")
     forged = derive_status(
         wait_status=1 << 8, cpu_seconds=0.1, wall_seconds=1, stderr="", **{**base, "setup": {}}
     )

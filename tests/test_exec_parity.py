@@ -97,6 +97,26 @@ PROGRAMS = {
         print(sp.diff(sp.sin(x) * sp.exp(x), x))
         print(sp.Rational(3, 7) + sp.Rational(1, 3))
     """),
+    # pickle finds the program's own functions and classes in __main__
+    "multiprocessing_and_pickle": textwrap.dedent("""
+        import pickle
+        from dataclasses import dataclass
+        from multiprocessing import Pool
+
+        @dataclass
+        class Item:
+            name: str
+            weight: int
+
+        def value(item):
+            return item.weight * 3
+
+        if __name__ == "__main__":
+            items = [Item("a", 2), Item("b", 5)]
+            print(pickle.loads(pickle.dumps(items)) == items)
+            with Pool(2) as pool:
+                print(pool.map(value, items))
+    """),
     "stderr_and_exit": textwrap.dedent("""
         import sys, pulp
         m = pulp.LpProblem("infeasible", pulp.LpMinimize)

@@ -111,3 +111,29 @@ def test_a_refused_request_is_not_retried():
         return time.monotonic() - t
 
     assert asyncio.run(go()) < 5
+
+
+def test_the_cli_writes_an_error_record_when_the_server_stays_away():
+    from or_exec.records import execute_stream
+
+    record = {"id": "a", "flow": [{"role": "reasoner", "text": "```python\nprint(1)\n```\n"}]}
+
+    class Line:
+        def __init__(self, record):
+            self.record = record
+
+    async def lines():
+        yield Line(record)
+
+    async def go():
+        pool = RemotePool(f"http://127.0.0.1:{soak.free_port()}", retry_seconds=0.3)
+        try:
+            return [out async for _, out in execute_stream(lines(), pool, Limits(), False, 4)]
+        finally:
+            await pool.close()
+
+    [out] = asyncio.run(go())
+    assert out["exec"]["error"]["tool"] == "or-exec"
+    assert out["exec"]["error"]["type"] == "SandboxUnavailable"
+    assert "unreachable" in out["exec"]["error"]["message"]
+    assert len(out["flow"]) == 1  # no executor segment: nothing ran, so nothing is claimed

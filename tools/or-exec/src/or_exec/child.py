@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,11 +98,13 @@ def run_child(job: dict[str, Any], place: JobPlace, fds: tuple[int, int, int]) -
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.argv = ["main.py"]
         sys.path.insert(0, cwd)
-        namespace: dict[str, Any] = {
-            "__name__": "__main__",
-            "__builtins__": __builtins__,
-            "__file__": os.path.join(cwd, "main.py"),
-        }
+        # A real __main__ module, as `python main.py` has: pickle (multiprocessing,
+        # concurrent.futures) finds the job's functions by `__main__.<name>`.
+        main = types.ModuleType("__main__")
+        main.__file__ = os.path.join(cwd, "main.py")
+        main.__builtins__ = __builtins__
+        sys.modules["__main__"] = main
+        namespace: dict[str, Any] = main.__dict__
         _report(info_w, {"setup": time.perf_counter() - t0})
     except BaseException as exc:  # the sandbox setup itself failed
         try:

@@ -64,10 +64,13 @@ def main() -> None:
     """Run model-written Python fast and isolated (default command: run).
 
     Each execution is a fresh child forked from a warm parent that already imported pulp (and
-    numpy, scipy, sympy for code that needs them), in its own empty temporary directory, as an
-    unprivileged per-slot user, with no network, a read-only view of the filesystem, none of
-    the caller's environment variables, and limits on time, memory, CPU, files, processes and
-    output. `or-exec doctor` says which of these protections are active on this machine.
+    numpy, scipy, sympy for code that needs them), in its own empty directory and its own /tmp,
+    as an unprivileged per-slot user, in a minimal read-only root (the interpreter and its
+    packages only: no host files), in its own pid, network and IPC namespaces (no network,
+    nothing shared with other jobs), under a seccomp filter, with none of the caller's
+    environment variables, and limits on time, memory, CPU, files, processes and output.
+    Statuses come from what the parent measured, never from the job. `or-exec doctor` says
+    which of these protections are active on this machine.
     """
 
 

@@ -116,13 +116,16 @@ def _holder(ready_w: int, ctl_r: int) -> None:
         linux.unshare(linux.CLONE_NEWNET | linux.CLONE_NEWIPC)
         os.write(ready_w, b"1")
         os.close(ready_w)
-        data = os.read(ctl_r, DOUBLE.size)  # the job's deadline, or EOF when not used
-        if len(data) == DOUBLE.size:
-            (deadline,) = DOUBLE.unpack(data)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or select.select([ctl_r], [], [], left)[0]:
-                    break  # the deadline passed, or the parent closed the pipe
+        deadline = None  # the parent sends the job's deadline, then moves it once the job's
+        while True:  # setup is over (its code's time starts then); EOF or the deadline: end
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            if select.select([ctl_r], [], [], left)[0]:
+                data = os.read(ctl_r, DOUBLE.size)
+                if len(data) != DOUBLE.size:
+                    break
+                (deadline,) = DOUBLE.unpack(data)
     finally:
         os._exit(0)  # the kernel now kills every process of the namespace
 

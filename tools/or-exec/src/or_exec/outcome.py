@@ -60,7 +60,10 @@ def derive_status(
     cpu_limit = float(limits.get("cpu_seconds") or int(timeout) + 1)
     if reason == "flood":
         return "killed", exit_code, f"output exceeded {limits['flood_bytes']} bytes"
-    if reason == "timeout" or wall_seconds >= timeout:
+    # The parent kills at the deadline; the job's namespace holder kills at the deadline plus
+    # a grace, even if the parent is stalled. A job that ended on its own was not killed for
+    # time, however late we saw its end (sandbox overhead is not the program's time).
+    if reason == "timeout" or (exit_code == -signal.SIGKILL and wall_seconds >= timeout):
         return "timeout", exit_code, None
     # rusage is sampled from scheduler ticks and reads up to ~10 % low: a death by the CPU
     # limit's signals close to the limit is the limit's; a SIGXCPU the job sent itself early

@@ -25,7 +25,9 @@ from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
 from .wire import HEADER, Capture, send, send_failure
 
 SPARE_HOLDERS = 2
-HOLDER_GRACE = 1.0  # a holder ends its job this long after the deadline if we have not
+MAX_SPARE_HOLDERS = 32
+HOLDER_GRACE = 0.25  # a holder ends its job this long after the deadline if we have not
+SETUP_ALLOWANCE = 5.0  # the timeout counts from the end of the job's setup (at most this)
 FINISH_WAIT = 5.0  # longest wait for a job's processes to be gone after it ended
 MAX_MESSAGE = 64 << 20
 
@@ -141,7 +143,9 @@ class Zygote:
     def _want_holders(self) -> None:
         if not self.holders_ok:
             return
-        while len(self.spares) + self.requested < SPARE_HOLDERS + len(self.waiting):
+        # as many spares as jobs running (a burst of starts then finds them ready), 2 at least
+        spares = min(max(SPARE_HOLDERS, len(self.jobs)), MAX_SPARE_HOLDERS)
+        while len(self.spares) + self.requested < spares + len(self.waiting):
             self.factory.request_holder()
             self.requested += 1
 
@@ -182,7 +186,7 @@ class Zygote:
             limits=limits,
             jobfs=jobfs,
             started=now,
-            deadline=now + timeout,
+            deadline=now + timeout + SETUP_ALLOWANCE,
             out=Capture(int(limits["max_output"])),
             err=Capture(int(limits["max_output"])),
             holder=holder,
@@ -220,16 +224,26 @@ class Zygote:
             os.close(fd)
         job.pid = pid
         job.fork_seconds = time.perf_counter() - t
-        if holder is not None:
-            try:
-                os.write(holder.ctl_w, DOUBLE.pack(job.deadline + HOLDER_GRACE))
-            except OSError:
-                pass  # the holder is gone, and the job with it: reaped as usual
+        self._tell_holder(job)
         for fd, what in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
             os.set_blocking(fd, False)
             job.fds[fd] = what
             self.sel.register(fd, selectors.EVENT_READ, (job, what))
         self.jobs[pid] = job
+
+    def _tell_holder(self, job: Job) -> None:
+        if job.holder is not None:
+            try:
+                os.write(job.holder.ctl_w, DOUBLE.pack(job.deadline + HOLDER_GRACE))
+            except OSError:
+                pass  # the holder is gone, and the job with it: reaped as usual
+
+    def _setup_over(self, job: Job) -> None:
+        """The job's code starts now (the setup record came, and the channel closed): its
+        timeout counts from here, so that sandbox overhead under load is not charged to it."""
+        if job.exit_status is None and job.reason is None:
+            job.deadline = time.monotonic() + float(job.limits["timeout"])
+            self._tell_holder(job)
 
     # -- a job's output ------------------------------------------------------------------------
     def _close_fd(self, job: Job, fd: int) -> None:
@@ -245,6 +259,8 @@ class Zygote:
             return
         if not data:
             self._close_fd(job, fd)
+            if name == "info":
+                self._setup_over(job)
             self._maybe_finish(job)
             return
         if name == "info":

@@ -71,7 +71,7 @@ async def execute_stream(
             return err
         except SandboxUnavailable as err:  # not the code's fault: an error record, redone later
             record["exec"] = {
-                "error": {"type": "sandbox_unavailable", "message": str(err)},
+                "error": {"tool": "or-exec", "type": "SandboxUnavailable", "message": str(err)},
                 "tool_version": TOOL_VERSION,
             }
             return record
