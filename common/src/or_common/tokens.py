@@ -219,12 +219,23 @@ def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
 def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
     """Ids that decode to exactly `text`, a prefix of `decode(ids)`: the generated ids verbatim
     as far as they stay inside `text`, then the rest of `text` tokenized. A server's last token
-    may run past a stop string (`` `\\n\\n `` past a closing fence); the cut keeps what the model
-    produced and re-tokenizes only the piece of that last token that is kept."""
+    may run past a stop string (`` `\\n\\n `` past a closing fence), and a server that ignored
+    the stop list may run far past it; the cut keeps what the model produced and re-tokenizes
+    only the piece of the last kept token. One decode when nothing was cut; a binary search over
+    the prefix length otherwise."""
+
+    def inside(k: int) -> bool:
+        return text.startswith(tokenizer.decode(list(ids[:k]), skip_special_tokens=False))
+
     k = len(ids)
-    while k > 0:
-        head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False)
-        if text.startswith(head):
-            return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])
-        k -= 1
-    return text_ids(tokenizer, text)
+    if not inside(k):
+        lo, hi = 0, k  # inside(lo) holds (the empty prefix); find the longest such prefix
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if inside(mid):
+                lo = mid
+            else:
+                hi = mid
+        k = lo
+    head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False) if k else ""
+    return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])
