@@ -54,6 +54,7 @@ class FakeServer:
         self.tokenizer = tokenizer
         self.ignore_stop = ignore_stop
         self.requests: list[dict] = []
+        self.responses: list[dict] = []  # the choice answered to each successful request
         self.faults: list[str] = []  # consumed one per request: "429", "500", "hang", "truncate"
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -188,6 +189,7 @@ class FakeServer:
                 "completion_tokens": -(-len(text) // CHARS_PER_TOKEN),
             }
         choice.update(text=text, finish_reason=finish)
+        self.responses.append({**choice, "generated_ids": ids if self.tokenizer else None})
         return web.json_response(
             {
                 "id": f"cmpl-{len(self.requests)}",

@@ -216,13 +216,18 @@ def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
     return encode(tokenizer, messages, flow, record_finish(record))
 
 
-def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
+def align_ids(tokenizer: Any, ids: Sequence[int], text: str, line_window: int = 64) -> list[int]:
     """Ids that decode to exactly `text`, a prefix of `decode(ids)`: the generated ids verbatim
     as far as they stay inside `text`, then the rest of `text` tokenized. A server's last token
     may run past a stop string (`` `\\n\\n `` past a closing fence), and a server that ignored
-    the stop list may run far past it; the cut keeps what the model produced and re-tokenizes
-    only the piece of the last kept token. One decode when nothing was cut; a binary search over
-    the prefix length otherwise."""
+    the stop list may run far past it.
+
+    When the cut falls inside a token, the re-tokenized piece starts at the beginning of its
+    line (looked for within `line_window` tokens): "```" + "\\n" and "```\\n" tokenize
+    differently, and the closing fence line must come out as the token layer encodes it, so
+    the sequence the model continues from is the one training sees. Ids that decode to `text`
+    exactly are kept as they are, canonical or not. One decode when nothing was cut; a binary
+    search over the prefix length otherwise."""
 
     def inside(k: int) -> bool:
         return text.startswith(tokenizer.decode(list(ids[:k]), skip_special_tokens=False))
@@ -237,5 +242,13 @@ def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
             else:
                 hi = mid
         k = lo
+        for j in range(k, max(k - line_window, 0), -1):  # back to the start of the cut line
+            if tokenizer.decode([ids[j - 1]], skip_special_tokens=False).endswith("\n"):
+                if inside(j):
+                    k = j
+                break
+        else:
+            if k <= line_window:
+                k = 0
     head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False) if k else ""
     return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])
