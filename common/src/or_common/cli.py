@@ -387,13 +387,10 @@ async def run_concurrently(items: Any, limit: int, handle: Callable[[Any], Any])
     async def guarded(item: Any) -> None:
         try:
             await handle(item)
+        except Exception as exc:  # noted before the slot is freed, so reading stops at once
+            failures.append(exc)
         finally:
             sem.release()
-
-    def finished(task: asyncio.Task) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
 
     async def cancel_all() -> None:
         for task in list(tasks):
@@ -408,9 +405,9 @@ async def run_concurrently(items: Any, limit: int, handle: Callable[[Any], Any])
                 break
             task = asyncio.create_task(guarded(item))
             tasks.add(task)
-            task.add_done_callback(finished)
+            task.add_done_callback(tasks.discard)
         while tasks and not failures:
-            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
+            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
         await cancel_all()
         raise

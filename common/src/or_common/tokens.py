@@ -65,21 +65,21 @@ def load_tokenizer(name_or_path: str) -> Any:
     TokenizerError with one line saying what to do otherwise."""
     _quiet_transformers()
     path = Path(name_or_path).expanduser()
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if path.exists() and not path.is_dir():
+        raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
+    if looks_like_path and not path.exists():  # said before transformers' seconds of import
+        raise TokenizerError(f"{name_or_path}: no such folder")
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers comes with the tools that count
         raise TokenizerError(f"tokenizers need transformers ({exc})") from None
     if path.exists():
-        if not path.is_dir():
-            raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
         try:
             return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TokenizerError(f"{name_or_path}: no tokenizer in this folder ({first})") from None
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_like_path:
-        raise TokenizerError(f"{name_or_path}: no such folder")
     try:  # a hub name already in the local cache
         return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError):
