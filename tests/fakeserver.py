@@ -53,6 +53,7 @@ class FakeServer:
         self.latency = latency
         self.tokenizer = tokenizer
         self.ignore_stop = ignore_stop
+        self._memo: dict[tuple, tuple[str, list[int], str]] = {}
         self.requests: list[dict] = []
         self.responses: list[dict] = []  # the choice answered to each successful request
         self.faults: list[str] = []  # consumed one per request: "429", "500", "hang", "truncate"
@@ -138,9 +139,23 @@ class FakeServer:
         return text, "stop"
 
     def _generate_ids(self, prompt: str, body: dict) -> tuple[str, list[int], str]:
-        """vLLM's behaviour on ids: (text, generated ids, finish)."""
-        tok = self.tokenizer
+        """vLLM's behaviour on ids: (text, generated ids, finish); memoised, so that a benchmark
+        measures its client rather than this server."""
         full = self.script(prompt, body)
+        key = (
+            full,
+            tuple(body.get("stop") or ()),
+            bool(body.get("include_stop_str_in_output")),
+            body.get("max_tokens"),
+            body.get("skip_special_tokens", True),
+        )
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._emulate(full, body)
+        return hit[0], list(hit[1]), hit[2]
+
+    def _emulate(self, full: str, body: dict) -> tuple[str, list[int], str]:
+        tok = self.tokenizer
         ids = tok.encode(full, add_special_tokens=False)
         max_tokens = int(body.get("max_tokens") or 10**9)
         stops = [] if self.ignore_stop else body.get("stop") or []
