@@ -304,7 +304,29 @@ def test_resume_with_nothing_left_imports_no_client(tmp_path):
         f"sys.argv = ['or-gen', '--model', 'x', '--api-base', 'http://h/v1', '--tokenizer', {QWEN!r},"
         f" '--n', '2', '-o', {str(out)!r}, '--resume', {str(src)!r}, '-q']\n"
         "try:\n    main()\nexcept SystemExit as e:\n"
-        "    print(e.code, 'litellm' in sys.modules, 'openai' in sys.modules, file=sys.stderr)\n"
+        "    print(e.code, *(m in sys.modules for m in ('litellm', 'openai', 'transformers')),"
+        " file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert result.stderr.strip().splitlines()[-1] == "0 False False"
+    assert result.stderr.strip().splitlines()[-1] == "0 False False False"
+
+
+@pytest.mark.parametrize("folder", ["qwen", "tiny"])
+def test_the_light_tokenizer_encodes_like_transformers(folder, tokenizer_dir):
+    """or-gen's openai backend loads the tokenizer without transformers; every id must agree."""
+    from or_common.tokens import LightTokenizer, encode
+
+    path = QWEN if folder == "qwen" else str(tokenizer_dir)
+    light, full = load_tokenizer(path, light=True), load_tokenizer(path)
+    assert isinstance(light, LightTokenizer) and not isinstance(full, LightTokenizer)
+    messages = [{"role": "user", "content": "Maximize 3x — x ≤ 4, 日本 <think> ```python\n```"}]
+    flow = [
+        {"role": "reasoner", "text": "Let me model it.\n```python\nprint('é', 1)\n```\n"},
+        {"role": "executor", "text": "```output\né 1\n```\n", "status": "ok"},
+        {"role": "intervener", "text": "I check it.\n"},
+        {"role": "reasoner", "text": "</think>\n\n\\boxed{12}"},
+    ]
+    a, b = encode(light, messages, flow, "stop"), encode(full, messages, flow, "stop")
+    assert (a.input_ids, a.loss_mask) == (b.input_ids, b.loss_mask)
+    assert light.decode(a.input_ids) == full.decode(b.input_ids, skip_special_tokens=False)
+    assert (light.eos_token_id, light.pad_token_id) == (full.eos_token_id, full.pad_token_id)

@@ -92,7 +92,8 @@ class Backend:
             self.tokenizer = None  # a chat API renders its own template
         else:
             try:
-                self.tokenizer = load_tokenizer(self.tokenizer_name)
+                # the openai backend only encodes, decodes and counts: no transformers import
+                self.tokenizer = load_tokenizer(self.tokenizer_name, light=backend == "openai")
             except TokenizerError as exc:
                 hint = "" if o["tokenizer"] else " (pass --tokenizer DIR)"
                 raise RunImpossible(f"tokenizer: {exc}{hint}") from None

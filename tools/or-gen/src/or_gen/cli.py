@@ -144,7 +144,7 @@ def reasoner_options(func):
     epilog=epilog(
         "vllm serve Qwen/Qwen3-4B-Thinking-2507 --port 8000 &",
         "or-gen --model Qwen/Qwen3-4B-Thinking-2507 --api-base http://127.0.0.1:8000/v1 --n 8 < test.jsonl > run.jsonl",
-        "or-gen --backend vllm --model ckpt/storm -o run.jsonl --resume < test.jsonl",
+        "or-gen --backend vllm --model ckpt/storm --max-model-len 20000 -o run.jsonl --resume < test.jsonl",
         "or-gen --model ckpt/storm --api-base http://gpu1:8000/v1 --api-base http://gpu2:8000/v1 < test.jsonl | or-score | or-score report -",
     )
 )

@@ -108,6 +108,9 @@ class Generator:
         self.cache = cache
         self.rules = config.rules
         self.eos = stop_ids(tokenizer) if tokenizer is not None else set()
+        self.eos_texts = [
+            t for t in (tokenizer.decode([i], skip_special_tokens=False) for i in self.eos) if t
+        ]
         self.tokens = 0
         self.executions = 0
         self.requests = 0
@@ -169,6 +172,11 @@ class Generator:
             ids = ids[:-1]
             if eos_text and text.endswith(eos_text):
                 text = text[: -len(eos_text)]
+        elif ids is None and comp.finish == "stop":  # a server without ids: its text only
+            for eos_text in self.eos_texts:
+                if text.endswith(eos_text):
+                    text = text[: -len(eos_text)]
+                    break
         cut, finish = cut_completion(text, comp.finish, context)
         if self.tokenizer is None:
             return cut, finish, None, comp.completion_tokens
