@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 from typing import Any
 
 import click
 
 from .engine import Sampling
+
+log = logging.getLogger("or_gen")
 
 
 class RunImpossible(click.ClickException):
@@ -135,9 +138,10 @@ class Backend:
         )
         engine = self.make_engine()
         self.pool = self.make_runner(limits)
-        await self.pool.start(["pulp"])
+        # the sandbox warms up (pulp, numpy, scipy: seconds) while the first requests are out
+        runner = StartingRunner(self.pool, asyncio.create_task(self.pool.start(["pulp"])))
         cache = RequestCache(self.cache_path, skip=self.done) if self.cache_path else None
-        return Generator(engine, self.pool, self.tokenizer, config, cache)
+        return Generator(engine, runner, self.tokenizer, config, cache)
 
     def make_runner(self, limits: Any) -> Any:
         """The sandbox: a local or-exec pool, or a shared `or-exec serve` one."""
@@ -183,5 +187,34 @@ class Backend:
             await self.generator.engine.close()
             if self.generator.cache is not None:
                 self.generator.cache.close()
+            await self.generator.runner.started(cancel=True)
         if self.pool is not None:
             await self.pool.close()
+
+
+class StartingRunner:
+    """A sandbox pool whose start is still under way: the first execution waits for it (and
+    raises what the start raised)."""
+
+    def __init__(self, pool: Any, starting: asyncio.Task):
+        self.pool = pool
+        self.starting = starting
+
+    async def started(self, cancel: bool = False) -> None:
+        """Wait for the start; with `cancel` (closing), stop it instead, and only log a start
+        that failed (no execution needed it, or its failure is in those records already)."""
+        if not cancel:
+            await self.starting
+            return
+        if not self.starting.done():
+            self.starting.cancel()
+        try:
+            await self.starting
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            log.warning("the sandbox pool did not start: %s", exc)
+
+    async def run(self, code: str, limits: Any = None, prelude: Any = ()) -> Any:
+        await self.starting
+        return await self.pool.run(code, limits)
