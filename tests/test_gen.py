@@ -1,50 +1,82 @@
-"""or-gen: the reflective loop through the real litellm client against scripted fake servers,
-and the transformers backend with a tiny random Qwen3 model."""
+"""or-gen in-process: the CLI through click's CliRunner against scripted fake OpenAI-compatible
+servers in a thread, a stand-in sandbox, and the real Qwen3 tokenizer where token-exactness is
+checked. Engines, retries and the subprocess smoke tests are in test_gen_engines.py."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
-import subprocess
-import sys
+import time
 
 import pytest
-from conftest import read_jsonl, run_tool, write_jsonl
+from click.testing import CliRunner
+from conftest import FIXTURES, read_jsonl
 from fakeserver import FakeServer
+from or_common.protocol import FENCE_STOP
 from or_common.records import flow_text
-from or_gen.engine import FENCE_STOP, resolve_stop
-from tiny import make_model
+from or_common.scoring import flow_correct
+from or_common.tokens import encode_record, load_tokenizer, prompt_ids, text_ids
+from or_exec.limits import ExecResult
+from or_gen.backend import Backend
+from or_gen.cli import main
 
+QWEN = str(FIXTURES / "qwen3-tokenizer")
+FENCE_IDS = [13874, 3989]  # "``" "`\n": the closing fence line with the real Qwen3 tokenizer
 CODE = "Let me write the model.\n```python\nprint('Objective:', {value})\n```\n"
 
 
-def rendered(tokenizer_dir, question: str) -> str:
-    from or_gen.prompt import REASONER_PROMPT, build_messages, load_tokenizer, render_prompt
+class FakeRunner:
+    """Stands in for the sandbox: answers `print(...)` lines of the block with their literal
+    arguments (no code is executed), and records what it was given."""
 
-    return render_prompt(
-        load_tokenizer(str(tokenizer_dir)), build_messages(question, REASONER_PROMPT, 4)
-    )
+    def __init__(self) -> None:
+        self.codes: list[str] = []
+
+    async def start(self, tiers=None):
+        return {}
+
+    async def run(self, code, limits=None, prelude=()):
+        self.codes.append(code)
+        lines = []
+        for args in re.findall(r"^print\((.*)\)$", code, re.MULTILINE):
+            lines.append(" ".join(str(v) for v in ast.literal_eval(f"({args},)")))
+        return ExecResult("ok", 0, "".join(f"{line}\n" for line in lines), "", 0.01)
+
+    async def close(self):
+        return None
 
 
-def behaviour(prompt) -> str:
-    text = prompt if isinstance(prompt, str) else json.dumps(prompt)
-    m = re.search(r"\[behaviour:(\w+)\]", text)
+@pytest.fixture(autouse=True)
+def fake_sandbox(monkeypatch):
+    runner = FakeRunner()
+    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: runner)
+    return runner
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    return load_tokenizer(QWEN)
+
+
+def behaviour(prompt: str) -> str:
+    m = re.search(r"\[behaviour:(\w+)\]", prompt)
     return m.group(1) if m else "good"
 
 
 def script(prompt, body) -> str:
-    """The fake Reasoner. Its continuation depends on the problem's behaviour tag and on how many
+    """The fake Reasoner: what it writes depends on the problem's behaviour tag and on how many
     outputs the sandbox already inserted."""
     text = prompt if isinstance(prompt, str) else "".join(m["content"] for m in prompt)
     outputs = text.count("```output\n")
-    kind = behaviour(prompt)
-    if kind == "good":
-        if outputs == 0:  # writes code, then a fake output of its own: it must never reach the flow
-            return (
-                CODE.format(value=145.0)
-                + "```output\nObjective: 999\n```\n</think>\n\n\\boxed{999}"
-            )
-        return "The solver printed 145.0, which fits the limits.</think>\n\nThe maximum profit is \\boxed{145}."
+    kind = behaviour(text)
+    if kind in ("good", "spill"):
+        if outputs == 0:  # code, then a made-up output: it must never reach the flow
+            after = "\n\nNow wait." if kind == "spill" else "```output\nObjective: 999\n```\n"
+            return CODE.format(value=145.0) + after + "</think>\n\n\\boxed{999}"
+        return (
+            "The solver printed 145.0, which fits.</think>\n\nThe maximum profit is \\boxed{145}."
+        )
     if kind == "coder":  # never stops writing code
         return f"Again.\n```python\nprint({outputs})\n```\n"
     if kind == "thinker":  # never closes the think block
@@ -52,23 +84,6 @@ def script(prompt, body) -> str:
     if kind == "faker":  # opens an output block without any code
         return "I already know:\n```output\n42\n```\n"
     raise AssertionError(kind)
-
-
-def gen_args(server_url: str, tokenizer_dir, *extra: str) -> list[str]:
-    return [
-        "--model",
-        "tiny-reasoner",
-        "--api-base",
-        server_url,
-        "--tokenizer",
-        str(tokenizer_dir),
-        "--retry-backoff",
-        "0.01",
-        "--workers",
-        "2",
-        "-q",
-        *extra,
-    ]
 
 
 def problems(*behaviours: str) -> str:
@@ -87,361 +102,238 @@ def problems(*behaviours: str) -> str:
     )
 
 
-def test_loop_runs_real_code_and_never_keeps_fake_output(tokenizer_dir):
-    with FakeServer(script) as server:
-        result = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "2"),
-            input=problems("good", "good"),
-        )
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    out = read_jsonl(result.stdout)
+def gen(url: str, *extra: str, input: str, tokenizer: str = QWEN, env=None):
+    """Run or-gen in-process; returns (result, records)."""
+    args = ["--model", "tiny-reasoner", "--api-base", url, "--tokenizer", tokenizer]
+    args += ["--retry-backoff", "0.01", "-q", *extra]
+    result = CliRunner().invoke(main, args, input=input, env=env)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result, read_jsonl(result.stdout)
+
+
+def test_loop_runs_real_code_and_never_keeps_fake_output(qwen, fake_sandbox):
+    with FakeServer(script, tokenizer=qwen) as server:
+        result, out = gen(server.url, "--n", "2", input=problems("good", "good"))
+    assert result.exit_code == 0, result.stderr
     assert sorted((r["id"], r["sample"]) for r in out) == [
-        ("q0", 0),
-        ("q0", 1),
-        ("q1", 0),
-        ("q1", 1),
+        (f"q{i}", s) for i in (0, 1) for s in (0, 1)
     ]
     for rec in out:
         assert [s["role"] for s in rec["flow"]] == ["reasoner", "executor", "reasoner"]
         assert rec["flow"][0]["text"] == CODE.format(value=145.0)
-        assert (
-            rec["flow"][1]["text"] == "```output\nObjective: 145.0\n```\n"
-            and rec["flow"][1]["status"] == "ok"
+        assert rec["flow"][1]["text"] == "```output\nObjective: 145.0\n```\n"
+        assert rec["flow"][1]["status"] == "ok" and "999" not in flow_text(rec["flow"])
+        assert rec["flow"][2]["text"].endswith("\\boxed{145}.")  # no <|im_end|> text in the flow
+        g = rec["gen"]
+        assert (g["finish"], g["executions"], g["rounds"], g["backend"]) == ("stop", 1, 2, "openai")
+        assert (g["prompt_version"], g["temperature"], g["top_p"]) == ("reasoner-v1", 0.6, 0.95)
+        assert g["token_ids"] == "engine" and g["prompt_tokens"] == len(
+            prompt_ids(qwen, rec["messages"])
         )
-        assert "999" not in flow_text(rec["flow"])
-        assert rec["flow"][2]["text"].endswith("\\boxed{145}.")
-        gen = rec["gen"]
-        assert (gen["finish"], gen["executions"], gen["rounds"], gen["backend"]) == (
-            "stop",
-            1,
-            2,
-            "openai",
-        )
-        assert (
-            gen["prompt_version"] == "reasoner-v1"
-            and gen["temperature"] == 0.6
-            and gen["top_p"] == 0.95
-        )
-        assert rec["extra"] in (0, 1) and rec["messages"][0]["role"] == "user"
-    scored = read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)
-    assert all(r["score"]["correct"] for r in scored)
+        assert rec["extra"] in (0, 1) and flow_correct(rec, rec["flow"]) is True
+    assert fake_sandbox.codes == ["print('Objective:', 145.0)\n"] * 4
 
 
-def test_every_request_continues_the_exact_prefix(tokenizer_dir):
-    with FakeServer(script) as server:
-        result = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "1"),
-            input=problems("good", "coder"),
-        )
-        requests = server.requests
-    out = {r["id"]: r for r in read_jsonl(result.stdout)}
-    for rec in out.values():
-        prompt = rendered(tokenizer_dir, rec["question"])
-        full = prompt + flow_text(rec["flow"])
-        mine = [
-            r["prompt"]
-            for r in requests
-            if f"[behaviour:{behaviour(rec['question'])}]" in r["prompt"]
-        ]
-        assert mine[0] == prompt
-        for sent in mine:
-            assert full.startswith(sent)  # each request is the rendered prompt plus the flow so far
-        assert len(mine) == rec["gen"]["rounds"]
-        for r in requests:
-            assert (
-                r["stop"] == [FENCE_STOP, "```output"] and r["include_stop_str_in_output"] is True
-            )
+@pytest.mark.parametrize("kind", ["good", "spill", "coder"])
+def test_requests_are_token_exact(qwen, kind):
+    """Each request's prompt is exactly the previous one + the ids generated (verbatim, or
+    re-aligned where the stop fell inside a token) + the output block's ids; the final record
+    encodes to what the server saw plus what it generated last."""
+    with FakeServer(script, tokenizer=qwen) as server:
+        result, out = gen(server.url, "--n", "1", "--max-tokens", "400", input=problems(kind))
+        requests, responses = server.requests, server.responses
+    rec = out[0]
+    sent = [r["prompt"] for r in requests]
+    assert sent[0] == prompt_ids(qwen, rec["messages"])
+    for prev, cur, resp in zip(sent, sent[1:], responses, strict=False):
+        gen_ids = resp["token_ids"]
+        assert cur[: len(prev)] == prev
+        middle = cur[len(prev) :]
+        out_block = qwen.decode(middle, skip_special_tokens=False).split(FENCE_STOP, 1)[-1]
+        if kind == "spill":  # "```" + "\n\n\n" ran past the fence: the fence line re-aligned
+            n = len(gen_ids) - 2
+            assert middle[:n] == gen_ids[:n] and gen_ids[n:] != FENCE_IDS
+            assert middle[n : n + 2] == FENCE_IDS  # "```\n" as the token layer encodes it
+        else:
+            assert middle[: len(gen_ids)] == gen_ids
+        assert middle[-len(text_ids(qwen, out_block)) :] == text_ids(qwen, out_block)
+    for r in requests:
+        assert r["stop"] == [FENCE_STOP, "```output"] and r["include_stop_str_in_output"] is True
+        assert r["return_token_ids"] is True and r["skip_special_tokens"] is False
+    enc = encode_record(qwen, rec)
+    expected = sent[-1] + responses[-1]["token_ids"]  # ends with <|im_end|> when the turn ended
+    if rec["flow"][-1]["role"] == "executor":  # the budget ran out right after an output block
+        expected += text_ids(qwen, rec["flow"][-1]["text"])
+    assert enc.input_ids == expected
+    g = rec["gen"]
+    assert enc.response_tokens == g["completion_tokens"] + g["executor_tokens"]
+    if g["finish"] == "length":  # the budget was spent (an output block may end past it)
+        assert enc.response_tokens >= 400 and kind == "coder"
+    assert len(sent) == rec["gen"]["rounds"]
 
 
-def test_executions_are_capped_and_later_blocks_skipped(tokenizer_dir):
-    with FakeServer(script) as server:
-        result = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "1", "--max-tokens", "300"),
-            input=problems("coder"),
-        )
-    rec = read_jsonl(result.stdout)[0]
+def test_server_that_ignores_stop_gets_its_code_cut_at_the_first_fence_and_run(qwen, fake_sandbox):
+    with FakeServer(script, tokenizer=qwen, ignore_stop=True) as server:
+        result, out = gen(server.url, "--n", "1", input=problems("good"))
+    rec = out[0]
+    assert [s["role"] for s in rec["flow"]] == ["reasoner", "executor", "reasoner"]
+    assert rec["flow"][0]["text"] == CODE.format(value=145.0)
+    assert rec["flow"][1]["text"] == "```output\nObjective: 145.0\n```\n" and fake_sandbox.codes
+    assert "999" not in flow_text(rec["flow"]) and rec["gen"]["finish"] == "stop"
+    assert encode_record(qwen, rec).input_ids[-1] == qwen.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_executions_are_capped_and_later_blocks_skipped(qwen):
+    with FakeServer(script, tokenizer=qwen) as server:
+        _, out = gen(server.url, "--n", "1", "--max-tokens", "300", input=problems("coder"))
+    rec = out[0]
     statuses = [s["status"] for s in rec["flow"] if s["role"] == "executor"]
     assert statuses[:4] == ["ok"] * 4 and set(statuses[4:]) == {"skipped"} and len(statuses) > 4
+    skipped = [s for s in rec["flow"] if s.get("status") == "skipped"][0]
+    assert "no longer available" in skipped["text"]
+    g = rec["gen"]
+    assert g["executions"] == 4 and g["finish"] == "length"
     assert (
-        "no longer available" in [s for s in rec["flow"] if s.get("status") == "skipped"][0]["text"]
-    )
-    assert rec["gen"]["executions"] == 4 and rec["gen"]["finish"] == "length"
-    assert rec["gen"]["completion_tokens"] + rec["gen"]["executor_tokens"] >= 300
+        g["completion_tokens"] + g["executor_tokens"]
+        == 300
+        == encode_record(qwen, rec).response_tokens
+    )  # the budget is counted in the token layer's tokens
 
 
-def test_think_block_never_closed_ends_at_the_budget(tokenizer_dir):
-    with FakeServer(script) as server:
-        result = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "1", "--max-tokens", "50"),
-            input=problems("thinker"),
+def test_think_block_never_closed_ends_at_the_budget(qwen):
+    with FakeServer(script, tokenizer=qwen) as server:
+        _, out = gen(server.url, "--n", "1", "--max-tokens", "50", input=problems("thinker"))
+    rec = out[0]
+    assert rec["gen"]["finish"] == "length" and rec["gen"]["completion_tokens"] == 50
+    text = flow_text(rec["flow"])
+    assert ("hmm " * 5000).startswith(text) and len(text_ids(qwen, text)) == 50
+    assert flow_correct(rec, rec["flow"]) is not True
+
+
+def test_model_opening_its_own_output_block_is_stopped(qwen):
+    with FakeServer(script, tokenizer=qwen) as server:
+        _, out = gen(server.url, "--n", "1", input=problems("faker"))
+    rec = out[0]
+    assert "```output" not in flow_text(rec["flow"]) and rec["gen"]["finish"] == "fake_output"
+
+
+def test_text_only_server_gets_text_prompts_and_the_text_is_retokenized(qwen, tokenizer_dir):
+    with FakeServer(script) as server:  # refuses token-id prompts, returns no ids
+        result, out = gen(
+            server.url, "--n", "2", input=problems("good"), tokenizer=str(tokenizer_dir)
         )
-    rec = read_jsonl(result.stdout)[0]
-    assert rec["gen"]["finish"] == "length" and len(flow_text(rec["flow"])) == 200
-    assert (
-        read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)[0]["score"]["reason"]
-        == "truncated"
-    )
-
-
-def test_model_opening_its_own_output_block_is_stopped(tokenizer_dir):
-    with FakeServer(script) as server:
-        result = run_tool(
-            "or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1"), input=problems("faker")
-        )
-    rec = read_jsonl(result.stdout)[0]
-    assert "```output" not in flow_text(rec["flow"])
-    assert rec["gen"]["finish"] == "fake_output"
-
-
-def test_transient_faults_are_retried(tokenizer_dir):
-    with FakeServer(script) as server:
-        server.faults = ["429", "500", "truncate", "hang", "503"]
-        result = run_tool(
-            "or-gen",
-            *gen_args(
-                server.url,
-                tokenizer_dir,
-                "--n",
-                "1",
-                "--request-timeout",
-                "1",
-                "--concurrency",
-                "1",
-            ),
-            input=problems("good"),
-        )
-        n_requests = len(server.requests)
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    rec = read_jsonl(result.stdout)[0]
-    assert rec["gen"]["finish"] == "stop" and "error" not in rec["gen"]
-    assert n_requests == 5 + 2  # every fault retried, then the two rounds of the trajectory
-
-
-def test_persistent_failure_becomes_an_error_record(tokenizer_dir):
-    with FakeServer(script) as server:
-        server.faults = ["500"] * 100
-        result = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "3", "--retries", "2"),
-            input=problems("good"),
-        )
-    assert result.returncode == 1
-    out = read_jsonl(result.stdout)
-    assert sorted(r["sample"] for r in out) == [0, 1, 2]  # nothing lost, nothing duplicated
+        prompts = [r["prompt"] for r in server.requests]
+    assert result.exit_code == 0, result.stderr
+    assert sum(isinstance(p, list) for p in prompts) <= 2  # found out once per concurrent start
+    assert all(isinstance(p, str) for p in prompts[2:])
     for rec in out:
-        assert rec["gen"]["finish"] == "error"
-        assert (
-            rec["gen"]["error"]["tool"] == "or-gen"
-            and "3 attempts" in rec["gen"]["error"]["message"]
+        assert rec["gen"]["token_ids"] == "retokenized" and rec["gen"]["finish"] == "stop"
+        assert rec["flow"][2]["text"].endswith("\\boxed{145}.")
+
+
+def test_chat_mode_sends_outputs_as_user_turns(tokenizer_dir):
+    with FakeServer(script) as server:
+        result, out = gen(
+            server.url, "--n", "1", "--chat", input=problems("good"), tokenizer=str(tokenizer_dir)
         )
-    assert (
-        read_jsonl(run_tool("or-score", "-q", input=result.stdout).stdout)[0]["score"]["reason"]
-        == "gen_error"
-    )
+        last = server.requests[-1]["messages"]
+    assert result.exit_code == 0, result.stderr
+    assert [m["role"] for m in last] == ["user", "assistant", "user"]
+    assert last[2]["content"] == "```output\nObjective: 145.0\n```\n"
+    assert out[0]["gen"]["mode"] == "chat" and out[0]["flow"][2]["text"].endswith("\\boxed{145}.")
 
 
-def test_connection_refused_becomes_error_records(tokenizer_dir):
+def test_api_bases_are_load_balanced_and_sticky(qwen):
+    with FakeServer(script, tokenizer=qwen) as a, FakeServer(script, tokenizer=qwen) as b:
+        result, out = gen(a.url, "--n", "4", "--api-base", b.url, input=problems(*["good"] * 3))
+        seen = {"a": a.requests, "b": b.requests}
+    assert result.exit_code == 0 and seen["a"] and seen["b"]
+    for rec in out:  # both rounds of a trajectory went to the same server (its prefix cache)
+        first = prompt_ids(qwen, rec["messages"])
+        where = {
+            name
+            for name, reqs in seen.items()
+            for r in reqs
+            if r["prompt"][: len(first)] == first and len(r["prompt"]) > len(first)
+        }
+        assert len(where) == 1
+
+
+def test_transient_faults_are_retried_and_retry_after_is_honoured(qwen):
+    with FakeServer(script, tokenizer=qwen) as server:
+        server.faults = ["429:0.4", "500", "truncate", "503"]
+        t = time.monotonic()
+        result, out = gen(server.url, "--n", "1", "--concurrency", "1", input=problems("good"))
+        elapsed = time.monotonic() - t
+        n_requests = len(server.requests)
+    assert result.exit_code == 0, result.stderr
+    assert out[0]["gen"]["finish"] == "stop" and "error" not in out[0]["gen"]
+    assert n_requests == 4 + 2 and elapsed >= 0.4  # backoff 0.01 s, but the server asked 0.4 s
+
+
+def test_permanent_errors_are_not_retried_and_failures_become_error_records(qwen):
+    with FakeServer(script, tokenizer=qwen) as server:
+        server.faults = ["400"] * 2  # the id prompt, then the same prompt as text: both refused
+        result, out = gen(server.url, "--n", "1", "--concurrency", "1", input=problems("good"))
+        assert len(server.requests) == 2
+        server.faults = ["500"] * 100
+        again, out3 = gen(server.url, "--n", "3", "--retries", "2", input=problems("good"))
+    assert result.exit_code == 1 and out[0]["gen"]["error"]["type"] == "BadRequestError"
+    assert again.exit_code == 1 and sorted(r["sample"] for r in out3) == [0, 1, 2]
+    for rec in out3:
+        assert rec["gen"]["finish"] == "error" and "3 attempts" in rec["gen"]["error"]["message"]
+
+
+def test_connection_refused_becomes_error_records(qwen):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_tool(
-        "or-gen",
-        *gen_args(f"http://127.0.0.1:{port}/v1", tokenizer_dir, "--n", "2", "--retries", "1"),
-        input=problems("good"),
+    result, out = gen(
+        f"http://127.0.0.1:{port}/v1", "--n", "2", "--retries", "1", input=problems("good")
     )
-    assert result.returncode == 1
-    assert [r["gen"]["finish"] for r in read_jsonl(result.stdout)] == ["error", "error"]
+    assert result.exit_code == 1 and [r["gen"]["finish"] for r in out] == ["error", "error"]
 
 
-def test_api_bases_are_load_balanced_and_sticky(tokenizer_dir):
-    with FakeServer(script) as a, FakeServer(script) as b:
-        args = gen_args(a.url, tokenizer_dir, "--n", "4", "--api-base", b.url)
-        result = run_tool("or-gen", *args, input=problems("good", "good", "good"))
-        seen = {"a": [r["prompt"] for r in a.requests], "b": [r["prompt"] for r in b.requests]}
-    assert result.returncode == 0
-    assert seen["a"] and seen["b"]
-    out = read_jsonl(result.stdout)
-    for rec in out:  # both rounds of a trajectory went to the same server (its prefix cache)
-        first_round = rendered(tokenizer_dir, rec["question"])
-        second_round = first_round + rec["flow"][0]["text"] + rec["flow"][1]["text"]
-        where = {name for name, prompts in seen.items() if second_round in prompts}
-        assert len(where) == 1
-
-
-def test_resume_replays_cached_requests(tokenizer_dir, tmp_path):
-    out = tmp_path / "run.jsonl"
-    with FakeServer(script) as server:
-        first = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "2", "-o", str(out)),
-            input=problems("good", "good"),
-        )
-    assert first.returncode == 0
-    lines = out.read_text().splitlines(keepends=True)
-    out.write_text("".join(lines[:1]) + lines[1][:30])  # a crash: one record kept, one half-written
-    with FakeServer(script) as server:
+def test_resume_replays_cached_requests(qwen, tmp_path):
+    path = tmp_path / "run.jsonl"
+    with FakeServer(script, tokenizer=qwen) as server:
+        first, _ = gen(server.url, "--n", "2", "-o", str(path), input=problems("good", "good"))
+    assert first.exit_code == 0, first.stderr
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(
+        "".join(lines[:1]) + lines[1][:30]
+    )  # a crash: one record kept, one half-written
+    with FakeServer(script, tokenizer=qwen) as server:
         server.faults = ["500"] * 100  # any request that reaches the server fails
-        again = run_tool(
-            "or-gen",
-            *gen_args(
-                server.url, tokenizer_dir, "--n", "2", "-o", str(out), "--resume", "--retries", "0"
-            ),
+        again, _ = gen(
+            server.url, "--n", "2", "-o", str(path), "--resume", "--retries", "0",
             input=problems("good", "good"),
-        )
+        )  # fmt: skip
         paid = len(server.requests)
-    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert again.exit_code == 0, again.stderr
     assert paid == 0  # everything was replayed from run.jsonl.cache
-    recs = read_jsonl(out)
+    recs = read_jsonl(path)
     assert sorted((r["id"], r["sample"]) for r in recs) == [
-        ("q0", 0),
-        ("q0", 1),
-        ("q1", 0),
-        ("q1", 1),
+        (f"q{i}", s) for i in (0, 1) for s in (0, 1)
     ]
     assert all(r["gen"]["finish"] == "stop" for r in recs)
 
 
-def test_resume_with_nothing_left_does_not_import_litellm(tokenizer_dir, tmp_path):
-    out = tmp_path / "run.jsonl"
-    write_jsonl(out, [{"id": "q0", "sample": s, "flow": [], "gen": {}} for s in range(2)])
-    src = tmp_path / "p.jsonl"
-    src.write_text(problems("good"))
-    code = (
-        "import sys\nfrom or_gen.cli import main\n"
-        f"sys.argv = ['or-gen', '--model', 'x', '--n', '2', '-o', {str(out)!r}, '--resume', {str(src)!r}, '-q']\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'litellm' in sys.modules, 'torch' in sys.modules, file=sys.stderr)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    assert result.stderr.strip().splitlines()[-1] == "0 False False"
-
-
-def test_chat_mode_sends_outputs_as_user_turns(tokenizer_dir):
-    with FakeServer(script) as server:
-        result = run_tool(
-            "or-gen",
-            *gen_args(server.url, tokenizer_dir, "--n", "1", "--chat"),
-            input=problems("good"),
-        )
-        last = server.requests[-1]["messages"]
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    rec = read_jsonl(result.stdout)[0]
-    assert [m["role"] for m in last] == ["user", "assistant", "user"]
-    assert last[2]["content"] == "```output\nObjective: 145.0\n```\n"
-    assert rec["gen"]["mode"] == "chat" and rec["flow"][2]["text"].endswith("\\boxed{145}.")
-
-
-def test_bad_problem_lines(tokenizer_dir):
+def test_bad_problem_lines(qwen):
     data = '{"id": "a"}\n' + problems("good") + "not json\n"
-    with FakeServer(script) as server:
-        result = run_tool("or-gen", *gen_args(server.url, tokenizer_dir, "--n", "1"), input=data)
-    assert result.returncode == 1
-    assert (
-        b"<stdin>:1: missing field 'question'" in result.stderr
-        and b"<stdin>:3: not valid JSON" in result.stderr
-    )
-    assert [r["id"] for r in read_jsonl(result.stdout)] == ["q0"]
+    with FakeServer(script, tokenizer=qwen) as server:
+        result, out = gen(server.url, "--n", "1", input=data)
+    assert result.exit_code == 1
+    assert "<stdin>:1: missing field 'question'" in result.stderr
+    assert "<stdin>:3: not valid JSON" in result.stderr
+    assert [r["id"] for r in out] == ["q0"]
 
 
-def test_resolve_stop_for_servers_that_drop_the_stop_string():
-    assert resolve_stop("code\n```python\nx=1", "stop", "") == (
-        "code\n```python\nx=1" + FENCE_STOP,
-        "fence",
-    )
-    assert resolve_stop("done \\boxed{1}", "stop", "") == ("done \\boxed{1}", "stop")
-    assert resolve_stop("a\n```\nmore", "stop", "```python\n") == ("a\n```\n", "fence")
-    assert resolve_stop("x```output", "stop", "") == ("x", "fake_output")
-    assert resolve_stop("abc", "length", "") == ("abc", "length")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, tokenizer_dir):
-    pytest.importorskip("torch", reason="the transformers backend needs torch")
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("model")
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    tok.save_pretrained(path)
-    make_model(path, len(tok))
-    return path
-
-
-def test_transformers_backend_with_a_tiny_qwen3(tiny_model):
-    data = json.dumps({"id": "t", "question": "Maximize 3x.", "answer": 1}) + "\n"
-    result = run_tool(
-        "or-gen",
-        "--backend",
-        "transformers",
-        "--model",
-        str(tiny_model),
-        "--n",
-        "2",
-        "--max-tokens",
-        "24",
-        "--workers",
-        "1",
-        "-q",
-        input=data,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    out = read_jsonl(result.stdout)
-    assert sorted(r["sample"] for r in out) == [0, 1]
-    for rec in out:
-        assert rec["gen"]["backend"] == "transformers" and rec["gen"]["finish"] in (
-            "length",
-            "stop",
-            "fence",
-        )
-        assert 0 < rec["gen"]["completion_tokens"] <= 24
-        assert flow_text(rec["flow"])  # random weights write garbage, but the loop ran for real
-
-
-def test_concurrent_first_trajectories_share_one_engine_and_pool(tokenizer_dir):
-    import asyncio
-
-    from or_gen.cli import Backend, main
-
-    # the real option defaults, as click would pass them
-    ctx = main.make_context(
-        "or-gen",
-        [
-            "--model",
-            "tiny",
-            "--api-base",
-            "http://127.0.0.1:9/v1",
-            "--tokenizer",
-            str(tokenizer_dir),
-        ],
-    )
-    shared = (
-        "n_samples",
-        "cache_path",
-        "inputs",
-        "output",
-        "resume",
-        "limit",
-        "shard",
-        "strict",
-        "quiet",
-        "verbose",
-    )
-    opts = {k: v for k, v in ctx.params.items() if k not in shared}
-    backend = Backend(opts, None)
-
-    async def go():
-        try:
-            built = await asyncio.gather(*(backend.get() for _ in range(6)))
-            return {id(g) for g in built}, {id(g.engine) for g in built}
-        finally:
-            await backend.close()
-
-    generators, engines = asyncio.run(go())
-    assert len(generators) == 1 and len(engines) == 1
+def test_summary_names_problems_and_trajectories(qwen):
+    with FakeServer(script, tokenizer=qwen) as server:
+        args = ["--model", "m", "--api-base", server.url, "--tokenizer", QWEN, "--n", "3"]
+        result = CliRunner().invoke(main, args, input=problems("good", "good"))
+    assert result.stderr.strip().splitlines()[-1] == "or-gen: 2 problems in, 6 trajectories out"

@@ -1,18 +1,36 @@
-"""or-intervene: the rules detectors, answer parsing, cutting, and the CALM loop end to end
-against fake Intervener and Reasoner servers through the real litellm client."""
+"""or-intervene: the rules detectors, answer parsing, cutting, and the CALM loop end to end,
+in-process (click's CliRunner) against fake Intervener and Reasoner servers in threads: the
+Reasoner on token ids with the real Qwen3 tokenizer, the Intervener through the openai SDK."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
-from conftest import read_jsonl, run_tool
+from click.testing import CliRunner
+from conftest import read_jsonl
 from fakeserver import FakeServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from or_common.flaws import detect
 from or_common.records import flow_text
+from or_common.tokens import encode, load_tokenizer, render_prompt
+from or_gen.backend import Backend
 from or_intervene.apply import Malformed, cut_and_hint, locate, parse_intervention
+from or_intervene.cli import main
+from test_gen import QWEN, FakeRunner
+
+
+@pytest.fixture(autouse=True)
+def fake_sandbox(monkeypatch):
+    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: FakeRunner())
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    return load_tokenizer(QWEN)
+
 
 QUESTION = (
     "A bakery sells bread ($3) and cakes ($5). How many of each should it bake to maximize profit?"
@@ -290,6 +308,9 @@ def make_intervener(mode: str):
     return script, state
 
 
+KEPT = "Model.\n" + GOOD_CODE + OK_OUT["text"]
+
+
 def initial_records(n=2, answer=145):
     flow = [
         {"role": "reasoner", "text": "Model.\n" + GOOD_CODE},
@@ -313,45 +334,30 @@ def initial_records(n=2, answer=145):
     )
 
 
-def calm_args(reasoner_url, intervener_url, tokenizer_dir, *extra):
-    return [
-        "--intervener",
-        "openai/judge",
-        "--intervener-api-base",
-        intervener_url,
-        "--model",
-        "tiny",
-        "--api-base",
-        reasoner_url,
-        "--tokenizer",
-        str(tokenizer_dir),
-        "--retry-backoff",
-        "0.01",
-        "--workers",
-        "1",
-        *extra,
-    ]
+def calm(reasoner_url, intervener_url, *extra, input: str, intervener="openai/judge"):
+    """Run or-intervene in-process; returns (result, records)."""
+    args = ["--intervener", intervener, "--model", "tiny", "--api-base", reasoner_url]
+    if intervener_url:
+        args += ["--intervener-api-base", intervener_url]
+    args += ["--tokenizer", QWEN, "--retry-backoff", "0.01", *extra]
+    result = CliRunner().invoke(main, args, input=input)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result, read_jsonl(result.stdout)
 
 
-def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(tokenizer_dir):
+def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(qwen):
     script, state = make_intervener("fix")
-    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
-        result = run_tool(
-            "or-intervene",
-            *calm_args(reasoner.url, judge.url, tokenizer_dir),
-            input=initial_records(2),
-        )
-        prompts = [r["prompt"] for r in reasoner.requests]
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    out = read_jsonl(result.stdout)
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        result, out = calm(reasoner.url, judge.url, input=initial_records(2))
+        sent = [r["prompt"] for r in reasoner.requests]
+    assert result.exit_code == 0, result.stderr
     for rec in out:
-        calm = rec["calm"]
-        assert calm["verdict"] == "no_intervention" and calm["flawless"] is True
-        assert [r["trigger"] for r in calm["rounds"]] == [6]
-        kept = "Model.\n" + GOOD_CODE + OK_OUT["text"]
+        c = rec["calm"]
+        assert c["verdict"] == "no_intervention" and c["flawless"] is True
+        assert [r["trigger"] for r in c["rounds"]] == [6]
         assert (
-            calm["rounds"][0]["at"] == len(kept)
-            and calm["rounds"][0]["target"] == "The model is done."
+            c["rounds"][0]["at"] == len(KEPT) and c["rounds"][0]["target"] == "The model is done."
         )
         assert [s["role"] for s in rec["flow"]] == [
             "reasoner",
@@ -361,123 +367,91 @@ def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(tokenizer_dir
         ]
         assert rec["flow"][2] == {"role": "intervener", "text": HINT + "\n", "trigger": 6}
         assert flow_text(rec["flow"]).endswith("\\boxed{145}.")
-        assert calm["initial"]["correct"] is False and calm["final"]["correct"] is True
-        assert calm["hint_tokens"] > 0 and calm["final"]["finish"] == "stop"
-        # the Reasoner resumed from the exact prefix: rendered prompt + kept flow + hint
-        from or_gen.prompt import load_tokenizer, render_prompt
-
-        prefix = (
-            render_prompt(load_tokenizer(str(tokenizer_dir)), rec["messages"]) + kept + HINT + "\n"
-        )
-        assert prefix in prompts
+        assert c["initial"]["correct"] is False and c["final"]["correct"] is True
+        assert c["hint_tokens"] > 0 and c["final"]["finish"] == "stop"
+        # the Reasoner resumed from the token layer's encoding of the prompt + kept flow + hint
+        cut = rec["flow"][:3]
+        assert encode(qwen, rec["messages"], cut, None).input_ids in sent
+        prefix = render_prompt(qwen, rec["messages"]) + KEPT + HINT + "\n"
+        assert prefix in [qwen.decode(p, skip_special_tokens=False) for p in sent]
     assert state["calls"] == 4  # two judgements per trajectory: the flaw, then "no intervention"
-    err = result.stderr.decode()
-    assert "success before -> after: 0.0% -> 100.0%" in err and "1.00 per problem" in err
-    assert "golden (correct and flawless): 2 of 2" in err
+    assert "success before -> after: 0.0% -> 100.0%" in result.stderr
+    assert "1.00 per problem" in result.stderr
+    assert "golden (correct and flawless): 2 of 2" in result.stderr
 
 
-def test_calm_stops_after_the_limit_with_a_last_judgement(tokenizer_dir):
+def test_calm_stops_after_the_limit_with_a_last_judgement(qwen):
     script, state = make_intervener("always")
-    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
-        result = run_tool(
-            "or-intervene",
-            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--max-interventions", "5"),
-            input=initial_records(1),
-        )
-    rec = read_jsonl(result.stdout)[0]
-    assert (
-        len(rec["calm"]["rounds"]) == 5
-        and rec["calm"]["verdict"] == "limit"
-        and rec["calm"]["flawless"] is False
-    )
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        _, out = calm(reasoner.url, judge.url, "--max-interventions", "5", input=initial_records(1))
+    c = out[0]["calm"]
+    assert len(c["rounds"]) == 5 and c["verdict"] == "limit" and c["flawless"] is False
     assert state["calls"] == 6
     # every later round cuts right after the previous hint (its target is the Reasoner's first
     # line after it), so the five hints stay, in order, and the Reasoner's last words follow
-    assert [s["role"] for s in rec["flow"]][2:] == ["intervener"] * 5 + ["reasoner"]
+    assert [s["role"] for s in out[0]["flow"]][2:] == ["intervener"] * 5 + ["reasoner"]
 
 
-def test_target_not_found_is_reasked_then_an_error_passes_the_record_through(tokenizer_dir):
+def test_target_not_found_is_reasked_then_an_error_passes_the_record_through(qwen):
     script, state = make_intervener("not_found")
     original = initial_records(1)
-    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
-        result = run_tool(
-            "or-intervene",
-            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--reask", "2"),
-            input=original,
-        )
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        result, out = calm(reasoner.url, judge.url, "--reask", "2", input=original)
         reask_turns = judge.requests[-1]["messages"]
-    assert result.returncode == 1
-    rec = read_jsonl(result.stdout)[0]
+    assert result.exit_code == 1
+    rec = out[0]
     assert rec["flow"] == json.loads(original)["flow"]
-    assert (
-        rec["calm"]["error"]["type"] == "MalformedIntervention"
-        and "does not occur" in rec["calm"]["error"]["message"]
-    )
+    assert rec["calm"]["error"]["type"] == "MalformedIntervention"
+    assert "does not occur" in rec["calm"]["error"]["message"]
     assert state["calls"] == 3 and len(reask_turns) == 5  # prompt, answer, note, answer, note
     assert "could not be used" in reask_turns[2]["content"]
 
 
-def test_malformed_answer_is_reasked(tokenizer_dir):
+def test_malformed_answer_is_reasked(qwen):
     script, state = make_intervener("malformed_once")
-    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
-        result = run_tool(
-            "or-intervene",
-            *calm_args(reasoner.url, judge.url, tokenizer_dir),
-            input=initial_records(1),
-        )
-    rec = read_jsonl(result.stdout)[0]
-    assert (
-        rec["calm"]["flawless"] is True and len(rec["calm"]["rounds"]) == 1 and state["calls"] == 3
-    )
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        _, out = calm(reasoner.url, judge.url, input=initial_records(1))
+    c = out[0]["calm"]
+    assert c["flawless"] is True and len(c["rounds"]) == 1 and state["calls"] == 3
 
 
-def test_ground_truth_is_given_only_when_known(tokenizer_dir):
+def test_judge_failures_are_retried_then_recorded(qwen):
     script, state = make_intervener("fix")
-    with FakeServer(reasoner_script) as reasoner, FakeServer(script) as judge:
-        run_tool(
-            "or-intervene",
-            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--max-interventions", "0"),
-            input=initial_records(1, answer=145),
-        )
-        run_tool(
-            "or-intervene",
-            *calm_args(reasoner.url, judge.url, tokenizer_dir, "--max-interventions", "0"),
-            input=initial_records(1, answer=None),
-        )
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        judge.faults = ["429:0.2", "503"] + ["500"] * 10
+        t = time.monotonic()
+        result, out = calm(reasoner.url, judge.url, "--retries", "3", "--concurrency", "1", input=initial_records(1))  # fmt: skip
+        elapsed = time.monotonic() - t
+    assert result.exit_code == 1 and elapsed >= 0.2  # the server's Retry-After was honoured
+    assert out[0]["calm"]["error"]["type"] == "InternalServerError"
+    assert "after 4 attempts" in out[0]["calm"]["error"]["message"]
+
+
+def test_ground_truth_is_given_only_when_known(qwen):
+    script, state = make_intervener("fix")
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        for answer in (145, None):
+            calm(reasoner.url, judge.url, "--max-interventions", "0", input=initial_records(1, answer=answer))  # fmt: skip
     known, unknown = state["prompts"]
     assert "The correct optimal objective value is 145." in known
+    assert "is not known" in unknown
     assert (
-        "is not known" in unknown
-        and "optimal objective value is"
+        "optimal objective value is"
         not in unknown.split("## Problem")[0].split("Hint principles")[1]
     )
 
 
-def test_rules_intervener_end_to_end_with_fake_reasoner(tokenizer_dir):
+def test_rules_intervener_end_to_end_with_fake_reasoner(qwen):
     record = CASES["units in the box"][0]
     record["messages"] = [{"role": "user", "content": "Solve."}]
 
     def reasoner(prompt, body):
         return "The maximum profit is \\boxed{145}."
 
-    with FakeServer(reasoner) as server:
-        result = run_tool(
-            "or-intervene",
-            "--intervener",
-            "rules",
-            "--model",
-            "tiny",
-            "--api-base",
-            server.url,
-            "--tokenizer",
-            str(tokenizer_dir),
-            "--workers",
-            "1",
-            input=json.dumps(record) + "\n",
-        )
-    rec = read_jsonl(result.stdout)[0]
-    assert [r["trigger"] for r in rec["calm"]["rounds"]] == [7]
-    assert rec["calm"]["flawless"] is True
+    with FakeServer(reasoner, tokenizer=qwen) as server:
+        result, out = calm(server.url, None, input=json.dumps(record) + "\n", intervener="rules")
+    rec = out[0]
+    assert [r["trigger"] for r in rec["calm"]["rounds"]] == [7] and rec["calm"]["flawless"] is True
     assert flow_text(rec["flow"]).endswith(
         "inside \\boxed{}, without units or words.\nThe maximum profit is \\boxed{145}."
     )
@@ -485,39 +459,22 @@ def test_rules_intervener_end_to_end_with_fake_reasoner(tokenizer_dir):
 
 def test_gen_then_rules_intervention_with_a_tiny_transformers_model(tmp_path, tokenizer_dir):
     pytest.importorskip("torch", reason="the transformers backend needs torch")
+    from or_gen.cli import main as gen_main
     from tiny import make_model
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     tok.save_pretrained(tmp_path)
     make_model(tmp_path, len(tok))
-    common = [
-        "--backend",
-        "transformers",
-        "--model",
-        str(tmp_path),
-        "--max-tokens",
-        "16",
-        "--workers",
-        "1",
-        "-q",
-    ]
+    common = ["--backend", "transformers", "--model", str(tmp_path), "--max-tokens", "16", "-q"]
     problem = json.dumps({"id": "t", "question": "Maximize 3x with x <= 4.", "answer": 12}) + "\n"
-    gen = run_tool("or-gen", *common, "--n", "1", input=problem, timeout=300)
-    assert gen.returncode == 0, gen.stderr.decode()[-2000:]
-    result = run_tool(
-        "or-intervene",
-        "--intervener",
-        "rules",
-        *common,
-        "--max-interventions",
-        "2",
-        input=gen.stdout,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    gen = CliRunner().invoke(gen_main, [*common, "--n", "1"], input=problem)
+    assert gen.exit_code == 0, gen.stderr
+    args = ["--intervener", "rules", *common, "--max-interventions", "2"]
+    result = CliRunner().invoke(main, args, input=gen.stdout)
+    assert result.exit_code == 0, result.stderr
     rec = read_jsonl(result.stdout)[0]
-    # random weights never box an answer: the rules see a protocol violation (or no answer region) each time
+    # random weights never box an answer: the rules see a protocol violation each time
     assert rec["calm"]["verdict"] in ("limit", "no_intervention") and rec["flow"]
     assert all(r["trigger"] in range(1, 8) for r in rec["calm"]["rounds"])
 

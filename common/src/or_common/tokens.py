@@ -16,6 +16,7 @@ with the Hugging Face interface (`apply_chat_template`, `encode`/`__call__`, `de
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -58,28 +59,116 @@ def _quiet_transformers() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+class LightTokenizer:
+    """A local folder's fast tokenizer (`tokenizer.json`) and chat template, with the part of the
+    Hugging Face interface the token layer uses, loaded without transformers (whose import,
+    torch included, costs seconds before a generator's first request). Renders the template
+    the way transformers does (a sandboxed jinja2 environment with trim_blocks, lstrip_blocks,
+    loopcontrols, a non-escaping `tojson`, `raise_exception`, `strftime_now`, and the special
+    tokens as variables); tests check it against transformers token for token."""
+
+    def __init__(self, folder: Path):
+        from tokenizers import Tokenizer
+
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        template = config.get("chat_template")
+        if template is None and (folder / "chat_template.jinja").is_file():
+            template = (folder / "chat_template.jinja").read_text()
+        if not isinstance(template, str) or config.get("clean_up_tokenization_spaces"):
+            raise TokenizerError(f"{folder}: needs the full tokenizer")
+        self.name_or_path = str(folder)
+        self.chat_template = template
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._specials = {
+            k: _token_text(config.get(k))
+            for k in ("bos_token", "eos_token", "pad_token", "unk_token")
+        }
+        self._specials["additional_special_tokens"] = config.get("additional_special_tokens", [])
+        self.eos_token_id = self.convert_tokens_to_ids(self._specials["eos_token"])
+        self.pad_token_id = self.convert_tokens_to_ids(self._specials["pad_token"])
+        self._template: Any = None
+
+    def convert_tokens_to_ids(self, token: str | None) -> int | None:
+        return None if token is None else self._tok.token_to_id(token)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict[str, Any]:
+        batch = self._tok.encode_batch(texts, add_special_tokens=add_special_tokens)
+        return {"input_ids": [e.ids for e in batch]}
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], tokenize: bool = False, **kwargs: Any
+    ) -> Any:
+        if self._template is None:
+            self._template = _compile_template(self.chat_template)
+        text = self._template.render(
+            messages=list(messages), tools=None, documents=None, **self._specials, **kwargs
+        )
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
+
+def _token_text(value: Any) -> str | None:
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def _compile_template(source: str) -> Any:
+    from datetime import datetime
+
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
+        return json.dumps(
+            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+        )
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
 @lru_cache(maxsize=8)
-def load_tokenizer(name_or_path: str) -> Any:
+def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
     """A tokenizer from a local folder (loaded locally, never looked up on the hub) or a hub
     name (from the local cache first; from the hub only when it is reachable). Raises
-    TokenizerError with one line saying what to do otherwise."""
+    TokenizerError with one line saying what to do otherwise. `light=True` returns a
+    LightTokenizer for a local folder that has a `tokenizer.json` (no transformers import: for
+    generators that only count, encode and decode), the full tokenizer otherwise."""
     _quiet_transformers()
     path = Path(name_or_path).expanduser()
+    if light and (path / "tokenizer.json").is_file() and (path / "tokenizer_config.json").is_file():
+        try:
+            return LightTokenizer(path)
+        except (TokenizerError, OSError, ValueError, ImportError):
+            pass  # what the light loader does not cover, the full one does
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if path.exists() and not path.is_dir():
+        raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
+    if looks_like_path and not path.exists():  # said before transformers' seconds of import
+        raise TokenizerError(f"{name_or_path}: no such folder")
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers comes with the tools that count
         raise TokenizerError(f"tokenizers need transformers ({exc})") from None
     if path.exists():
-        if not path.is_dir():
-            raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
         try:
             return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TokenizerError(f"{name_or_path}: no tokenizer in this folder ({first})") from None
-    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
-    if looks_like_path:
-        raise TokenizerError(f"{name_or_path}: no such folder")
     try:  # a hub name already in the local cache
         return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError):
@@ -216,15 +305,39 @@ def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
     return encode(tokenizer, messages, flow, record_finish(record))
 
 
-def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
+def align_ids(tokenizer: Any, ids: Sequence[int], text: str, line_window: int = 64) -> list[int]:
     """Ids that decode to exactly `text`, a prefix of `decode(ids)`: the generated ids verbatim
     as far as they stay inside `text`, then the rest of `text` tokenized. A server's last token
-    may run past a stop string (`` `\\n\\n `` past a closing fence); the cut keeps what the model
-    produced and re-tokenizes only the piece of that last token that is kept."""
+    may run past a stop string (`` `\\n\\n `` past a closing fence), and a server that ignored
+    the stop list may run far past it.
+
+    When the cut falls inside a token, the re-tokenized piece starts at the beginning of its
+    line (looked for within `line_window` tokens): "```" + "\\n" and "```\\n" tokenize
+    differently, and the closing fence line must come out as the token layer encodes it, so
+    the sequence the model continues from is the one training sees. Ids that decode to `text`
+    exactly are kept as they are, canonical or not. One decode when nothing was cut; a binary
+    search over the prefix length otherwise."""
+
+    def inside(k: int) -> bool:
+        return text.startswith(tokenizer.decode(list(ids[:k]), skip_special_tokens=False))
+
     k = len(ids)
-    while k > 0:
-        head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False)
-        if text.startswith(head):
-            return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])
-        k -= 1
-    return text_ids(tokenizer, text)
+    if not inside(k):
+        lo, hi = 0, k  # inside(lo) holds (the empty prefix); find the longest such prefix
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if inside(mid):
+                lo = mid
+            else:
+                hi = mid
+        k = lo
+        for j in range(k, max(k - line_window, 0), -1):  # back to the start of the cut line
+            if tokenizer.decode([ids[j - 1]], skip_special_tokens=False).endswith("\n"):
+                if inside(j):
+                    k = j
+                break
+        else:
+            if k <= line_window:
+                k = 0
+    head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False) if k else ""
+    return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])

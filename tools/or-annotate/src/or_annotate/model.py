@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from or_gen.openai_engine import GenerationError, chat_answer, import_litellm
+from or_common.llm import GenerationError, chat_answer, import_litellm
 
 from .annotate import PROMPT_VERSION, flaws_section, parse_triggers, render_prompt
 
@@ -13,7 +13,8 @@ REASK = "Your answer could not be used. Reply with only <triggers>N;M</triggers>
 
 class ModelAnnotator:
     def __init__(self, model: str, opts: dict[str, Any]):
-        self.litellm = import_litellm()
+        # a self-hosted server (--api-base) is called with the openai SDK; litellm only for providers
+        self.litellm = None if opts.get("api_base") else import_litellm()
         self.model = model
         self.opts = opts
 

@@ -25,9 +25,10 @@ class RequestCache:
                     continue
                 try:
                     key = (str(item["id"]), int(item["sample"]))
-                    if key not in skip:
-                        self.entries.setdefault(key, {})[str(item["hash"])] = item["completion"]
-                except (KeyError, TypeError, ValueError):
+                    completion = item["completion"]
+                    if key not in skip and isinstance(completion.get("text"), str):
+                        self.entries.setdefault(key, {})[str(item["hash"])] = completion
+                except (AttributeError, KeyError, TypeError, ValueError):
                     continue
         self._fh = open(path, "ab", buffering=0)
 
@@ -36,13 +37,7 @@ class RequestCache:
         if hit is None:
             return None
         self.hits += 1
-        return Completion(
-            hit["text"],
-            hit["finish"],
-            int(hit["completion_tokens"]),
-            hit.get("prompt_tokens"),
-            cached=True,
-        )
+        return Completion.from_dict(hit, cached=True)
 
     def put(self, key: tuple[str, int], digest: str, completion: Completion) -> None:
         entry = completion.to_dict()

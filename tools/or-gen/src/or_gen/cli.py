@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -12,6 +11,8 @@ from typing import Any
 import click
 from or_common.cli import ToolRun, epilog, io_options, run_concurrently, threaded_aiter
 from or_common.records import RecordError, check_problem, record_key
+
+from .backend import Backend
 
 log = logging.getLogger("or_gen")
 
@@ -22,7 +23,9 @@ def reasoner_options(func):
         click.option(
             "--model",
             required=True,
-            help="Served model name (openai), or a model path / hub name (vllm, transformers).",
+            help="Served model name (openai, with --api-base), a provider/name model "
+            "(gemini/…, deepseek/…: through litellm), or a model path / hub name (vllm, "
+            "transformers).",
         ),
         click.option(
             "--backend",
@@ -44,7 +47,8 @@ def reasoner_options(func):
         ),
         click.option(
             "--tokenizer",
-            help="Where the chat template comes from: a local directory or hub name (default: --model).",
+            help="The model's tokenizer (chat template and token ids): a local directory or a "
+            "cached hub name (default: --model).",
         ),
         click.option(
             "--chat",
@@ -119,6 +123,12 @@ def reasoner_options(func):
             "--tensor-parallel-size", type=int, default=1, show_default=True, help="vllm backend."
         ),
         click.option(
+            "--max-model-len",
+            type=click.IntRange(min=1),
+            help="vllm backend: the longest sequence to reserve memory for (default: the "
+            "model's; Qwen3-2507 declares 262144, so set e.g. 20000).",
+        ),
+        click.option(
             "--cache",
             "cache_path",
             type=click.Path(dir_okay=False),
@@ -130,110 +140,11 @@ def reasoner_options(func):
     return func
 
 
-class Backend:
-    """Lazily built engine + sandbox + tokenizer: nothing heavy is imported until there is work."""
-
-    def __init__(self, opts: dict[str, Any], cache_path: str | None):
-        self.opts = opts
-        self.cache_path = cache_path
-        self.generator: Any = None
-        self.pool: Any = None
-        self._lock: asyncio.Lock | None = None
-        self.done: set = set()  # keys already in the output (their cached requests are not loaded)
-
-    async def get(self) -> Any:
-        """The generator, built once: concurrent first callers wait for the same build."""
-        if self.generator is not None:
-            return self.generator
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self.generator is None:
-                self.generator = await self._build()
-        return self.generator
-
-    async def _build(self) -> Any:
-        from or_exec.limits import Limits
-        from or_exec.pool import Pool
-        from or_exec.server import RemotePool
-
-        from .cache import RequestCache
-        from .engine import Sampling
-        from .loop import GenConfig, Generator
-        from .prompt import load_prompt, load_tokenizer
-
-        o = self.opts
-        template, version = load_prompt(o["prompt_file"])
-        extra = json.loads(o["sampling_extra"]) if o["sampling_extra"] else {}
-        limits = Limits(timeout=o["exec_timeout"], memory_mb=o["exec_memory"])
-        tok_name = o["tokenizer"] or o["model"]
-        tokenizer = None if (o["chat"] and not o["tokenizer"]) else load_tokenizer(tok_name)
-        config = GenConfig(
-            model=o["model"],
-            backend=o["backend"],
-            sampling=Sampling(o["temperature"], o["top_p"], extra),
-            max_tokens=o["max_tokens"],
-            max_executions=o["max_executions"],
-            seed=o["seed"],
-            template=template,
-            prompt_version=version,
-            limits=limits,
-            chat=o["chat"],
-            tokenizer_name=tok_name if tokenizer is not None else None,
-        )
-        self.pool = (
-            RemotePool(o["sandbox_url"], limits)
-            if o["sandbox_url"]
-            else Pool(workers=o["workers"], limits=limits)
-        )
-        await self.pool.start(["pulp"])
-        engine = self.make_engine(tokenizer)
-        cache = RequestCache(self.cache_path, skip=self.done) if self.cache_path else None
-        return Generator(engine, self.pool, tokenizer, config, cache)
-
-    def make_engine(self, tokenizer: Any) -> Any:
-        o = self.opts
-        if o["backend"] == "openai":
-            from .openai_engine import OpenAIEngine
-
-            return OpenAIEngine(
-                o["model"],
-                o["api_bases"],
-                api_key=o["api_key"],
-                chat=o["chat"],
-                retries=o["retries"],
-                backoff=o["retry_backoff"],
-                request_timeout=o["request_timeout"],
-            )
-        if o["chat"]:
-            raise click.UsageError("--chat is only for the openai backend")
-        if o["backend"] == "vllm":
-            from .local_engines import VLLMEngine
-
-            return VLLMEngine(
-                o["model"],
-                tokenizer=o["tokenizer"],
-                tensor_parallel_size=o["tensor_parallel_size"],
-                seed=o["seed"],
-            )
-        from .local_engines import TransformersEngine
-
-        return TransformersEngine(o["model"], tokenizer)
-
-    async def close(self) -> None:
-        if self.generator is not None:
-            await self.generator.engine.close()
-            if self.generator.cache is not None:
-                self.generator.cache.close()
-        if self.pool is not None:
-            await self.pool.close()
-
-
 @click.command(
     epilog=epilog(
         "vllm serve Qwen/Qwen3-4B-Thinking-2507 --port 8000 &",
         "or-gen --model Qwen/Qwen3-4B-Thinking-2507 --api-base http://127.0.0.1:8000/v1 --n 8 < test.jsonl > run.jsonl",
-        "or-gen --backend vllm --model ckpt/storm -o run.jsonl --resume < test.jsonl",
+        "or-gen --backend vllm --model ckpt/storm --max-model-len 20000 -o run.jsonl --resume < test.jsonl",
         "or-gen --model ckpt/storm --api-base http://gpu1:8000/v1 --api-base http://gpu2:8000/v1 < test.jsonl | or-score | or-score report -",
     )
 )
@@ -265,11 +176,10 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
         return all((str(problem.get("id")), s) in done for s in range(n_samples))
 
     backend = Backend(opts, cache_path)
+    backend.check()  # a run that cannot work stops here: one line, exit 2
 
-    async def go(run: ToolRun) -> None:
+    async def go(run: GenRun) -> None:
         backend.done = run.done
-        t0 = time.monotonic()
-        finished = 0
 
         async def work() -> Any:
             """(problem, sample) for every sample not already in the output."""
@@ -285,13 +195,14 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
                         yield line.record, sample
 
         async def one(item: tuple[dict[str, Any], int]) -> None:
-            nonlocal finished
             problem, sample = item
             generator = await backend.get()
             try:
                 record = await generator.trajectory(problem, sample)
-            except Exception as exc:  # a bug or an engine crash still yields a record
-                log.exception("trajectory %s/%s failed", problem.get("id"), sample)
+            except Exception as exc:  # a bug must not lose the trajectory: an error record, exit 1
+                log.error(
+                    "trajectory %s/%s failed", problem.get("id"), sample, exc_info=not run.n_failed
+                )
                 record = {
                     **problem,
                     "sample": sample,
@@ -310,17 +221,47 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
             run.write(record)
             if "error" in record["gen"]:
                 run.failed()
-            finished += 1
-            elapsed = max(time.monotonic() - t0, 1e-6)
-            run.status(
-                f"· {finished} trajectories · {generator.tokens / elapsed:,.0f} tok/s · {generator.executions / elapsed:,.1f} exec/s"
-            )
+            run.trajectory_done(generator)
 
         try:
             await run_concurrently(work(), opts["concurrency"], one)
         finally:
             await backend.close()
 
-    with ToolRun("or-gen", io, is_done=is_done, unit="problems") as run:
+    with GenRun("or-gen", io, is_done=is_done, unit="trajectories") as run:
         asyncio.run(go(run))
     sys.exit(run.exit_code)
+
+
+class GenRun(ToolRun):
+    """or-gen reads problems and writes trajectories: progress counts trajectories (with
+    tokens/s and executions/s), the summary names both units."""
+
+    _t0: float = 0.0
+
+    def _tick(self) -> None:  # progress follows trajectories written, not problems read
+        return None
+
+    def trajectory_done(self, generator: Any) -> None:
+        if self._progress is None:
+            return
+        if not self._t0:
+            self._t0 = self._progress.tasks[0].start_time or time.monotonic()
+        elapsed = max(time.monotonic() - self._t0, 1e-6)
+        self._progress.update(
+            self._task,
+            n=self.n_out,
+            rate=f"{self.n_out / elapsed:,.2f}",
+            extra=f"· {generator.tokens / elapsed:,.0f} tok/s · "
+            f"{generator.executions / elapsed:,.1f} exec/s",
+        )
+
+    def summary(self) -> str:
+        parts = [f"{self.n_in} problems in", f"{self.n_out} trajectories out"]
+        if self.n_skipped:
+            parts.append(f"{self.n_skipped} problems already done")
+        if self.n_bad:
+            parts.append(f"{self.n_bad} bad input lines")
+        if self.n_failed:
+            parts.append(f"{self.n_failed} trajectories failed")
+        return f"{self.tool}: " + ", ".join(parts)

@@ -1,19 +1,26 @@
-"""What the generation loop needs from an engine, and the stop convention they all share.
+"""What the generation loop needs from an engine.
 
-Generation pauses at the closing fence of a code block: the stop string `\\n```\\n`. An engine
-returns the text *with* that fence (vLLM's `include_stop_str_in_output`, or appended here when a
-server drops it), so the flow stays byte-exact. A model that starts its own ```output block is
-stopped there too and the fake opening is dropped: only the sandbox writes output blocks.
+A request carries the sequence so far in token ids (the prompt from the token layer, then every
+id generated or appended since), plus the same sequence as text for servers that only take
+text, plus chat messages for chat-only APIs. An engine returns what the model wrote, raw: the
+text (with the stop string when it stopped on one), the generated ids verbatim when it has them,
+and its finish reason. The loop normalises that through the shared protocol
+(`or_common.protocol.cut_completion`), so every engine follows the same stop rule.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-FENCE_STOP = "\n```\n"
-FAKE_OUTPUT_STOP = "```output"
-STOPS = [FENCE_STOP, FAKE_OUTPUT_STOP]
+from or_common.protocol import STOPS
+
+#: Engine finishes that mean the request did not end as the model meant it: recorded as errors.
+ERROR_FINISHES = frozenset({"abort", "error", "repetition"})
+
+__all__ = ["ERROR_FINISHES", "STOPS", "Completion", "Engine", "Request", "Sampling", "stop_ids"]
 
 
 @dataclass
@@ -24,59 +31,80 @@ class Sampling:
 
 
 @dataclass
+class Request:
+    """The sequence to continue: `ids` (token layer), `text` (the same, as text: the rendered
+    prompt plus the flow so far) and, in chat mode, `messages`."""
+
+    ids: list[int] | None
+    text: str
+    messages: list[dict[str, str]] | None = None
+
+
+@dataclass
 class Completion:
-    """One engine call. `finish`: fence (paused at a closing fence), fake_output (the model
-    opened an output block itself; dropped), stop (end of turn), length (budget spent)."""
+    """One engine call, raw. `finish` is the engine's (stop, length, abort, error, …); `ids`
+    the generated ids verbatim (None when the engine gives none back); `prompt_ids` what the
+    engine says it was sent, when it says so."""
 
     text: str
     finish: str
-    completion_tokens: int
-    prompt_tokens: int | None = None
+    ids: list[int] | None = None
+    completion_tokens: int = 0
+    prompt_ids: list[int] | None = None
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "finish": self.finish,
+            "ids": self.ids,
             "completion_tokens": self.completion_tokens,
-            "prompt_tokens": self.prompt_tokens,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], cached: bool = False) -> Completion:
+        return cls(
+            data["text"],
+            data["finish"],
+            data.get("ids"),
+            int(data.get("completion_tokens") or 0),
+            cached=cached,
+        )
 
 
 class Engine(Protocol):
     name: str
+    #: whether the engine gives the generated ids back (else the loop re-tokenizes the text)
+    returns_ids: bool
 
     async def complete(
-        self, prompt: str, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
+        self, request: Request, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
     ) -> Completion:
-        """Continue `prompt`; `route` picks a server consistently per trajectory (prefix caching)."""
+        """Continue `request`; `route` picks a server consistently per trajectory (its prefix
+        cache)."""
         ...
 
     async def close(self) -> None: ...
 
 
-def open_fence(text: str) -> bool:
-    """True if `text` ends inside a fenced block (an odd number of line-leading fences)."""
-    fences = 0
-    for line in text.split("\n"):
-        if line.lstrip().startswith("```"):
-            fences += 1
-    return fences % 2 == 1
-
-
-def resolve_stop(text: str, finish: str, context: str) -> tuple[str, str]:
-    """Normalise a raw engine result to (text, finish) under the stop convention.
-
-    `context` is the text generated before this call in the same turn (to tell an open fence)."""
-    if text.endswith(FENCE_STOP):
-        return text, "fence"
-    if text.endswith(FAKE_OUTPUT_STOP):
-        return text[: -len(FAKE_OUTPUT_STOP)], "fake_output"
-    if FAKE_OUTPUT_STOP in text:  # a server that ignored the stop list
-        return text[: text.index(FAKE_OUTPUT_STOP)], "fake_output"
-    if FENCE_STOP in text:
-        return text[: text.index(FENCE_STOP) + len(FENCE_STOP)], "fence"
-    if finish == "stop" and open_fence(context + text):
-        # a server that honoured the stop but did not include it: put the fence back
-        return text + FENCE_STOP, "fence"
-    return text, "length" if finish == "length" else "stop"
+def stop_ids(tokenizer: Any, model_dir: str | None = None) -> set[int]:
+    """The ids that end a turn: the tokenizer's eos and the model's generation_config
+    `eos_token_id` (Qwen3: `<|im_end|>` and `<|endoftext|>`)."""
+    ids: set[int] = set()
+    eos = getattr(tokenizer, "eos_token_id", None)
+    for value in eos if isinstance(eos, list) else [eos]:
+        if isinstance(value, int):
+            ids.add(value)
+    for folder in (model_dir, getattr(tokenizer, "name_or_path", None)):
+        if not folder:
+            continue
+        path = Path(folder) / "generation_config.json"
+        if path.is_file():
+            try:
+                value = json.loads(path.read_text()).get("eos_token_id")
+            except (OSError, ValueError):
+                continue
+            ids.update(
+                v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)
+            )
+    return ids

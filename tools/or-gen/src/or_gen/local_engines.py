@@ -1,6 +1,14 @@
 """In-process engines: vLLM (GPU nodes) and transformers (small models, CPU, tests).
 
-Both are imported only when chosen, so `or-gen --help` and the openai backend never load torch.
+Both take the sequence as token ids (a text prompt would be re-tokenized, and on models with a
+BOS token get a second one) and give the generated ids back. Both are imported only when chosen,
+so `or-gen --help` and the openai backend never load torch.
+
+The vLLM calls follow vllm 0.31.0's API: `AsyncLLMEngine` (an alias of `AsyncLLM`) built from
+`AsyncEngineArgs`, `generate(TokensPrompt(prompt_token_ids=…), SamplingParams, request_id)`,
+`SamplingParams(output_kind=RequestOutputKind.FINAL_ONLY)` (one output per request, no
+intermediate copies), and `model_config.get_diff_sampling_param()` for the model's
+generation_config defaults (top_k 20 for Qwen3), which `vllm serve` applies too.
 """
 
 from __future__ import annotations
@@ -9,7 +17,18 @@ import asyncio
 import itertools
 from typing import Any
 
-from .engine import STOPS, Completion, Sampling, resolve_stop
+from .engine import STOPS, Completion, Request, Sampling
+
+#: generation_config keys that are sampling settings (what vllm serve takes from it)
+SAMPLING_DEFAULTS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 class VLLMEngine:
@@ -17,12 +36,14 @@ class VLLMEngine:
     the previous one, so only the new part is computed."""
 
     name = "vllm"
+    returns_ids = True
 
     def __init__(
         self,
         model: str,
+        tokenizer: Any,
         *,
-        tokenizer: str | None = None,
+        tokenizer_path: str | None = None,
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
@@ -30,49 +51,62 @@ class VLLMEngine:
     ):
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
-        args = AsyncEngineArgs(
-            model=model,
-            tokenizer=tokenizer or model,
-            tensor_parallel_size=tensor_parallel_size,
-            enable_prefix_caching=True,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            seed=seed,
-        )
-        self.engine = AsyncLLMEngine.from_engine_args(args)
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "tokenizer": tokenizer_path or model,
+            "tensor_parallel_size": tensor_parallel_size,
+            "enable_prefix_caching": True,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "seed": seed,
+        }
+        if max_model_len is not None:  # Qwen3-2507 declares 262k: vLLM would reserve for it
+            kwargs["max_model_len"] = max_model_len
+        self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))
+        diff = self.engine.model_config.get_diff_sampling_param() or {}
+        self.defaults = {k: v for k, v in diff.items() if k in SAMPLING_DEFAULTS}
+        self.tokenizer = tokenizer
         self._ids = itertools.count()
 
     def sampling_params(self, max_tokens: int, sampling: Sampling, seed: int | None) -> Any:
+        """The model's generation_config defaults, then our temperature/top_p, then
+        --sampling-extra; the stop rule and exact-text settings last."""
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
+        fields = {
+            **self.defaults,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            **sampling.extra,
+        }
         return SamplingParams(
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
+            **fields,
             max_tokens=max_tokens,
             stop=list(STOPS),
             include_stop_str_in_output=True,
+            skip_special_tokens=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
             seed=seed,
-            **sampling.extra,
         )
 
     async def complete(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int,
-        sampling: Sampling,
-        seed: int | None,
-        route: int,
-        context: str = "",
+        self, request: Request, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
     ) -> Completion:
+        from vllm.inputs import TokensPrompt
+
+        assert request.ids is not None, "the vllm backend needs the sequence as token ids"
         params = self.sampling_params(max_tokens, sampling, seed)
         final = None
+        prompt = TokensPrompt(prompt_token_ids=list(request.ids))
         async for output in self.engine.generate(prompt, params, f"or-gen-{next(self._ids)}"):
             final = output
-        assert final is not None
+        if final is None or not final.outputs:
+            return Completion("", "error")
         out = final.outputs[0]
-        text, finish = resolve_stop(out.text, out.finish_reason or "stop", context)
-        return Completion(text, finish, len(out.token_ids), len(final.prompt_token_ids or []))
+        ids = list(out.token_ids)
+        return Completion(
+            out.text, str(out.finish_reason or "error"), ids, len(ids), final.prompt_token_ids
+        )
 
     async def close(self) -> None:
         shutdown = getattr(self.engine, "shutdown", None)
@@ -81,9 +115,12 @@ class VLLMEngine:
 
 
 class TransformersEngine:
-    """`model.generate` with stop strings, one request at a time in a worker thread."""
+    """`model.generate` on token ids with the stop strings and the model's own end-of-turn ids
+    (generation_config.eos_token_id: `<|im_end|>` and `<|endoftext|>` for Qwen3), one request
+    at a time in a worker thread."""
 
     name = "transformers"
+    returns_ids = True
 
     def __init__(
         self, model: str, tokenizer: Any, *, device: str | None = None, dtype: str = "auto"
@@ -95,58 +132,51 @@ class TransformersEngine:
         self.tokenizer = tokenizer
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.eos_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
         self.lock = asyncio.Lock()
 
     def _generate(
-        self, prompt: str, max_tokens: int, sampling: Sampling, seed: int | None
-    ) -> tuple[str, str, int, int]:
+        self, ids: list[int], max_tokens: int, sampling: Sampling, seed: int | None
+    ) -> Completion:
         torch = self.torch
-        enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        input_ids = torch.tensor([ids], device=self.device)
         if seed is not None:
             torch.manual_seed(seed)
         sample = sampling.temperature > 0
         kwargs: dict[str, Any] = (
             {"temperature": sampling.temperature, "top_p": sampling.top_p} if sample else {}
         )
+        pad = self.tokenizer.pad_token_id
         with torch.no_grad():
             out = self.model.generate(
-                **enc,
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=max_tokens,
                 do_sample=sample,
                 stop_strings=list(STOPS),
                 tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id
-                if self.tokenizer.pad_token_id is not None
-                else self.tokenizer.eos_token_id,
+                eos_token_id=self.eos_ids,
+                pad_token_id=pad if pad is not None else self.eos_ids[0],
                 **kwargs,
                 **sampling.extra,
             )
-        new = out[0, enc["input_ids"].shape[1] :].tolist()
-        eos = self.tokenizer.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        ended = bool(new) and new[-1] in eos_ids
-        if ended:
-            new = new[:-1]
+        new = out[0, len(ids) :].tolist()
         text = self.tokenizer.decode(new, skip_special_tokens=False)
-        finish = "stop" if ended else ("length" if len(new) >= max_tokens else "stop")
-        return text, finish, len(new) + int(ended), int(enc["input_ids"].shape[1])
+        ended = bool(new) and new[-1] in self.eos_ids
+        finish = "length" if len(new) >= max_tokens and not ended else "stop"
+        return Completion(text, finish, new, len(new))
 
     async def complete(
-        self,
-        prompt: str,
-        *,
-        max_tokens: int,
-        sampling: Sampling,
-        seed: int | None,
-        route: int,
-        context: str = "",
+        self, request: Request, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
     ) -> Completion:
+        assert request.ids is not None, "the transformers backend needs the sequence as token ids"
         async with self.lock:
-            text, finish, n, prompt_tokens = await asyncio.to_thread(
-                self._generate, prompt, max_tokens, sampling, seed
+            return await asyncio.to_thread(
+                self._generate, list(request.ids), max_tokens, sampling, seed
             )
-        text, finish = resolve_stop(text, finish, context)
-        return Completion(text, finish, n, prompt_tokens)
 
     async def close(self) -> None:
         return None

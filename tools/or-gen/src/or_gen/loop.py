@@ -1,6 +1,11 @@
-"""The Reasoner's loop: generate, pause at a closing fence, execute, insert the output, resume
-from the exact prefix, until the turn ends or the budget is spent. or-intervene reuses
-`Generator.continue_flow` to resume a cut trajectory after a hint."""
+"""The Reasoner's loop, in token ids: it drives a protocol `Turn` (or_common.protocol) with an
+engine and a sandbox and holds no policy of its own.
+
+The sequence starts as the prompt's ids (token layer); each round sends it whole, appends the
+generated ids verbatim (re-aligned only where the protocol cut a completion inside a token),
+and after an execution appends the output block's ids. Budgets count these ids. or-intervene
+resumes a cut trajectory through `Generator.resume`, on the same path.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,28 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.blocks import awaits_execution, flow_blocks
+from or_common.llm import GenerationError
+from or_common.protocol import (
+    Execute,
+    Finish,
+    Generate,
+    Rules,
+    Skip,
+    Turn,
+    after_generation,
+    after_output,
+    cut_completion,
+    next_request,
+    output_segment,
+    resumed_turn,
+)
 from or_common.records import TOOL_VERSION, flow_text
+from or_common.tokens import align_ids, encode, prompt_ids, render_prompt, text_ids
 from or_exec.limits import ExecResult, Limits
-from or_exec.records import executor_segment
 
 from .cache import RequestCache
-from .engine import Completion, Engine, Sampling
-from .openai_engine import GenerationError
-from .prompt import build_messages, render_prompt
-
-SKIPPED_MESSAGE = "Code execution is no longer available: the limit of {n} executions is reached. Continue without running code."
+from .engine import ERROR_FINISHES, Completion, Engine, Request, Sampling, stop_ids
+from .prompt import build_messages
 
 
 @dataclass
@@ -37,34 +53,27 @@ class GenConfig:
     chat: bool = False
     tokenizer_name: str | None = None
 
+    @property
+    def rules(self) -> Rules:
+        return Rules(max_tokens=self.max_tokens, max_executions=self.max_executions)
+
 
 @dataclass
-class LoopState:
-    flow: list[dict[str, Any]]
-    executions: int = 0
-    used_tokens: int = 0  # everything after the prompt: model tokens and inserted output tokens
-    completion_tokens: int = 0
+class Outcome:
+    """What one drive of a turn produced, beyond the turn itself."""
+
+    turn: Turn
+    ids: list[int] | None  # the whole sequence (prompt + response), None in chat mode
+    prompt_tokens: int = 0
+    completion_tokens: int = 0  # model-written tokens of this drive
     executor_tokens: int = 0
-    prompt_tokens: int | None = None
-    rounds: int = 0
     exec_seconds: float = 0.0
-    finish: str = "stop"
     error: GenerationError | None = None
 
 
 def request_seed(seed: int, key: tuple[str, int], round_: int) -> int:
     """A per-request seed derived from the run seed, the trajectory and the round."""
     return zlib.crc32(f"{seed}:{key[0]}:{key[1]}:{round_}".encode()) & 0x7FFFFFFF
-
-
-def append_text(flow: list[dict[str, Any]], text: str, role: str = "reasoner") -> None:
-    """Extend the last segment if it has the same role, else start a new one."""
-    if not text:
-        return
-    if flow and flow[-1].get("role") == role == "reasoner":
-        flow[-1]["text"] += text
-    else:
-        flow.append({"role": role, "text": text})
 
 
 def chat_messages(
@@ -97,155 +106,191 @@ class Generator:
         self.tokenizer = tokenizer
         self.config = config
         self.cache = cache
+        self.rules = config.rules
+        self.eos = stop_ids(tokenizer) if tokenizer is not None else set()
+        self.eos_texts = [
+            t for t in (tokenizer.decode([i], skip_special_tokens=False) for i in self.eos) if t
+        ]
         self.tokens = 0
         self.executions = 0
         self.requests = 0
 
+    # -- token counting ------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        if self.tokenizer is None:
-            return max(1, len(text) // 4)
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        if self.tokenizer is None:  # chat mode without a tokenizer: a rough count
+            return max(1, len(text) // 4) if text else 0
+        return len(text_ids(self.tokenizer, text))
 
-    def prompt_for(self, record: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
-        """The record's chat messages and the rendered prompt (None in chat mode)."""
-        messages = record.get("messages") or build_messages(
+    def messages_for(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        """The record's chat messages (its own, or the Reasoner prompt for its question)."""
+        return record.get("messages") or build_messages(
             record["question"], self.config.template, self.config.max_executions
         )
-        return messages, (None if self.config.chat else render_prompt(self.tokenizer, messages))
 
+    # -- one request ---------------------------------------------------------------------------
     async def _request(
-        self,
-        key: tuple[str, int],
-        request: Any,
-        max_tokens: int,
-        seed: int,
-        route: int,
-        context: str,
+        self, key: tuple[str, int], request: Request, max_tokens: int, seed: int, route: int
     ) -> Completion:
         cfg = self.config
-        digest = hashlib.sha256(
-            repr(
-                (
-                    cfg.model,
-                    request,
-                    max_tokens,
-                    cfg.sampling.temperature,
-                    cfg.sampling.top_p,
-                    sorted(cfg.sampling.extra.items()),
-                    seed,
-                )
-            ).encode()
-        ).hexdigest()
+        digest = ""
         if self.cache is not None:
+            what = request.text if request.messages is None else repr(request.messages)
+            digest = hashlib.sha256(
+                repr(
+                    (
+                        cfg.model,
+                        what,
+                        max_tokens,
+                        cfg.sampling.temperature,
+                        cfg.sampling.top_p,
+                        sorted(cfg.sampling.extra.items()),
+                        seed,
+                    )
+                ).encode()
+            ).hexdigest()
             hit = self.cache.get(key, digest)
             if hit is not None:
                 return hit
         completion = await self.engine.complete(
-            request,
-            max_tokens=max_tokens,
-            sampling=cfg.sampling,
-            seed=seed,
-            route=route,
-            context=context,
+            request, max_tokens=max_tokens, sampling=cfg.sampling, seed=seed, route=route
         )
         self.requests += 1
         if self.cache is not None:
             self.cache.put(key, digest, completion)
         return completion
 
+    def _accept(self, comp: Completion, context: str) -> tuple[str, str, list[int] | None, int]:
+        """(text, finish, ids, tokens) of a completion under the protocol's stop rule: an
+        end-of-turn id (and its text, which vLLM includes with skip_special_tokens=False) is
+        dropped (the token layer adds it back for a finished turn); ids are kept verbatim as far
+        as the cut text reaches."""
+        text, ids = comp.text, comp.ids
+        ended = False
+        if ids and ids[-1] in self.eos:
+            ended = True
+            eos_text = self.tokenizer.decode([ids[-1]], skip_special_tokens=False)
+            ids = ids[:-1]
+            if eos_text and text.endswith(eos_text):
+                text = text[: -len(eos_text)]
+        elif ids is None and comp.finish == "stop":  # a server without ids: its text only
+            for eos_text in self.eos_texts:
+                if text.endswith(eos_text):
+                    text = text[: -len(eos_text)]
+                    break
+        cut, finish = cut_completion(text, comp.finish, context)
+        if self.tokenizer is None:
+            return cut, finish, None, comp.completion_tokens
+        # a server without ids: its text re-tokenized; else the ids verbatim as far as `cut`
+        ids = text_ids(self.tokenizer, cut) if ids is None else align_ids(self.tokenizer, ids, cut)
+        return cut, finish, ids, len(ids) + int(ended and finish == "stop")
+
     async def execute(self, code: str) -> ExecResult:
         self.executions += 1
         return await self.runner.run(code, self.config.limits)
 
-    async def continue_flow(
+    # -- the turn ------------------------------------------------------------------------------
+    async def drive(
         self,
         key: tuple[str, int],
         messages: list[dict[str, str]],
-        prompt: str | None,
-        state: LoopState,
-    ) -> LoopState:
-        """Generate from `prompt + flow` until the turn ends; returns the updated state."""
+        turn: Turn,
+        ids: list[int] | None,
+        prompt_text: str,
+    ) -> Outcome:
+        """Run `turn` (new or resumed) until the protocol finishes it. `ids` is the sequence so
+        far (prompt + flow), extended in place."""
         cfg = self.config
+        out = Outcome(turn, ids)
         route = zlib.crc32(f"{key[0]}:{key[1]}".encode())
-        max_rounds = 4 * cfg.max_executions + 32  # a model that only ever writes fences still ends
-        fake_outputs = 0
-        while True:
-            remaining = cfg.max_tokens - state.used_tokens
-            if remaining <= 0:
-                state.finish = "length"
-                return state
-            if state.rounds >= max_rounds:
-                state.finish = "rounds"
-                return state
-            so_far = flow_text(state.flow)
-            request: Any = (
-                chat_messages(messages, state.flow) if prompt is None else prompt + so_far
-            )
-            try:
-                comp = await self._request(
-                    key,
-                    request,
-                    remaining,
-                    request_seed(cfg.seed, key, state.rounds),
-                    route,
-                    so_far,
+        action: Any = next_request(turn, self.rules)
+        while not isinstance(action, Finish):
+            if isinstance(action, Generate):
+                context = flow_text(turn.flow)
+                request = Request(
+                    ids,
+                    prompt_text + context,
+                    chat_messages(messages, turn.flow) if cfg.chat else None,
                 )
-            except GenerationError as err:
-                state.error = err
-                state.finish = "error"
-                return state
-            state.rounds += 1
-            if state.prompt_tokens is None:
-                state.prompt_tokens = comp.prompt_tokens
-            state.completion_tokens += comp.completion_tokens
-            state.used_tokens += comp.completion_tokens
-            self.tokens += comp.completion_tokens
-            append_text(state.flow, comp.text)
-            if comp.finish == "fence":
-                if awaits_execution(state.flow):
-                    await self._run_last_block(state)
+                seed = request_seed(cfg.seed, key, turn.rounds)
+                try:
+                    comp = await self._request(key, request, action.max_tokens, seed, route)
+                except GenerationError as err:
+                    out.error, turn.finish = err, "error"
+                    break
+                if comp.finish in ERROR_FINISHES:
+                    out.error = GenerationError(
+                        f"finish_{comp.finish}",
+                        f"the engine ended the request with {comp.finish!r}",
+                    )
+                    turn.finish = "error"
+                    break
+                text, finish, new_ids, n = self._accept(comp, context)
+                if ids is not None and new_ids is not None:
+                    ids.extend(new_ids)
+                out.completion_tokens += n
+                self.tokens += n
+                action = after_generation(turn, self.rules, text, finish, n)
                 continue
-            if comp.finish == "fake_output":
-                fake_outputs += 1
-                if fake_outputs > 2:
-                    state.finish = "fake_output"
-                    return state
-                continue
-            state.finish = comp.finish
-            return state
+            if isinstance(action, Execute):
+                t = time.perf_counter()
+                result = await self.execute(action.code)
+                out.exec_seconds += time.perf_counter() - t
+            else:
+                assert isinstance(action, Skip)
+                result = ExecResult("skipped", None, "", "", 0.0, message=action.message)
+            segment = output_segment(result)
+            seg_ids = text_ids(self.tokenizer, segment["text"]) if self.tokenizer else None
+            if ids is not None and seg_ids is not None:
+                ids.extend(seg_ids)
+            n = len(seg_ids) if seg_ids is not None else self.count_tokens(segment["text"])
+            out.executor_tokens += n
+            action = after_output(turn, self.rules, segment, n)
+        return out
 
-    async def _run_last_block(self, state: LoopState) -> None:
-        cfg = self.config
-        if state.executions < cfg.max_executions:
-            t = time.perf_counter()
-            result = await self.execute(flow_blocks(state.flow)[-1].code)
-            state.exec_seconds += time.perf_counter() - t
-            state.executions += 1
-        else:
-            result = ExecResult(
-                "skipped", None, "", "", 0.0, message=SKIPPED_MESSAGE.format(n=cfg.max_executions)
-            )
-        segment = executor_segment(result)
-        state.flow.append(segment)
-        n = self.count_tokens(segment["text"])
-        state.executor_tokens += n
-        state.used_tokens += n
+    def _start(self, messages: list[dict[str, str]]) -> tuple[list[int] | None, str]:
+        """The prompt's ids (token layer) and its text; no ids without a tokenizer."""
+        if self.tokenizer is None:
+            return None, ""
+        return prompt_ids(self.tokenizer, messages), render_prompt(self.tokenizer, messages)
 
     async def trajectory(self, problem: dict[str, Any], sample: int) -> dict[str, Any]:
         """One new trajectory for `problem`: the problem's keys plus sample, messages, flow, gen."""
         t = time.perf_counter()
         record = dict(problem)
         record["sample"] = sample
-        messages, prompt = self.prompt_for(record)
+        messages = self.messages_for(record)
         record["messages"] = messages
-        key = (str(record["id"]), sample)
-        state = await self.continue_flow(key, messages, prompt, LoopState(flow=[]))
-        record["flow"] = state.flow
-        record["gen"] = self.stamp(state, time.perf_counter() - t)
+        ids, prompt_text = self._start(messages)
+        prompt_tokens = len(ids) if ids is not None else 0
+        if self.config.chat:
+            ids = None  # chat turns have no single sequence
+        out = await self.drive((str(record["id"]), sample), messages, Turn(), ids, prompt_text)
+        out.prompt_tokens = prompt_tokens
+        record["flow"] = out.turn.flow
+        record["gen"] = self.stamp(out, time.perf_counter() - t)
         return record
 
-    def stamp(self, state: LoopState, seconds: float) -> dict[str, Any]:
+    async def resume(self, record: dict[str, Any], flow: list[dict[str, Any]]) -> Outcome:
+        """Continue `flow` (a cut trajectory ending in a hint) as the same assistant turn: the
+        sequence is the token layer's encoding of the prompt and the flow, and what the flow
+        already used counts against the budget."""
+        messages = self.messages_for(record)
+        key = (str(record["id"]), int(record.get("sample") or 0))
+        if self.tokenizer is None:
+            used = sum(self.count_tokens(s.get("text", "")) for s in flow)
+            return await self.drive(key, messages, resumed_turn(flow, used), None, "")
+        enc = encode(self.tokenizer, messages, flow, None)
+        ids = None if self.config.chat else enc.input_ids
+        prompt_text = render_prompt(self.tokenizer, messages)
+        out = await self.drive(
+            key, messages, resumed_turn(flow, enc.response_tokens), ids, prompt_text
+        )
+        out.prompt_tokens = enc.prompt_tokens
+        return out
+
+    def stamp(self, out: Outcome, seconds: float) -> dict[str, Any]:
         cfg = self.config
+        turn = out.turn
         gen: dict[str, Any] = {
             "model": cfg.model,
             "backend": cfg.backend,
@@ -254,26 +299,29 @@ class Generator:
             "seed": cfg.seed,
             "max_tokens": cfg.max_tokens,
             "max_executions": cfg.max_executions,
-            "finish": state.finish,
-            "executions": state.executions,
-            "rounds": state.rounds,
-            "prompt_tokens": state.prompt_tokens,
-            "completion_tokens": state.completion_tokens,
-            "executor_tokens": state.executor_tokens,
+            "finish": turn.finish or "stop",
+            "executions": turn.executions,
+            "rounds": turn.rounds,
+            "prompt_tokens": out.prompt_tokens,
+            "completion_tokens": out.completion_tokens,
+            "executor_tokens": out.executor_tokens,
             "seconds": round(seconds, 3),
-            "exec_seconds": round(state.exec_seconds, 3),
+            "exec_seconds": round(out.exec_seconds, 3),
             "prompt_version": cfg.prompt_version,
             "tool_version": TOOL_VERSION,
             "mode": "chat" if cfg.chat else "completion",
+            "token_ids": self.token_source(),
         }
         if cfg.tokenizer_name:
             gen["tokenizer"] = cfg.tokenizer_name
         if cfg.sampling.extra:
             gen["sampling_extra"] = cfg.sampling.extra
-        if state.error is not None:
-            gen["error"] = {
-                "tool": "or-gen",
-                "type": state.error.type,
-                "message": state.error.message,
-            }
+        if out.error is not None:
+            gen["error"] = {"tool": "or-gen", "type": out.error.type, "message": out.error.message}
         return gen
+
+    def token_source(self) -> str:
+        """Where the generated ids came from: the engine (exact), re-tokenized text, or none."""
+        if self.config.chat or self.tokenizer is None:
+            return "none"
+        return "engine" if getattr(self.engine, "returns_ids", False) else "retokenized"

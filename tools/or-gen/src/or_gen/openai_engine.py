@@ -1,149 +1,38 @@
-"""OpenAI-compatible servers (vLLM's `vllm serve`, SGLang, hosted APIs) through litellm.
+"""OpenAI-compatible servers (`vllm serve`, SGLang) through the `openai` SDK, and hosted
+providers (`--model gemini/…`, `deepseek/…`) through litellm, imported only for them.
 
-Completion mode (default) sends the client-rendered prompt plus the flow so far to
-`/v1/completions`, so the assistant turn continues byte for byte; chat-continuation of a partial
-assistant message is avoided on purpose (Qwen3's template would inject an empty think block).
+Completion mode (default) sends the sequence so far as token ids to `/v1/completions` and asks
+for the generated ids back (vLLM ≥ 0.10: `return_token_ids`, answered in `choices[0].token_ids`
+and `prompt_token_ids`), so the continuation is the exact sequence the model produced. A server
+that refuses token-id prompts (a 400/422 on the first one) gets the same sequence as text from
+then on; a server that gives no ids back has its text re-tokenized by the loop. Both are found
+out once, on the first answer, and logged.
+
 Chat mode (`--chat`) is for APIs without a completions endpoint: each execution output becomes a
-user turn and the model answers in a new assistant turn; the flow still records the same
-segments, but the model saw turn boundaries, so the byte-exact prompt property does not hold.
+user turn and the model answers in a new assistant turn; the flow records the same segments, but
+the model saw turn boundaries, so no single token sequence is what it produced.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from .engine import STOPS, Completion, Sampling, resolve_stop
+import orjson
+from or_common.llm import (
+    OpenAIClients,
+    TransientResponseError,
+    import_litellm,
+    is_provider_model,
+    status_code,
+    with_retries,
+)
+
+from .engine import STOPS, Completion, Request, Sampling
 
 log = logging.getLogger("or_gen")
-T = TypeVar("T")
-
-
-class GenerationError(RuntimeError):
-    """A request that failed for good (after retries, or not retryable)."""
-
-    def __init__(self, type_: str, message: str):
-        super().__init__(f"{type_}: {message}")
-        self.type = type_
-        self.message = message
-
-
-def import_litellm() -> Any:
-    """Import litellm only when there is work: it is slow to import and, offline, it would
-    keep trying to download a price list unless told to use its local copy."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.drop_params = (
-        True  # a provider that lacks a sampling field ignores it instead of failing
-    )
-    litellm.turn_off_message_logging = True  # prompts hold problem data: keep them out of logs
-    litellm.disable_token_counter = True  # usage comes from the server; counting again costs CPU
-    return litellm
-
-
-def litellm_model(model: str, chat: bool) -> str:
-    """Our `--model` to a litellm route: bare names go to an OpenAI-compatible server."""
-    if chat:
-        return (
-            model if "/" in model and model.split("/", 1)[0] in _providers() else f"openai/{model}"
-        )
-    if model.startswith("openai/"):
-        model = model.removeprefix("openai/")
-    if model.startswith("text-completion-openai/"):
-        return model
-    head = model.split("/", 1)[0]
-    return model if "/" in model and head in _providers() else f"text-completion-openai/{model}"
-
-
-def _providers() -> set[str]:
-    try:
-        import litellm
-
-        return {str(p.value if hasattr(p, "value") else p) for p in litellm.provider_list}
-    except Exception:
-        return set()
-
-
-def _retryable(exc: BaseException, litellm: Any) -> bool:
-    ex = litellm.exceptions
-    permanent = tuple(
-        getattr(ex, name)
-        for name in (
-            "BadRequestError",
-            "AuthenticationError",
-            "NotFoundError",
-            "PermissionDeniedError",
-            "ContextWindowExceededError",
-            "UnprocessableEntityError",
-        )
-        if hasattr(ex, name)
-    )
-    if isinstance(exc, permanent):
-        return False
-    status = getattr(exc, "status_code", None)
-    return status is None or status == 429 or status == 408 or status >= 500
-
-
-async def with_retries(
-    attempt: Callable[[int], Awaitable[T]], litellm: Any, retries: int, backoff: float
-) -> T:
-    """Call `attempt(n)` until it succeeds; transient failures (429, 5xx, timeouts, broken
-    connections or bodies) are retried with jittered exponential backoff, permanent ones (bad
-    request, auth, context too long) are not. Raises GenerationError at the end."""
-    last: BaseException | None = None
-    n = 0
-    for n in range(retries + 1):
-        try:
-            return await attempt(n)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # classified here: retried, or raised as a GenerationError
-            last = exc
-            if not _retryable(exc, litellm):
-                break
-            if n < retries:
-                delay = min(backoff * 2**n, 30.0) * (0.5 + random.random())
-                log.info(
-                    "request failed (%s), retry %d in %.2f s", type(exc).__name__, n + 1, delay
-                )
-                await asyncio.sleep(delay)
-    assert last is not None
-    raise GenerationError(type(last).__name__, f"{str(last)[:500]} (after {n + 1} attempts)")
-
-
-async def chat_answer(
-    litellm: Any,
-    model: str,
-    messages: list[dict[str, str]],
-    *,
-    api_base: str | None,
-    api_key: str | None,
-    retries: int,
-    backoff: float,
-    on_attempt: Callable[[], None] | None = None,
-    **sampling: Any,
-) -> str:
-    """One chat turn from a judge model (Intervener, annotator), with retries. A self-hosted
-    server (`api_base` given) usually wants no key: a placeholder is sent then."""
-    kwargs: dict[str, Any] = {"model": model, "messages": messages, "num_retries": 0, **sampling}
-    if api_base:
-        kwargs["api_base"] = api_base
-    if api_key or api_base:
-        kwargs["api_key"] = api_key or "EMPTY"
-
-    async def attempt(_: int) -> str:
-        if on_attempt is not None:
-            on_attempt()
-        resp = await litellm.acompletion(**kwargs)
-        return resp.choices[0].message.content or ""
-
-    return await with_retries(attempt, litellm, retries, backoff)
 
 
 class OpenAIEngine:
@@ -160,101 +49,171 @@ class OpenAIEngine:
         backoff: float = 1.0,
         request_timeout: float = 600.0,
     ):
-        self.litellm = import_litellm()
         self.model = model
-        self.route_model = litellm_model(model, chat)
-        self.api_bases = list(api_bases) or [None]
-        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.provider = is_provider_model(model) and not api_bases
+        if not api_bases and not self.provider:
+            raise ValueError(
+                f"--model {model}: give --api-base URL (a served model), or a provider/name "
+                "model such as gemini/gemini-2.5-pro"
+            )
+        self.api_bases = list(api_bases)
         self.chat = chat
         self.retries = retries
         self.backoff = backoff
         self.request_timeout = request_timeout
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.clients = OpenAIClients(self.api_key, request_timeout)
+        self.litellm = import_litellm() if self.provider else None
+        self.token_prompts = not (chat or self.provider)  # send ids until a server refuses them
+        self.returns_ids = self.token_prompts  # until a server answers without ids
         self.requests = 0
-        self._clients: dict[str | None, Any] = {}
 
-    def _client(self, base: str | None) -> Any:
-        """One shared OpenAI SDK client per server for litellm's OpenAI routes; without it
-        litellm builds a client (and an HTTP session) per request."""
-        if not self.route_model.startswith(("text-completion-openai/", "openai/")):
-            return None
-        if base not in self._clients:
-            from openai import AsyncOpenAI
-
-            self._clients[base] = AsyncOpenAI(
-                base_url=base, api_key=self.api_key, max_retries=0, timeout=self.request_timeout
-            )
-        return self._clients[base]
-
-    async def _call(
-        self,
-        base: str | None,
-        prompt: str | list[dict[str, str]],
-        max_tokens: int,
-        sampling: Sampling,
-        seed: int | None,
-    ) -> tuple[str, str, int, int | None]:
-        common: dict[str, Any] = {
-            "model": self.route_model,
+    async def _completion(
+        self, base: str, request: Request, max_tokens: int, sampling: Sampling, seed: int | None
+    ) -> Completion:
+        extra: dict[str, Any] = {
+            "include_stop_str_in_output": True,
+            "skip_special_tokens": False,  # byte-exact text, `</think>` and all
+            **sampling.extra,
+        }
+        if self.token_prompts:
+            extra["return_token_ids"] = True
+        kwargs: dict[str, Any] = {
+            "model": self.model,
             "max_tokens": max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
-            "stop": STOPS,
+            "stop": list(STOPS),
+            "extra_body": extra,
+        }
+        if seed is not None:
+            kwargs["seed"] = seed
+        create = self.clients.get(base).completions.with_raw_response.create
+        if self.token_prompts and request.ids is not None:
+            try:
+                # the ids go in extra_body: the SDK sends it as is, where it would walk a
+                # `prompt` list element by element (~10 ms of CPU for a few hundred ids)
+                raw = await create(
+                    prompt="", **{**kwargs, "extra_body": {**extra, "prompt": request.ids}}
+                )
+            except Exception as exc:
+                if status_code(exc) not in (400, 422):
+                    raise
+                # a server without token-id prompts: switch to text for the rest of the run
+                extra.pop("return_token_ids", None)
+                raw = await create(prompt=request.text, **kwargs)
+                if self.token_prompts:
+                    log.warning("%s takes no token-id prompts (%s); sending text", base, exc)
+                self.token_prompts = False
+                self.returns_ids = False
+        else:
+            raw = await create(prompt=request.text, **kwargs)
+        return self._parse(base, raw.http_response.content)
+
+    def _parse(self, base: str, body: bytes) -> Completion:
+        """The completion from the raw JSON body (orjson: the SDK's pydantic models cost more
+        CPU than the request itself); an unreadable body is a transient failure."""
+        try:
+            data = orjson.loads(body)
+            choice = data["choices"][0]
+            text = choice.get("text") or ""
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise TransientResponseError(f"unusable response body ({exc})") from None
+        ids = choice.get("token_ids")
+        if ids is None and self.returns_ids:
+            log.warning("%s returns no token ids; the loop re-tokenizes its text", base)
+            self.returns_ids = False
+        usage = data.get("usage") or {}
+        return Completion(
+            text,
+            str(choice.get("finish_reason") or "stop"),
+            ids,
+            int(usage.get("completion_tokens") or (len(ids) if ids else 0)),
+            choice.get("prompt_token_ids"),
+        )
+
+    async def _chat(
+        self, base: str, request: Request, max_tokens: int, sampling: Sampling, seed: int | None
+    ) -> Completion:
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": list(STOPS),
+            "extra_body": {"include_stop_str_in_output": True, **sampling.extra},
+        }
+        if seed is not None:
+            kwargs["seed"] = seed
+        resp = await self.clients.get(base).chat.completions.create(
+            model=self.model, messages=request.messages, **kwargs
+        )
+        if not resp.choices:
+            raise TransientResponseError("the response has no choices")
+        choice = resp.choices[0]
+        usage = getattr(resp, "usage", None)
+        return Completion(
+            choice.message.content or "",
+            str(choice.finish_reason or "stop"),
+            None,
+            int(getattr(usage, "completion_tokens", None) or 0),
+        )
+
+    async def _provider(
+        self, request: Request, max_tokens: int, sampling: Sampling, seed: int | None
+    ) -> Completion:
+        assert self.litellm is not None
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop": list(STOPS),
             "timeout": self.request_timeout,
             "num_retries": 0,
-            "api_key": self.api_key,
+            **sampling.extra,
         }
-        if base:
-            common["api_base"] = base
-        client = self._client(base)
-        if client is not None:
-            common["client"] = client
         if seed is not None:
-            common["seed"] = seed
-        extra = {"include_stop_str_in_output": True, **sampling.extra}
-        common["extra_body"] = extra
+            kwargs["seed"] = seed
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
         if self.chat:
-            resp = await self.litellm.acompletion(messages=prompt, **common)
-            choice = resp.choices[0]
-            text = choice.message.content or ""
+            resp = await self.litellm.acompletion(messages=request.messages, **kwargs)
+            text = resp.choices[0].message.content or ""
         else:
-            resp = await self.litellm.atext_completion(prompt=prompt, **common)
-            choice = resp.choices[0]
-            text = choice.text or ""
+            resp = await self.litellm.atext_completion(prompt=request.text, **kwargs)
+            text = resp.choices[0].text or ""
         usage = getattr(resp, "usage", None)
-        completion_tokens = getattr(usage, "completion_tokens", None) or 0
-        prompt_tokens = getattr(usage, "prompt_tokens", None)
-        return text, str(choice.finish_reason or "stop"), int(completion_tokens), prompt_tokens
+        return Completion(
+            text,
+            str(resp.choices[0].finish_reason or "stop"),
+            None,
+            int(getattr(usage, "completion_tokens", None) or 0),
+        )
 
     async def complete(
-        self,
-        prompt: str | list[dict[str, str]],
-        *,
-        max_tokens: int,
-        sampling: Sampling,
-        seed: int | None,
-        route: int,
-        context: str = "",
+        self, request: Request, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
     ) -> Completion:
         """One request with retries; the server is chosen by `route` (sticky per trajectory, so
         a server's prefix cache is reused) and moves to the next server on a retry."""
 
-        async def attempt(n: int) -> tuple[str, str, int, int | None]:
+        async def attempt(n: int) -> Completion:
             self.requests += 1
+            if self.provider:
+                return await self._provider(request, max_tokens, sampling, seed)
             base = self.api_bases[(route + n) % len(self.api_bases)]
-            return await self._call(base, prompt, max_tokens, sampling, seed)
+            if self.chat:
+                return await self._chat(base, request, max_tokens, sampling, seed)
+            return await self._completion(base, request, max_tokens, sampling, seed)
 
-        text, finish, completion_tokens, prompt_tokens = await with_retries(
-            attempt, self.litellm, self.retries, self.backoff
-        )
-        text, finish = resolve_stop(text, finish, context)
-        return Completion(text, finish, completion_tokens, prompt_tokens)
+        return await with_retries(attempt, self.retries, self.backoff)
 
     async def close(self) -> None:
-        """Close our clients and litellm's cached HTTP sessions (else aiohttp warns at exit)."""
-        for client in self._clients.values():
-            await client.close()
-        try:
-            from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
-        except ImportError:  # an older litellm without the helper
-            return
-        await close_litellm_async_clients()
+        await self.clients.close()
+        if self.litellm is not None:
+            try:
+                from litellm.llms.custom_httpx.async_client_cleanup import (
+                    close_litellm_async_clients,
+                )
+            except ImportError:  # an older litellm without the helper
+                return
+            await close_litellm_async_clients()

@@ -1,10 +1,9 @@
-"""The Reasoner prompt (versioned) and its rendering with the model's chat template."""
+"""The Reasoner prompt (versioned); the token layer (or_common.tokens) renders it with the
+model's chat template."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 PROMPT_VERSION = "reasoner-v1"
 
@@ -36,19 +35,3 @@ def build_messages(question: str, template: str, max_executions: int) -> list[di
         "{question}", question
     )
     return [{"role": "user", "content": content}]
-
-
-@lru_cache(maxsize=4)
-def load_tokenizer(name_or_path: str) -> Any:
-    """The model's tokenizer (a local directory or a hub name), loaded once."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(name_or_path)
-
-
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The exact text the assistant turn continues: the chat template with the generation
-    prompt (for Qwen3 thinking models this ends with the opened `<think>`)."""
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("the tokenizer has no chat template; pass --tokenizer with one")
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -7,10 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.records import TOOL_VERSION, check_trajectory, flow_text
+from or_common.llm import GenerationError
+from or_common.records import TOOL_VERSION, check_trajectory
 from or_common.scoring import flow_correct
-from or_gen.loop import LoopState
-from or_gen.openai_engine import GenerationError
 
 from .apply import cut_and_hint
 
@@ -59,19 +58,12 @@ async def calm_record(
         assert offset is not None
         generator = await get_generator()
         cut = cut_and_hint(flow, offset, intervention.hint, intervention.trigger)
-        messages, prompt = generator.prompt_for(record)
-        state = LoopState(
-            flow=cut,
-            executions=_executions(cut),
-            used_tokens=generator.count_tokens(flow_text(cut)),
-        )
-        state = await generator.continue_flow(
-            (str(record["id"]), int(record.get("sample") or 0)), messages, prompt, state
-        )
-        if state.error is not None:
-            error, verdict = state.error, "error"  # keep the flow of the last completed round
+        # the same protocol path as or-gen: a resumed Turn over the token layer's sequence
+        outcome = await generator.resume(record, cut)
+        if outcome.error is not None:
+            error, verdict = outcome.error, "error"  # keep the flow of the last completed round
             break
-        flow, finish = state.flow, state.finish
+        flow, finish = outcome.turn.flow, outcome.turn.finish
         rounds.append(
             {
                 "trigger": intervention.trigger,

@@ -11,7 +11,8 @@ import click
 from or_common.cli import ToolRun, echo_err, epilog, io_options, run_concurrently, threaded_aiter
 from or_common.records import RecordError
 from or_common.usage import check_api_key
-from or_gen.cli import Backend, reasoner_options
+from or_gen.backend import Backend
+from or_gen.cli import reasoner_options
 
 log = logging.getLogger("or_intervene")
 
@@ -105,6 +106,7 @@ def main(
     if cache_path is None and io.output:
         cache_path = io.output + ".cache"
     backend = Backend(opts, cache_path)
+    backend.check()  # a run that cannot work stops here: one line, exit 2
     funnel = Funnel()
 
     async def go(run: ToolRun) -> None:
@@ -117,7 +119,7 @@ def main(
             async for line in threaded_aiter(iter(run.records())):
                 if intervener is None:  # first record with work: build the heavy parts now
                     intervener = make_intervener(intervener_spec, opts)
-                    counter = _token_counter(opts)
+                    counter = _token_counter(backend.tokenizer)
                 yield line
 
         async def one(line: Any) -> None:
@@ -163,14 +165,11 @@ def main(
     sys.exit(run.exit_code)
 
 
-def _token_counter(opts: dict[str, Any]):
-    """Token counts for the funnel, with the Reasoner's tokenizer (chars/4 if it cannot load)."""
-    from or_gen.prompt import load_tokenizer
+def _token_counter(tokenizer: Any):
+    """Token counts for the funnel, from the token layer with the Reasoner's tokenizer (a chat
+    run without --tokenizer counts 4 characters per token)."""
+    from or_common.tokens import count_tokens
 
-    name = opts["tokenizer"] or opts["model"]
-    try:
-        tokenizer = load_tokenizer(name)
-    except Exception as exc:  # offline without the tokenizer: the funnel still works, roughly
-        log.warning("tokenizer %s unavailable (%s); counting 4 characters per token", name, exc)
-        return lambda text: max(1, len(text) // 4)
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+    if tokenizer is None:
+        return lambda text: max(1, len(text) // 4) if text else 0
+    return lambda text: count_tokens(tokenizer, text)

@@ -1,12 +1,12 @@
-"""Interveners: `rules` (deterministic detectors), a model through litellm, and `hybrid`."""
+"""Interveners: `rules` (deterministic detectors), a judge model (or_common.llm), and `hybrid`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from or_common.flaws import detect
+from or_common.llm import GenerationError, chat_answer, import_litellm
 from or_common.records import flow_text
-from or_gen.openai_engine import GenerationError, chat_answer, import_litellm
 
 from .apply import Intervention, Malformed, locate, parse_intervention
 from .prompt import PROMPT_VERSION, REASK_NOTE, render_intervener_prompt
@@ -52,7 +52,8 @@ class ModelIntervener:
         reask: int = 2,
         timeout: float = 600.0,
     ):
-        self.litellm = import_litellm()
+        # a self-hosted judge (api_base) is called with the openai SDK; litellm only for providers
+        self.litellm = None if api_base else import_litellm()
         self.name = model
         self.model = model
         self.api_base = api_base
