@@ -113,7 +113,7 @@ def _train_options(func):
         click.option("--main-process-port", type=int, default=29500, show_default=True),
         click.option(
             "--deepspeed",
-            help="zero3, none, or a DeepSpeed JSON [default: zero3 with several GPUs, else none].",
+            help="zero3, none, or a DeepSpeed JSON [default: zero3 with several processes].",
         ),
         click.option("--accelerate-config", type=click.Path(dir_okay=False, exists=True)),
         click.option("--dry-run", is_flag=True, help="Print the launch command and settings."),
@@ -205,7 +205,7 @@ def _settings(kw: dict, num_processes: str, launched: bool) -> Settings:
             raise click.BadParameter("at least 1", param_hint="--num-processes")
     deepspeed = kw.pop("deepspeed")
     if deepspeed is None and not launched:
-        deepspeed = "zero3" if n * kw["num_machines"] > 1 and _gpus() > 0 else None
+        deepspeed = "zero3" if n * kw["num_machines"] > 1 else None
     if deepspeed == "none":
         deepspeed = None
     if deepspeed is not None and deepspeed != "zero3" and not Path(deepspeed).is_file():

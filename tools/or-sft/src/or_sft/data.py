@@ -8,6 +8,7 @@ re-rendered through the chat template.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,8 +108,10 @@ class Counts:
 
     def reject(self, reason: str) -> None:
         self.rejected += 1
-        head = reason.split(":")[0].split(" (")[0]
-        self.reasons[head] = self.reasons.get(head, 0) + 1
+        kind = re.sub(
+            r"\[\d+\]", "[i]", reason.split(": ")[0] if "error from" in reason else reason
+        )
+        self.reasons[kind] = self.reasons.get(kind, 0) + 1
 
     def summary(self, max_length: int | None) -> str:
         parts = [

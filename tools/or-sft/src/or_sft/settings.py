@@ -8,7 +8,7 @@ exactly what trains.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -44,7 +44,6 @@ class Settings:
     machine_rank: int = 0
     main_process_ip: str | None = None
     main_process_port: int = 29500
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -162,6 +162,51 @@ class MetricsCallback:
         return _Callback()
 
 
+def dataset_of(examples: list[dict[str, Any]]):
+    """The `datasets.Dataset` trl receives: exactly the token layer's input_ids and labels."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
+    )
+
+
+def make_trainer(
+    settings: Settings,
+    plan: Plan,
+    examples: list[dict[str, Any]],
+    tokenizer: Any,
+    deepspeed_path: str | None,
+    progress=None,
+):
+    """The SFTTrainer for this run (model loaded, dataset and collator in place)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers import AutoModelForCausalLM, PrinterCallback
+    from trl import SFTTrainer
+
+    bf16 = use_bf16(settings.precision)
+    args = sft_config(settings, plan, deepspeed_path, bf16)
+    model = AutoModelForCausalLM.from_pretrained(
+        settings.model, dtype=torch.bfloat16 if bf16 else torch.float32
+    )
+    _fix_generation_config(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _pad_id(tokenizer)
+    collator = CountingCollator(pad)
+    out = Path(settings.output_dir)
+    metrics = MetricsCallback(out / METRICS, collator, append=settings.resume, progress=progress)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset_of(examples),
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[metrics.make()],
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def train(
     settings: Settings,
     plan: Plan,
@@ -172,33 +217,9 @@ def train(
 ) -> dict[str, Any]:
     """Train and save the checkpoint (weights, tokenizer with its chat template, generation
     config) into `settings.output_dir`; returns what happened (for run.json)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, PrinterCallback
-    from trl import SFTTrainer
 
-    bf16 = use_bf16(settings.precision)
-    args = sft_config(settings, plan, deepspeed_path, bf16)
-    model = AutoModelForCausalLM.from_pretrained(
-        settings.model, dtype=torch.bfloat16 if bf16 else torch.float32
-    )
-    _fix_generation_config(model, tokenizer)
-    dataset = Dataset.from_dict(
-        {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
-    )
-    collator = CountingCollator(tokenizer.pad_token_id or _pad_id(tokenizer))
-    out = Path(settings.output_dir)
-    metrics = MetricsCallback(out / METRICS, collator, append=settings.resume, progress=progress)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        data_collator=collator,
-        callbacks=[metrics.make()],
-    )
-    trainer.remove_callback(PrinterCallback)
+    trainer = make_trainer(settings, plan, examples, tokenizer, deepspeed_path, progress)
     resume_from = last_checkpoint(settings.output_dir) if settings.resume else None
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
@@ -209,7 +230,7 @@ def train(
         "max_steps": trainer.state.max_steps,
         "train_loss": result.training_loss,
         "seconds": round(time.time() - started, 2),
-        "bf16": bf16,
+        "bf16": trainer.args.bf16,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "is_main": trainer.is_world_process_zero(),
     }
