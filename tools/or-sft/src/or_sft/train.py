@@ -6,7 +6,7 @@ What trl 1.16 would otherwise do to our data, and how it is prevented:
   our own `input_ids` + `labels` (examples over `--max-length` were already skipped, never cut),
   and still set `max_length` to ours;
 - its `DataCollatorForLanguageModeling` uses an example's `labels` as they are (padded with
-  -100); we hand it to the trainer explicitly, wrapped to count the tokens each process sees;
+  -100); we hand it to the trainer explicitly;
 - with `disable_tqdm` the HF Trainer prints its logs to stdout: that printer is removed, our
   progress bar goes to stderr, and stdout is pointed at stderr while training runs.
 """
@@ -25,18 +25,11 @@ from .settings import Plan, Settings
 METRICS = "metrics.jsonl"
 
 
-class CountingCollator:
-    """trl's collator, plus a count of the real (non-padding) tokens this process consumed."""
+class TokenCounter:
+    """Real (non-padding) tokens this process has trained on, counted as batches are consumed
+    (not as collated: the data loader collates ahead)."""
 
-    def __init__(self, pad_token_id: int):
-        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-        self.inner = DataCollatorForLanguageModeling(pad_token_id=pad_token_id)
-        self.tokens = 0
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        self.tokens += sum(len(e["input_ids"]) for e in examples)
-        return self.inner(examples)
+    tokens = 0
 
 
 def use_bf16(precision: str) -> bool:
@@ -104,8 +97,8 @@ class MetricsCallback:
     """Writes one `metrics.jsonl` line per logged step (main process only) and drives the
     progress bar."""
 
-    def __init__(self, path: Path, collator: CountingCollator, append: bool, progress=None):
-        self.path, self.collator, self.append, self.progress = path, collator, append, progress
+    def __init__(self, path: Path, counter: TokenCounter, append: bool, progress=None):
+        self.path, self.counter, self.append, self.progress = path, counter, append, progress
         self.writer: Writer | None = None
         self.t0 = time.perf_counter()
         self.tokens0 = 0
@@ -121,7 +114,7 @@ class MetricsCallback:
                     outer.writer = Writer(open_output(str(outer.path), append=outer.append))
                 if outer.progress is not None:
                     outer.progress.start(state.max_steps, state.global_step)
-                outer.t0, outer.tokens0 = time.perf_counter(), outer.collator.tokens
+                outer.t0, outer.tokens0 = time.perf_counter(), outer.counter.tokens
 
             def on_step_end(self, args, state, control, **kw):
                 if outer.progress is not None:
@@ -132,8 +125,8 @@ class MetricsCallback:
                     return
                 now = time.perf_counter()
                 seconds = now - outer.t0
-                tokens = outer.collator.tokens - outer.tokens0
-                outer.t0, outer.tokens0 = now, outer.collator.tokens
+                tokens = outer.counter.tokens - outer.tokens0
+                outer.t0, outer.tokens0 = now, outer.counter.tokens
                 row = {
                     "step": state.global_step,
                     "epoch": round(state.epoch or 0.0, 4),
@@ -179,7 +172,7 @@ def make_trainer(
     deepspeed_path: str | None,
     progress=None,
 ):
-    """The SFTTrainer for this run (model loaded, dataset and collator in place)."""
+    """The SFTTrainer for this run (model loaded, dataset, collator and token counter in place)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     from transformers import AutoModelForCausalLM, PrinterCallback
@@ -191,16 +184,26 @@ def make_trainer(
         settings.model, dtype=torch.bfloat16 if bf16 else torch.float32
     )
     _fix_generation_config(model, tokenizer)
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _pad_id(tokenizer)
-    collator = CountingCollator(pad)
+    counter = TokenCounter()
     out = Path(settings.output_dir)
-    metrics = MetricsCallback(out / METRICS, collator, append=settings.resume, progress=progress)
-    trainer = SFTTrainer(
+    metrics = MetricsCallback(out / METRICS, counter, append=settings.resume, progress=progress)
+
+    class Trainer(SFTTrainer):
+        def training_step(self, model, inputs, *args, **kwargs):
+            mask = inputs.get("attention_mask")
+            counter.tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=dataset_of(examples),
         processing_class=tokenizer,
-        data_collator=collator,
+        # trl's own collator: an example's labels are used as they are, padded with -100
+        data_collator=DataCollatorForLanguageModeling(pad_token_id=pad),
         callbacks=[metrics.make()],
     )
     trainer.remove_callback(PrinterCallback)
