@@ -293,3 +293,39 @@ def test_resume_continues_from_the_saved_step_with_the_optimizer_state(trained, 
     run = json.loads((out / "run.json").read_text())
     assert run["result"]["resumed_from"].endswith("checkpoint-2")
     assert cli(*args, "-o", str(tmp_path / "none"), "--resume").exit_code == 2
+
+
+# -- the pilot converter ------------------------------------------------------------------------
+
+
+def test_or_instruct_pilot_converts_to_trainable_one_segment_trajectories(tok, tmp_path):
+    import importlib.util
+
+    from conftest import shared_data_or_skip
+    from or_gen.prompt import REASONER_PROMPT, build_messages
+    from or_sft.data import check_record
+
+    spec = importlib.util.spec_from_file_location(
+        "or_instruct", ROOT / "recipes" / "or_instruct_to_trajectories.py"
+    )
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    source = shared_data_or_skip() / "train_or_instruct_sample100.jsonl"
+    raw = read_jsonl(source)[:3]
+    path = write_jsonl(tmp_path / "in.jsonl", [*raw, {"id": "x", "question": "no answer"}])
+    out = tmp_path / "pilot.jsonl"
+    assert conv.main([str(path), "-o", str(out)]) == 1  # the last line has no meta.completion
+    rows = read_jsonl(out)
+    assert len(rows) == 3
+    for src, row in zip(raw, rows, strict=True):
+        assert row["messages"] == build_messages(src["question"], REASONER_PROMPT, 4)
+        assert row["flow"] == [
+            {"role": "reasoner", "text": "\n</think>\n\n" + src["meta"]["completion"].strip()}
+        ]
+        assert row["gen"]["finish"] == "stop" and row["meta"] == src["meta"]
+        check_record(row)
+    (first, *_) = examples(tok, [str(out)], Counts(), pytest.fail)
+    trained = [t for t in first["labels"] if t != -100]
+    assert tok.decode(trained, skip_special_tokens=False) == (
+        rows[0]["flow"][0]["text"] + "<|im_end|>"
+    )
