@@ -94,6 +94,7 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--chars", type=int, default=20000, help="text per trajectory (~6k tokens)")
+    parser.add_argument("--write", metavar="FILE", help="only write the trajectories (JSONL) here")
     args = parser.parse_args()
 
     from or_common.tokens import encode_record, load_tokenizer, render_prompt
@@ -103,6 +104,9 @@ def main() -> None:
     questions, answers = corpus()
     rng = random.Random(0)
     records = [trajectory(rng, i, questions, answers, args.chars) for i in range(args.records)]
+    if args.write:
+        Path(args.write).write_text("".join(json.dumps(r) + "\n" for r in records))
+        return
     lengths: list[int] = []
 
     def or_sft_path() -> None:

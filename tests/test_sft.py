@@ -295,6 +295,24 @@ def test_resume_continues_from_the_saved_step_with_the_optimizer_state(trained, 
     assert cli(*args, "-o", str(tmp_path / "none"), "--resume").exit_code == 2
 
 
+@pytest.mark.slow
+def test_zero3_through_deepspeed_on_cpu(tiny, tmp_path):
+    """The launch a GPU node does (accelerate launch + DeepSpeed ZeRO-3 from the built-in config),
+    on DeepSpeed's CPU accelerator with one process; the 16-bit save gathers a loadable model."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "z3"
+    args = ["--deepspeed", "zero3", "--num-processes", "1", "--max-steps", "2", *TINY]
+    result = run_tool("or-sft", str(DATA), "--model", str(tiny), "-o", str(out), *args, timeout=900)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert json.loads((out / "deepspeed.json").read_text()) == ZERO3
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny).parameters()
+    )
+
+
 # -- the pilot converter ------------------------------------------------------------------------
 
 

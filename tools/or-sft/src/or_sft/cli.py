@@ -182,7 +182,7 @@ def train(inputs, launched, dry_run, strict, quiet, accelerate_config, num_proce
         cmd = launch.launch_command(inputs, settings, ds_path, accelerate_config)
         if not quiet:
             echo_err("or-sft: " + launch.render(cmd))
-        code = subprocess.call(cmd)
+        code = subprocess.call([_accelerate(), *cmd[1:]])
         sys.exit(code or status)
     ds_path = settings.deepspeed if settings.deepspeed not in (None, "none") else None
     if ds_path and not launched:
@@ -213,6 +213,17 @@ def _settings(kw: dict, num_processes: str, launched: bool) -> Settings:
     if kw["num_machines"] > 1 and not kw["main_process_ip"]:
         raise click.UsageError("--num-machines > 1 needs --main-process-ip (the rank-0 machine)")
     return Settings(num_processes=n, deepspeed=deepspeed, **kw)
+
+
+def _accelerate() -> str:
+    """The `accelerate` of this environment (next to this Python), else the one on PATH."""
+    import shutil
+
+    here = Path(sys.executable).parent / "accelerate"
+    found = str(here) if here.exists() else shutil.which("accelerate")
+    if found is None:
+        raise click.UsageError("accelerate is not installed: uv sync --extra gpu")
+    return found
 
 
 def _gpus() -> int:
