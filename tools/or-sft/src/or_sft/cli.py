@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +171,9 @@ def train(inputs, launched, dry_run, strict, quiet, accelerate_config, num_proce
     if not items:
         raise click.ClickException("no examples left to train on")
     plan = resolve(settings, len(items))
-    status = EXIT_FAILED if counts.rejected else EXIT_OK
+    # a worker under accelerate leaves the verdict on rejected records to the parent that
+    # reported them (a non-zero worker makes accelerate print a traceback)
+    status = EXIT_FAILED if counts.rejected and not launched else EXIT_OK
 
     from . import launch
 
@@ -180,14 +183,15 @@ def train(inputs, launched, dry_run, strict, quiet, accelerate_config, num_proce
     if launch.needs_launcher(settings) and not launched:
         ds_path = launch.write_deepspeed(settings.deepspeed, settings.output_dir)
         cmd = launch.launch_command(inputs, settings, ds_path, accelerate_config)
+        env = launch.launch_env(settings)
         if not quiet:
-            echo_err("or-sft: " + launch.render(cmd))
-        code = subprocess.call([_accelerate(), *cmd[1:]])
+            echo_err("or-sft: " + launch.render(cmd, env))
+        code = subprocess.call([_accelerate(), *cmd[1:]], env={**os.environ, **env})
         sys.exit(code or status)
-    ds_path = settings.deepspeed if settings.deepspeed not in (None, "none") else None
-    if ds_path and not launched:
+    ds_path = settings.deepspeed  # a worker gets the file its parent wrote
+    if ds_path in launch.BUILTIN_DEEPSPEED:  # a worker started by hand with a built-in name
         ds_path = launch.write_deepspeed(ds_path, settings.output_dir)
-    _run(inputs, settings, plan, counts, items, tokenizer, ds_path, quiet or launched)
+    _run(inputs, settings, plan, counts, items, tokenizer, ds_path, quiet)
     sys.exit(status)
 
 
@@ -268,7 +272,7 @@ def _print_dry_run(inputs, settings, plan, counts, accelerate_config) -> None:
     if launch.needs_launcher(settings):
         ds_path = str(Path(settings.output_dir) / "deepspeed.json") if settings.deepspeed else None
         cmd = launch.launch_command(inputs, settings, ds_path, accelerate_config)
-        click.echo(launch.render(cmd))
+        click.echo(launch.render(cmd, launch.launch_env(settings)))
     else:
         click.echo("# one process: trains in this process, no launcher")
     resolved = {

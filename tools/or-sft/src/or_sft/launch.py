@@ -138,6 +138,22 @@ def launch_command(
     return cmd
 
 
-def render(cmd: list[str]) -> str:
-    """The command as one copy-pasteable shell line."""
-    return shlex.join(cmd)
+def launch_env(settings: Settings) -> dict[str, str]:
+    """Environment the launch needs on top of the caller's. With one process accelerate starts
+    the worker without torch.distributed's variables, and DeepSpeed would then look for MPI;
+    several processes get them from accelerate's torchrun launcher."""
+    if settings.num_processes * settings.num_machines > 1:
+        return {}
+    return {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(settings.main_process_port),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+    }
+
+
+def render(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    """The command (with the variables it needs) as one copy-pasteable shell line."""
+    prefix = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
+    return " ".join([*prefix, shlex.join(cmd)])

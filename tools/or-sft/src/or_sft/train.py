@@ -112,7 +112,7 @@ class MetricsCallback:
             def on_train_begin(self, args, state, control, **kw):
                 if state.is_world_process_zero:
                     outer.writer = Writer(open_output(str(outer.path), append=outer.append))
-                if outer.progress is not None:
+                if outer.progress is not None and state.is_world_process_zero:
                     outer.progress.start(state.max_steps, state.global_step)
                 outer.t0, outer.tokens0 = time.perf_counter(), outer.counter.tokens
 
