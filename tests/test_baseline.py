@@ -62,7 +62,9 @@ STREAM_TOOLS = {
 }
 # or-gen and or-intervene need model endpoints for real records; their stream behaviour is
 # tested against fake servers in test_gen.py and test_intervene.py
-NOT_BUILT = [t for t in TOOLS if t not in STREAM_TOOLS and t not in ("or-gen", "or-intervene")]
+NOT_BUILT = [
+    t for t in TOOLS if t not in STREAM_TOOLS and t not in ("or-gen", "or-intervene", "or-grpo")
+]
 HEAVY = {
     "torch",
     "vllm",
