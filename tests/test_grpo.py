@@ -231,6 +231,15 @@ def test_real_sandbox_timeout_becomes_a_timeout_output_block(verl_config, tok):
     assert out.extra_fields["finish"] == "stop"
 
 
+def test_trajectory_step_from_verl_or_from_the_weight_version():
+    from or_grpo.agent_loop import trajectory_step
+
+    assert trajectory_step(5, [4], "train") == 5  # verl's V1 trainer says it
+    assert trajectory_step(None, [4, 4], "train") == 5  # step 5 rolls out with weights of 4
+    assert trajectory_step(None, [4], "val") == 4  # validation runs after the update
+    assert trajectory_step(None, [None], "train") is None
+
+
 def test_reward_counts_only_the_models_own_final_answer():
     out_box = "```output\n\\boxed{1160}\n```\n"
     assert compute_score("nl4opt", "</think>\n\n\\boxed{1160}", "1160")["score"] == 1.0
@@ -324,6 +333,7 @@ def test_our_overrides_compose_with_verls_trainer_config(verl_config):
     assert (rollout.n, rollout.temperature, rollout.top_p) == (8, 0.6, 0.95)
     assert rollout.prompt_length == 3000 and rollout.response_length == 400
     assert c.data.train_batch_size == 64 and c.trainer.total_epochs == 100
+    assert c.trainer.use_v1 is False
     assert c.trainer.save_freq == 7 and rollout.agent.num_workers == 2  # passed through, win
     assert c.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
     assert rollout.agent.default_agent_loop == "code_in_thinking"

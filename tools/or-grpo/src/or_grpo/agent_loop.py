@@ -74,6 +74,18 @@ async def get_sandbox(spec: str, limits: Limits, workers: int) -> Any:
         raise
 
 
+def trajectory_step(step: Any, weight_versions: list[Any], split: str) -> int | None:
+    """The training step a trajectory belongs to. verl's V1 trainer passes it; the legacy one
+    (what `or-grpo train` runs) does not, but its servers report the weight version: step s
+    rolls out with the weights of step s - 1 and validates after updating them to s."""
+    if step is not None:
+        return int(step)
+    versions = [int(v) for v in weight_versions if v is not None]
+    if not versions:
+        return None
+    return min(versions) + (0 if split == "val" else 1)
+
+
 def default_sandbox_workers(agent_workers: int) -> int:
     """Local pool size: the node's cores shared by verl's agent-loop workers."""
     return max(2, (os.cpu_count() or 2) // max(1, agent_workers))
@@ -146,8 +158,9 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         )
         flow = result.flow
         behaviour = result.metrics()
-        steps = [s for s in result.global_steps if s is not None]
+        steps = [int(s) for s in result.global_steps if s is not None]
         fallback = kwargs.get("global_steps")
+        fallback = int(fallback) if fallback is not None else None
         extra_fields: dict[str, Any] = {
             **behaviour,
             "executor_texts": [s["text"] for s in flow if s.get("role") == "executor"],
@@ -158,7 +171,7 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
             "max_global_steps": max(steps) if steps else fallback,
         }
         if self.rollout_log:
-            await self._log(kwargs, result.response_ids, extra_fields)
+            await self._log(kwargs, result, extra_fields)
         return AgentLoopOutput(
             prompt_ids=result.prompt_ids,
             response_ids=result.response_ids,
@@ -171,12 +184,10 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
             extra_fields=extra_fields,
         )
 
-    async def _log(
-        self, row: dict[str, Any], response_ids: list[int], extra_fields: dict[str, Any]
-    ) -> None:
+    async def _log(self, row: dict[str, Any], result: Any, extra_fields: dict[str, Any]) -> None:
         """One line for metrics.jsonl: the reward verl will compute, with the same function."""
         text = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.tokenizer.decode(response_ids, skip_special_tokens=True)
+            None, lambda: self.tokenizer.decode(result.response_ids, skip_special_tokens=True)
         )
         reward_model = row.get("reward_model") or {}
         extra_info = dict(row.get("extra_info") or {})
@@ -186,12 +197,12 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
             reward_model.get("ground_truth"),
             {**extra_info, **extra_fields},
         )
-        step = row.get("global_steps")
+        split = extra_info.get("split", "train")
         log_trajectory(
             self.rollout_log,
             {
-                "step": int(step) if step is not None else None,
-                "split": extra_info.get("split", "train"),
+                "step": trajectory_step(row.get("global_steps"), result.global_steps, split),
+                "split": split,
                 "data_source": row.get("data_source"),
                 "id": extra_info.get("id"),
                 "correct": score["score"],
