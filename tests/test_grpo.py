@@ -342,6 +342,12 @@ def test_our_overrides_compose_with_verls_trainer_config(verl_config):
         "runs/storm/verl-metrics.jsonl"
     )
     OmegaConf.resolve(c)  # every interpolation resolves
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+    assert not need_critic(c) and not need_reference_policy(c)  # GRPO, no KL: actor only
+    validate_config(config=c, use_reference_policy=False, use_critic=False)  # main_ppo's checks
+    assert omega_conf_to_dataclass(c.actor_rollout_ref.rollout).response_length == 400
     from verl.utils.import_utils import load_extern_object
 
     fn = load_extern_object(
