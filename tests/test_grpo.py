@@ -6,6 +6,7 @@ golden output. Needs the training stack (`uv run just test-deps`): verl, torch (
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import sys
@@ -198,6 +199,23 @@ def test_four_executions_then_no_longer_available(verl_config, tok):
     assert out.extra_fields["executor_statuses"] == ["ok"] * 4 + ["skipped"]
     assert "no longer available" in out.extra_fields["executor_texts"][-1]
     assert out.response_ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_a_model_written_output_block_is_dropped_and_a_plain_fence_does_not_run(verl_config, tok):
+    script = [
+        # every fence line pauses generation; one that closes no python block just goes on
+        "Table:\n```\n",
+        "a b\n```\n",
+        "I guess it prints\n```output\n1160\n```\n",  # only the sandbox writes output blocks
+        "No, let me not guess.\n</think>\n\n\\boxed{1160}",
+    ]
+    out, server, sandbox = run_loop(verl_config, tok, script)
+    check_invariants(out, server, tok)
+    assert sandbox.codes == [] and len(server.requests) == 4
+    assert all(m == 1 for m in out.response_mask)
+    text = tok.decode(out.response_ids)
+    assert text.startswith("Table:\n```\na b\n```\nI guess it prints\nNo, let me not guess.")
+    assert "```output" not in text and out.extra_fields["code_blocks"] == 0
 
 
 def test_response_is_cut_at_the_response_length(verl_config, tok):
@@ -436,3 +454,44 @@ def test_export_dry_run_picks_the_latest_checkpoint(tmp_path):
     assert "global_step_20/actor" in result.stdout
     empty = CliRunner().invoke(main, ["export", str(tmp_path / "checkpoints"), "-o", "hf"])
     assert empty.exit_code == 2
+
+
+def test_train_refuses_what_cannot_run_and_converts_jsonl_validation(tmp_path):
+    from or_grpo.cli import _convert_val
+
+    runner = CliRunner()
+    missing = runner.invoke(
+        main, ["train", str(tmp_path), "--model", "m", "-o", str(tmp_path / "o")]
+    )
+    assert missing.exit_code == 2 and "no train.parquet" in missing.stderr
+    (tmp_path / "train.parquet").write_bytes(b"")
+    problems = FIXTURES / "problems.jsonl"
+    args = [
+        "train",
+        str(tmp_path),
+        "--model",
+        "m",
+        "-o",
+        str(tmp_path / "o"),
+        "--val",
+        str(problems),
+    ]
+    if not all(importlib.util.find_spec(m) for m in ("vllm", "ray", "verl")):
+        no_gpu = runner.invoke(main, args)
+        assert no_gpu.exit_code == 2 and "uv sync --extra gpu" in no_gpu.stderr
+        assert "Traceback" not in no_gpu.output
+    dry = runner.invoke(main, [*args, "--dry-run"])
+    assert f"data.val_files=[{tmp_path}/o/val-problems.parquet]" in dry.stdout
+    assert "trainer.test_freq=10" in dry.stdout and "trainer.val_before_train=True" in dry.stdout
+    cfg = cfgmod.TrainConfig(
+        data=str(tmp_path), model="m", out=str(tmp_path / "o"), val=[str(problems)]
+    )
+    (tmp_path / "o").mkdir()
+    _convert_val(cfg, {})
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "o" / "val-problems.parquet").to_pylist()
+    assert len(table) == 6 and table[0]["extra_info"]["split"] == "val"
+    assert table[0]["prompt"] == build_messages(
+        json.loads(problems.read_text().splitlines()[0])["question"], REASONER_PROMPT, 4
+    )

@@ -163,7 +163,7 @@ def _need_gpu_stack() -> None:
     "--val",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Validation parquet (default: DATA/val.parquet when present).",
+    help="Validation set: parquet, or problems JSONL (default: DATA/val.parquet when present).",
 )
 @click.option("--lr", default=1e-6, show_default=True)
 @click.option("--epochs", default=100, show_default=True)
@@ -209,10 +209,11 @@ def train(data, overrides, out, dry_run, **options):
     if not Path(data, "train.parquet").is_file():
         raise click.UsageError(f"{data}: no train.parquet (make it with `or-grpo prepare`)")
     _need_gpu_stack()
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    cfg.agent_loop_path.write_text(cfgmod.agent_loop_yaml(cfg))
     stamp_file = Path(data, "prepare.json")
     prepared = json.loads(stamp_file.read_text()) if stamp_file.exists() else {}
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    _convert_val(cfg, prepared)
+    cfg.agent_loop_path.write_text(cfgmod.agent_loop_yaml(cfg))
     run = {
         "tool": "or-grpo",
         "tool_version": TOOL_VERSION,
@@ -224,12 +225,39 @@ def train(data, overrides, out, dry_run, **options):
     }
     (cfg.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     # verl prints to stdout; ours carries only data, so its output goes to stderr
-    rc = subprocess.call(argv, stdout=sys.stderr.fileno())
+    try:
+        rc = subprocess.call(argv, stdout=sys.stderr.fileno())
+    except KeyboardInterrupt:  # verl got the same signal; keep what it wrote
+        rc = 130
     records = build_metrics(cfg.out_dir)
     if records:
         plot_runs([(cfg.out_dir.name, records)], cfg.out_dir / "curves.png")
     echo_err(f"or-grpo train: verl exited {rc}; {len(records)} steps in {cfg.out_dir / METRICS}")
     sys.exit(0 if rc == 0 else EXIT_FAILED)
+
+
+def _convert_val(cfg: cfgmod.TrainConfig, prepared: dict) -> None:
+    """Validation problems given as JSONL become parquet in the run folder, prompted like the
+    training data (which must use or-gen's prompt; a custom one goes through `prepare --val`)."""
+    from or_gen.prompt import PROMPT_VERSION, REASONER_PROMPT
+
+    from .data import prepare as prepare_rows
+    from .data import write_parquet
+
+    for src, dst in zip(cfg.val, cfg.val_files, strict=True):
+        if not cfgmod.is_problem_file(src):
+            continue
+        if prepared.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
+            raise click.UsageError(
+                f"{cfg.data} uses the prompt {prepared['prompt_version']}: prepare {src} with "
+                "the same one (`or-grpo prepare … --prompt FILE --val {src}`)"
+            )
+        result = prepare_rows([src], "val", REASONER_PROMPT, PROMPT_VERSION, cfg.max_executions)
+        for line in result.rejected:
+            echo_err(line)
+        if not result.rows:
+            raise click.UsageError(f"{src}: no usable validation problem")
+        write_parquet(result.rows, dst)
 
 
 @main.command(epilog=epilog("or-grpo plot runs/storm runs/sft-only -o curves.png"))

@@ -68,10 +68,20 @@ class TrainConfig:
 
     @property
     def val_files(self) -> list[str]:
-        return [str(Path(v).resolve()) for v in self.val]
+        """Parquet files as given; problem files (JSONL) become OUT/val-<name>.parquet."""
+        return [
+            str(self.out_dir / f"val-{Path(v).name.split('.')[0]}.parquet")
+            if is_problem_file(v)
+            else str(Path(v).resolve())
+            for v in self.val
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def is_problem_file(path: str) -> bool:
+    return path.endswith((".jsonl", ".jsonl.gz"))
 
 
 def _list(items: list[str]) -> str:
