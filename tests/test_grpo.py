@@ -145,6 +145,16 @@ def check_invariants(out, server, tok):
         assert (lp == 0.0) if m == 0 else (lp < 0)
 
 
+def assert_equals_token_layer(out, tok):
+    """The loop's ids and mask are the token layer's encoding of the flow they spell."""
+    finish = out.extra_fields["finish"]
+    ids = out.response_ids[:-1] if finish == "stop" else out.response_ids
+    flow = split_flow(tok.decode(ids), out.extra_fields["executor_texts"])
+    enc = encode(tok, build_messages(QUESTION, REASONER_PROMPT, 4), flow, finish)
+    assert out.prompt_ids + out.response_ids == enc.input_ids
+    assert out.response_mask == enc.loss_mask[enc.prompt_tokens :]
+
+
 def test_a_block_runs_and_the_sequence_equals_the_token_layer(verl_config, tok, tmp_path):
     script = [
         "Let me model it.\n" + CODE + "\nThe rest",
@@ -164,6 +174,7 @@ def test_a_block_runs_and_the_sequence_equals_the_token_layer(verl_config, tok, 
     )
     assert out.extra_fields["finish"] == "stop"
     assert out.prompt_ids + out.response_ids == enc.input_ids
+    assert_equals_token_layer(out, tok)
     assert out.response_mask == enc.loss_mask[enc.prompt_tokens :]
     assert out.extra_fields["code_blocks"] == 1 and out.extra_fields["executions"] == 1
     assert out.extra_fields["exec_statuses"] == {"ok": 1}
@@ -188,6 +199,7 @@ def test_last_token_running_past_the_fence_is_cut_and_the_rest_kept_verbatim(ver
     assert tok.decode(first).endswith("print(1)\n```\n```output\nObjective: 1160.0\n```\n")
     # the re-tokenized "`\n" carries the log prob of the token it was cut from
     assert out.response_logprobs[j] == -(1 + j / 1000)
+    assert_equals_token_layer(out, tok)
 
 
 def test_four_executions_then_no_longer_available(verl_config, tok):
@@ -199,6 +211,7 @@ def test_four_executions_then_no_longer_available(verl_config, tok):
     assert out.extra_fields["executor_statuses"] == ["ok"] * 4 + ["skipped"]
     assert "no longer available" in out.extra_fields["executor_texts"][-1]
     assert out.response_ids[-1] == tok.convert_tokens_to_ids("<|im_end|>")
+    assert_equals_token_layer(out, tok)
 
 
 def test_a_model_written_output_block_is_dropped_and_a_plain_fence_does_not_run(verl_config, tok):

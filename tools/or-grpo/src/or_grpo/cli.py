@@ -49,7 +49,7 @@ def main() -> None:
         "or-grpo prepare rl.jsonl -o data/rl --val test.jsonl --tokenizer Qwen/Qwen3-4B-Thinking-2507",
     )
 )
-@click.argument("problems", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("problems", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
     "-o",
     "--output",
@@ -104,7 +104,7 @@ def prepare(problems, out, val, prompt_file, max_executions, tokenizer, max_prom
         "splits": {},
     }
     rejected = 0
-    for split, paths in (("train", problems), ("val", val)):
+    for split, paths in (("train", problems or ("-",)), ("val", val)):
         if not paths:
             continue
         result = prepare_rows(
