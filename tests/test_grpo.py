@@ -508,3 +508,45 @@ def test_train_refuses_what_cannot_run_and_converts_jsonl_validation(tmp_path):
     assert table[0]["prompt"] == build_messages(
         json.loads(problems.read_text().splitlines()[0])["question"], REASONER_PROMPT, 4
     )
+
+
+FAKE_VERL = """
+import json, os, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+out = os.path.dirname(args["trainer.default_local_dir"])
+print("verl says hello on stdout")
+with open(args["+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"], "w") as f:
+    f.write(json.dumps({"step": 1, "data": {"critic/score/mean": 1.0}}) + "\\n")
+os.makedirs(os.path.join(out, "rollouts"))
+with open(os.path.join(out, "rollouts", "h-1.jsonl"), "w") as f:
+    f.write(json.dumps({"step": 1, "split": "train", "correct": 1.0, "code_blocks": 2,
+                        "executions": 1, "exec_statuses": {"ok": 1}, "response_tokens": 50}) + "\\n")
+sys.exit(int(args.get("fake.exit", 0)))
+"""
+
+
+def test_train_launches_the_command_and_collects_metrics(tmp_path, monkeypatch, capfd):
+    """`train` as it runs on a GPU node, with verl's entry point replaced by a stand-in script
+    that writes what verl and the agent loop write."""
+    import or_grpo.cli as cli
+
+    (tmp_path / "fake_verl.py").write_text(FAKE_VERL)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(cfgmod, "VERL_ENTRY", "fake_verl")
+    monkeypatch.setattr(cli, "_need_gpu_stack", lambda: None)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.parquet").write_bytes(b"")
+    out = tmp_path / "run"
+    args = ["train", str(tmp_path / "data"), "--model", "m", "-o", str(out)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "verl says hello" in capfd.readouterr().err  # verl's stdout went to stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"][2] == "fake_verl" and run["scoring"].startswith("strict")
+    assert "CodeInThinkingAgentLoop" in (out / "agent_loop.yaml").read_text()
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["accuracy"] == 1.0 and record["code_blocks"] == 2.0
+    assert (out / "curves.png").exists()
+    failed = CliRunner().invoke(cli.main, [*args, "fake.exit=3"])
+    assert failed.exit_code == 1

@@ -129,6 +129,10 @@ def prepare(problems, out, val, prompt_file, max_executions, tokenizer, max_prom
     sys.exit(EXIT_FAILED if rejected else 0)
 
 
+METRICS_EVERY_S = 60
+STDERR_FD = 2  # verl prints to stdout; it goes to our stderr, as our stdout carries only data
+
+
 def _need_gpu_stack() -> None:
     missing = [m for m in ("verl", "vllm", "ray") if importlib.util.find_spec(m) is None]
     if missing:
@@ -224,11 +228,16 @@ def train(data, overrides, out, dry_run, **options):
         "command": argv,
     }
     (cfg.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    # verl prints to stdout; ours carries only data, so its output goes to stderr
+    proc = subprocess.Popen(argv, stdout=STDERR_FD)
     try:
-        rc = subprocess.call(argv, stdout=sys.stderr.fileno())
-    except KeyboardInterrupt:  # verl got the same signal; keep what it wrote
-        rc = 130
+        while True:
+            try:
+                rc = proc.wait(timeout=METRICS_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:
+                build_metrics(cfg.out_dir)  # metrics.jsonl follows the run
+    except KeyboardInterrupt:  # verl got the same signal; let it stop, keep what it wrote
+        rc = proc.wait()
     records = build_metrics(cfg.out_dir)
     if records:
         plot_runs([(cfg.out_dir.name, records)], cfg.out_dir / "curves.png")
@@ -337,7 +346,7 @@ def export(run, out, step, dry_run):
         return
     if importlib.util.find_spec("verl") is None:
         raise click.UsageError("verl is not installed: run `uv sync --extra gpu`")
-    rc = subprocess.call(argv, stdout=sys.stderr.fileno())
+    rc = subprocess.call(argv, stdout=STDERR_FD)
     if rc != 0:
         raise click.ClickException(f"verl.model_merger exited {rc}")
     hf = actor / "huggingface"  # verl saves the config, tokenizer and chat template here
