@@ -550,3 +550,41 @@ def test_train_launches_the_command_and_collects_metrics(tmp_path, monkeypatch, 
     assert (out / "curves.png").exists()
     failed = CliRunner().invoke(cli.main, [*args, "fake.exit=3"])
     assert failed.exit_code == 1
+
+
+def test_verls_own_batch_assembly_takes_our_outputs(verl_config, tok):
+    """verl's AgentLoopWorker pads our outputs and builds the training batch (its real code, the
+    worker built without Ray): masks, log probs and ids land where the actor reads them."""
+    from packaging.version import parse
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.workers.utils.padding import left_right_2_no_padding
+
+    outs = [
+        run_loop(verl_config, tok, ["Plan.\n" + CODE, "</think>\n\n\\boxed{1160}"])[0],
+        run_loop(verl_config, tok, ["Just \\boxed{3}."])[0],
+    ]
+    worker = object.__new__(AgentLoopWorker)
+    worker.config, worker.tokenizer, worker.processor = verl_config, tok, None
+    worker.rollout_config = omega_conf_to_dataclass(verl_config.actor_rollout_ref.rollout)
+    worker.reward_loop_worker_handles, worker.distillation_enabled = None, False
+    worker.mm_processor_kwargs = {}
+    raw = build_messages(QUESTION, REASONER_PROMPT, 4)
+    padded = [asyncio.run(worker._agent_loop_postprocess(o, False, raw_prompt=raw)) for o in outs]
+    batch = worker._postprocess(padded)
+    responses, mask = batch.batch["responses"], batch.batch["response_mask"]
+    assert responses.shape == (2, 400) and batch.batch["prompts"].shape == (2, 3000)
+    for i, out in enumerate(outs):
+        n = len(out.response_ids)
+        assert responses[i, :n].tolist() == out.response_ids
+        assert mask[i, :n].tolist() == out.response_mask and mask[i, n:].sum() == 0
+        assert batch.batch["rollout_log_probs"][i, :n].tolist() == pytest.approx(
+            out.response_logprobs
+        )
+    assert list(batch.non_tensor_batch["executions"]) == [1, 0]
+    assert batch.non_tensor_batch["executor_texts"][1] == []
+    if parse(__import__("tensordict").__version__) >= parse("0.10"):  # the lock's version
+        td = left_right_2_no_padding(batch.to_tensordict())  # what _update_actor sends
+        assert td["input_ids"].offsets().diff().tolist() == [
+            len(o.prompt_ids) + len(o.response_ids) for o in outs
+        ]
