@@ -159,8 +159,8 @@ def overrides(cfg: TrainConfig) -> list[str]:
         f"trainer.save_freq={cfg.save_freq}",
         f"trainer.test_freq={cfg.test_freq if cfg.val else -1}",
         f"trainer.val_before_train={bool(cfg.val)}",
-        # verl 0.9.1's default V1 trainer needs transfer_queue (not installed with verl) and
-        # tensordict >= 0.10 (the lock has 0.8.3): the legacy trainer runs with what verl ships
+        # verl 0.9.1's default V1 trainer imports transfer_queue, which verl does not
+        # install; the legacy trainer runs with what the lock has
         "trainer.use_v1=False",
         # verl's file logger writes where this variable says, in its own Ray actor
         f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={out / 'verl-metrics.jsonl'}",
