@@ -588,3 +588,29 @@ def test_verls_own_batch_assembly_takes_our_outputs(verl_config, tok):
         assert td["input_ids"].offsets().diff().tolist() == [
             len(o.prompt_ids) + len(o.response_ids) for o in outs
         ]
+
+
+def test_export_merges_an_fsdp_actor_into_a_loadable_hf_folder(tmp_path):
+    """A one-rank checkpoint in verl's FSDP actor layout (the shard file, fsdp_config.json and
+    the huggingface/ folder verl writes next to it), merged by verl's own merger."""
+    import torch
+    from tiny import make_model, make_tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    actor = tmp_path / "run" / "checkpoints" / "global_step_2" / "actor"
+    hf = actor / "huggingface"
+    tokenizer = make_tokenizer(hf)
+    make_model(hf, len(tokenizer))
+    (hf / "model.safetensors").unlink()  # verl keeps only config and tokenizer there
+    original = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(hf))
+    torch.save(original.state_dict(), actor / "model_world_size_1_rank_0.pt")
+    (actor / "fsdp_config.json").write_text(json.dumps({"world_size": 1}))
+    (tmp_path / "run" / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("2")
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # the merger's prints went to stderr
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    for name, tensor in original.state_dict().items():
+        assert torch.allclose(merged.state_dict()[name].float(), tensor.bfloat16().float()), name
+    assert load_tokenizer(str(tmp_path / "hf")).chat_template  # what or-gen renders prompts with
+    assert json.loads((tmp_path / "hf" / "or-grpo.json").read_text())["from"] == str(actor)

@@ -298,6 +298,27 @@ def plot(runs, out, labels):
     echo_err(f"or-grpo plot: {len(runs)} run(s) -> {out}")
 
 
+def merge_fsdp_actor(actor: Path, out: Path) -> None:
+    """What `python -m verl.model_merger merge --backend fsdp` does, in this process (verl
+    prints progress to stdout, so stdout points at stderr meanwhile)."""
+    from or_common.guard import stdout_guard
+    from verl.model_merger.base_model_merger import ModelMergerConfig
+    from verl.model_merger.fsdp_model_merger import FSDPModelMerger
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = ModelMergerConfig(
+        operation="merge",
+        backend="fsdp",
+        local_dir=str(actor),
+        target_dir=str(out.resolve()),
+        hf_model_config_path=str(actor / "huggingface"),
+    )
+    with stdout_guard():
+        merger = FSDPModelMerger(config)
+        merger.merge_and_save()
+        merger.cleanup()
+
+
 def latest_actor(out: Path, step: int | None) -> Path:
     """OUT/checkpoints/global_step_N/actor for the given or the latest saved step."""
     ckpts = out / "checkpoints"
@@ -325,7 +346,9 @@ def latest_actor(out: Path, step: int | None) -> Path:
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False))
 @click.option("--step", type=int, help="Export this step instead of the latest.")
-@click.option("--dry-run", is_flag=True, help="Print the merge command only.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the equivalent verl.model_merger command; merge nothing."
+)
 def export(run, out, step, dry_run):
     """The trained actor as a Hugging Face checkpoint (verl.model_merger), loadable by or-gen."""
     actor = latest_actor(Path(run).resolve(), step)
@@ -346,10 +369,10 @@ def export(run, out, step, dry_run):
         return
     if importlib.util.find_spec("verl") is None:
         raise click.UsageError("verl is not installed: run `uv sync --extra gpu`")
-    rc = subprocess.call(argv, stdout=STDERR_FD)
-    if rc != 0:
-        raise click.ClickException(f"verl.model_merger exited {rc}")
-    hf = actor / "huggingface"  # verl saves the config, tokenizer and chat template here
+    if not (actor / "fsdp_config.json").is_file():
+        raise click.UsageError(f"{actor}: not an FSDP actor checkpoint (no fsdp_config.json)")
+    merge_fsdp_actor(actor, Path(out))
+    hf = actor / "huggingface"  # verl keeps the config, tokenizer and chat template here
     for name in os.listdir(hf) if hf.is_dir() else []:
         if not Path(out, name).exists() and Path(hf, name).is_file():
             shutil.copy2(hf / name, Path(out, name))
