@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -614,3 +615,30 @@ def test_export_merges_an_fsdp_actor_into_a_loadable_hf_folder(tmp_path):
         assert torch.allclose(merged.state_dict()[name].float(), tensor.bfloat16().float()), name
     assert load_tokenizer(str(tmp_path / "hf")).chat_template  # what or-gen renders prompts with
     assert json.loads((tmp_path / "hf" / "or-grpo.json").read_text())["from"] == str(actor)
+
+
+def test_storm_recipe_dry_run(tmp_path):
+    """recipes/verl/storm.sh prepares the data and, with DRY_RUN=1, prints the verl command."""
+    import subprocess
+
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "MODEL": "ckpt/sft",
+        "RL": str(FIXTURES / "problems.jsonl"),
+        "VAL": str(FIXTURES / "problems.jsonl"),
+        "OUT": str(tmp_path),
+        "DRY_RUN": "1",
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "verl" / "storm.sh"), "trainer.save_freq=5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"data.val_files=[{tmp_path}/01-data/val.parquet]" in result.stdout
+    command = result.stdout.split("\n\n#")[0]
+    assert command.count("trainer.save_freq=") == 1 and "trainer.save_freq=5" in command
+    assert (tmp_path / "01-data" / "train.parquet").exists() and not (tmp_path / "02-grpo").exists()
