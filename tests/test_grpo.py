@@ -447,11 +447,22 @@ def test_metrics_and_plot_from_a_run_folder(tmp_path):
     (run / "verl-metrics.jsonl").write_text(
         json.dumps({"step": 1, "data": {"critic/score/mean": 0.5, "other": 1}}) + "\n"
     )
-    (record,) = build_metrics(run)
+    # a relaunch (verl resumed from a checkpoint) replays step 2: its latest launch counts
+    replay = [
+        {"step": 2, "split": "train", "correct": c, "launch": launch, "code_blocks": 1}
+        for launch, c in (("20260101T000000", 0.0), ("20260102T000000", 1.0))
+    ]
+    (run / "rollouts" / "h-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in replay))
+    (run / "verl-metrics-20260102T000000.jsonl").write_text(
+        json.dumps({"step": 2, "data": {"critic/score/mean": 1.0}}) + "\n"
+    )
+    record, second = build_metrics(run)
+    assert second["accuracy"] == 1.0 and second["trajectories"] == 1
+    assert second["verl"] == {"critic/score/mean": 1.0}
     assert record["accuracy"] == 0.5 == record["reward"] and record["code_blocks"] == 2.0
     assert record["response_tokens"] == 200.0 and record["val_accuracy"] == 1.0
     assert record["val"] == {"nl4opt": 1.0} and record["verl"] == {"critic/score/mean": 0.5}
-    assert json.loads((run / "metrics.jsonl").read_text()) == record
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0]) == record
     png = tmp_path / "c.png"
     args = ["plot", str(run), str(run), "--label", "a", "--label", "b", "-o", str(png)]
     result = CliRunner().invoke(main, args)
@@ -545,7 +556,8 @@ def test_train_launches_the_command_and_collects_metrics(tmp_path, monkeypatch, 
     assert "verl says hello" in capfd.readouterr().err  # verl's stdout went to stderr
     run = json.loads((out / "run.json").read_text())
     assert run["command"][2] == "fake_verl" and run["scoring"].startswith("strict")
-    assert "CodeInThinkingAgentLoop" in (out / "agent_loop.yaml").read_text()
+    assert f"launch: '{run['settings']['launch']}'" in (out / "agent_loop.yaml").read_text()
+    assert (out / f"verl-metrics-{run['settings']['launch']}.jsonl").exists()
     (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert record["accuracy"] == 1.0 and record["code_blocks"] == 2.0
     assert (out / "curves.png").exists()

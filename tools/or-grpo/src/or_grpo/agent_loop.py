@@ -103,6 +103,7 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         exec_memory_mb: int = 4096,
         sandbox_workers: int | None = None,
         rollout_log: str | None = None,
+        launch: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -113,6 +114,7 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         agent_workers = int(self.rollout_config.agent.get("num_workers", 8) or 8)
         self.sandbox_workers = int(sandbox_workers or default_sandbox_workers(agent_workers))
         self.rollout_log = rollout_log
+        self.launch = launch
 
     async def _sandbox(self) -> Any:
         if not isinstance(self.sandbox_spec, str):  # an object with `run` (tests, embedding)
@@ -203,6 +205,7 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
             {
                 "step": trajectory_step(row.get("global_steps"), result.global_steps, split),
                 "split": split,
+                "launch": self.launch,
                 "data_source": row.get("data_source"),
                 "id": extra_info.get("id"),
                 "correct": score["score"],

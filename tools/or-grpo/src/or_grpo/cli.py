@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -215,6 +216,8 @@ def train(data, overrides, out, dry_run, **options):
     _need_gpu_stack()
     stamp_file = Path(data, "prepare.json")
     prepared = json.loads(stamp_file.read_text()) if stamp_file.exists() else {}
+    cfg.launch = time.strftime("%Y%m%dT%H%M%S")
+    argv = cfgmod.command(cfg)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     _convert_val(cfg, prepared)
     cfg.agent_loop_path.write_text(cfgmod.agent_loop_yaml(cfg))
@@ -227,7 +230,8 @@ def train(data, overrides, out, dry_run, **options):
         "settings": cfg.to_dict(),
         "command": argv,
     }
-    (cfg.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    (cfg.out_dir / f"run-{cfg.launch}.json").write_text(json.dumps(run, indent=2) + "\n")
+    (cfg.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")  # the latest
     proc = subprocess.Popen(argv, stdout=STDERR_FD)
     try:
         while True:

@@ -53,6 +53,14 @@ class TrainConfig:
     project: str = "calm-storm"
     experiment: str | None = None
     overrides: list[str] = field(default_factory=list)
+    #: set when a run starts: a relaunch (verl resumes from the last checkpoint) logs apart, and
+    #: metrics.jsonl keeps the latest launch's figures for a step seen twice
+    launch: str | None = None
+
+    @property
+    def verl_metrics_path(self) -> Path:
+        name = f"verl-metrics-{self.launch}.jsonl" if self.launch else "verl-metrics.jsonl"
+        return self.out_dir / name
 
     @property
     def out_dir(self) -> Path:
@@ -104,6 +112,7 @@ def agent_loop_yaml(cfg: TrainConfig) -> str:
         f"  max_executions: {cfg.max_executions}\n"
         f"  exec_timeout: {cfg.exec_timeout}\n"
         f"  rollout_log: {cfg.out_dir / 'rollouts'}\n"
+        + (f"  launch: '{cfg.launch}'\n" if cfg.launch else "")
     )
 
 
@@ -163,7 +172,7 @@ def overrides(cfg: TrainConfig) -> list[str]:
         # install; the legacy trainer runs with what the lock has
         "trainer.use_v1=False",
         # verl's file logger writes where this variable says, in its own Ray actor
-        f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={out / 'verl-metrics.jsonl'}",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={cfg.verl_metrics_path}",
     ]
     theirs = {_key(o) for o in cfg.overrides}
     return [o for o in ours if _key(o) not in theirs] + list(cfg.overrides)

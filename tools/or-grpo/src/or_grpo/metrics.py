@@ -1,6 +1,6 @@
 """Per-step metrics of a GRPO run and the paper's behaviour curves.
 
-verl logs its own step metrics (through its `file` logger, to OUT/verl-metrics.jsonl here) but
+verl logs its own step metrics (through its `file` logger, to OUT/verl-metrics-<launch>.jsonl here) but
 knows nothing of code blocks or executions. The agent loop therefore appends one line per
 trajectory to OUT/rollouts/<host>-<pid>.jsonl (step, split, correctness, code blocks,
 executions, execution statuses, response tokens, finish). `build_metrics` joins both into
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 ROLLOUTS_DIR = "rollouts"
-VERL_METRICS = "verl-metrics.jsonl"
 METRICS = "metrics.jsonl"
 #: verl's own figures kept per step (the rest of its ~100 keys stay in verl-metrics.jsonl).
 VERL_KEYS = (
@@ -95,19 +94,25 @@ def build_metrics(out: str | Path) -> list[dict[str, Any]]:
     """One record per step from OUT's trajectory logs and verl's file log; also written to
     OUT/metrics.jsonl. Safe to call while the run is going on."""
     out = Path(out)
-    train: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    val: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    # (split, step) -> launch -> rows; a step replayed after a resume keeps its latest launch
+    seen: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for path in sorted((out / ROLLOUTS_DIR).glob("*.jsonl")):
         for row in _read_jsonl(path):
             step = row.get("step")
-            if not isinstance(step, int):
-                continue
-            (val if row.get("split") == "val" else train)[step].append(row)
+            if isinstance(step, int):
+                split = "val" if row.get("split") == "val" else "train"
+                seen[(split, step)][str(row.get("launch") or "")].append(row)
+    train: dict[int, list[dict[str, Any]]] = {}
+    val: dict[int, list[dict[str, Any]]] = {}
+    for (split, step), launches in seen.items():
+        (val if split == "val" else train)[step] = launches[max(launches)]
     verl: dict[int, dict[str, Any]] = {}
-    if (out / VERL_METRICS).exists():
-        for row in _read_jsonl(out / VERL_METRICS):
+    for path in sorted(out.glob("verl-metrics*.jsonl")):  # launches sort by their time stamp
+        for row in _read_jsonl(path):
             if isinstance(row.get("step"), int) and isinstance(row.get("data"), dict):
-                verl.setdefault(row["step"], {}).update(row["data"])
+                verl[row["step"]] = row["data"]
     records = []
     for step in sorted(set(train) | set(val) | set(verl)):
         record: dict[str, Any] = {"step": step}
