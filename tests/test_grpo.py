@@ -287,6 +287,10 @@ def test_reward_counts_only_the_models_own_final_answer():
     cut = "</think>\n\n\\boxed{1160}"
     assert compute_score("nl4opt", cut, "1160", {"finish": "length"})["score"] == 0.0
     assert compute_score("nl4opt", "no box", "1160")["score"] == 0.0
+    full = compute_score("nl4opt", text, "1160", {**extra, "code_blocks": 2, "executions": 2})
+    assert (full["n_code_blocks"], full["n_executions"], full["truncated"]) == (2.0, 2.0, 0.0)
+    assert compute_score("nl4opt", text, "1160")["n_code_blocks"] == 2.0  # counted in the text
+    assert set(full) == {"score", "acc", "truncated", "n_code_blocks", "n_executions"}
     assert split_flow("a" + out_box + "b", [out_box]) == [
         {"role": "reasoner", "text": "a"},
         {"role": "executor", "text": out_box},

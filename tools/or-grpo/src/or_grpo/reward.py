@@ -97,6 +97,7 @@ def compute_score(
         "score": 1.0 if correct else 0.0,
         "acc": 1.0 if correct else 0.0,
         "truncated": 1.0 if finish == "length" or score["reason"] == "truncated" else 0.0,
-        "code_blocks": float(code_blocks),
-        "executions": float(extra.get("executions") or 0),
+        # named apart from the agent loop's own fields, which verl puts in the same batch
+        "n_code_blocks": float(code_blocks),
+        "n_executions": float(extra.get("executions") or 0),
     }
