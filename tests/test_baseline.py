@@ -61,9 +61,9 @@ STREAM_TOOLS = {
     ),
 }
 # or-gen and or-intervene need model endpoints for real records; their stream behaviour is
-# tested against fake servers in test_gen.py and test_intervene.py; or-sft trains a model (its
-# input handling is tested in test_sft.py)
-BUILT_ELSEWHERE = ("or-gen", "or-intervene", "or-sft")
+# tested against fake servers in test_gen.py and test_intervene.py; or-sft and or-grpo train
+# models (their input handling is tested in test_sft.py and test_grpo*.py)
+BUILT_ELSEWHERE = ("or-gen", "or-intervene", "or-sft", "or-grpo")
 NOT_BUILT = [t for t in TOOLS if t not in STREAM_TOOLS and t not in BUILT_ELSEWHERE]
 HEAVY = {
     "torch",

@@ -1,0 +1,207 @@
+"""The code-in-thinking rollout in token ids, independent of verl.
+
+One trajectory: the prompt's ids, then rounds of generation driven by the shared protocol step
+(`or_common.protocol`), the same step or-gen's loop uses:
+
+- each round asks the engine for at most what is left of the response budget, with the
+  protocol's stop strings (the closing fence line, a model-written output opening) and
+  `include_stop_str_in_output`, so the engine returns the fence itself;
+- the generated ids are kept verbatim. The engine does not say which stop matched, and its
+  last token may run past the fence (one token holding "`\\n\\n"): the completion is decoded,
+  cut by `cut_completion`, and only the piece of the last token that is kept is re-tokenized
+  (`align_ids`). Kept ids carry the engine's log probs; a re-tokenized tail carries the log prob
+  of the token it was cut from (the closest figure the engine gave for that text);
+- a closed ```python block runs in the sandbox (at most `max_executions` times, then the
+  "no longer available" block); the output block's ids are appended with mask 0 and log prob 0;
+- the response is cut to `response_length` at the end (verl pads but never truncates).
+
+The token sequence is what `or_common.tokens.encode(tokenizer, messages, flow, finish)`
+produces for the same flow whenever each generation's ids are the tokenizer's own encoding of
+its text (asserted in tests/test_grpo.py); ids the engine produced differently stay verbatim.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from or_common.blocks import flow_blocks
+from or_common.protocol import (
+    STOPS,
+    Execute,
+    Finish,
+    Generate,
+    Rules,
+    Skip,
+    Turn,
+    after_generation,
+    after_output,
+    cut_completion,
+    next_request,
+    output_segment,
+)
+from or_common.records import flow_text
+from or_common.tokens import align_ids, end_of_turn_id, text_ids
+
+#: generate(prompt_ids, sampling_params) -> an object with token_ids, log_probs, extra_fields
+#: (verl's TokenOutput); execute(code) -> an object with status, stdout, stderr, seconds,
+#: message (or-exec's ExecResult).
+GenerateFn = Callable[[list[int], dict[str, Any]], Awaitable[Any]]
+ExecuteFn = Callable[[str], Awaitable[Any]]
+
+
+@dataclass
+class SkippedResult:
+    """What the Reasoner sees for a block run after the execution budget was spent."""
+
+    message: str
+    status: str = "skipped"
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Rollout:
+    """One finished trajectory: the ids verl trains on and what happened along the way."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    response_mask: list[int]
+    response_logprobs: list[float] | None
+    turn: Turn
+    requests: int = 0
+    global_steps: list[Any] = field(default_factory=list)
+
+    @property
+    def finish(self) -> str:
+        return self.turn.finish or "stop"
+
+    @property
+    def flow(self) -> list[dict[str, Any]]:
+        return self.turn.flow
+
+    def metrics(self) -> dict[str, Any]:
+        """Per-trajectory behaviour figures (the paper's curves are their means per step)."""
+        statuses = Counter(s.get("status") for s in self.flow if s.get("role") == "executor")
+        return {
+            "code_blocks": len(flow_blocks(self.flow)),
+            "executions": self.turn.executions,
+            "exec_statuses": dict(sorted(statuses.items())),
+            "response_tokens": len(self.response_ids),
+            "finish": self.finish,
+            "requests": self.requests,
+        }
+
+
+def stop_ids(tokenizer: Any) -> set[int]:
+    """Ids that end a turn when the engine emits them: the end-of-turn token and the EOS/pad
+    token Qwen-style tokenizers also stop on."""
+    ids = {end_of_turn_id(tokenizer)}
+    for name in ("eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            ids.add(value)
+    return ids - {None}
+
+
+def take_completion(
+    tokenizer: Any,
+    token_ids: Sequence[int],
+    log_probs: Sequence[float] | None,
+    max_tokens: int,
+    context: str,
+    stops: set[int],
+) -> tuple[list[int], list[float] | None, str, str]:
+    """(kept ids, their log probs, kept text, finish) for one engine completion; finish is the
+    protocol's: fence | fake_output | stop | length."""
+    ids = list(token_ids)
+    ended = bool(ids) and ids[-1] in stops
+    body = ids[:-1] if ended else ids
+    text = tokenizer.decode(body, skip_special_tokens=False)
+    raw_finish = "stop" if ended or len(ids) < max_tokens else "length"
+    cut, finish = cut_completion(text, raw_finish, context)
+    if cut == text:
+        kept = ids if (ended and finish == "stop") else body
+    else:
+        kept = align_ids(tokenizer, body, cut)
+    lps = None
+    if log_probs is not None:
+        verbatim = 0
+        while verbatim < min(len(kept), len(ids)) and kept[verbatim] == ids[verbatim]:
+            verbatim += 1
+        tail_lp = float(log_probs[verbatim]) if verbatim < len(log_probs) else 0.0
+        lps = [float(x) for x in log_probs[:verbatim]] + [tail_lp] * (len(kept) - verbatim)
+    return kept, lps, cut, finish
+
+
+async def rollout(
+    tokenizer: Any,
+    prompt_ids: list[int],
+    generate: GenerateFn,
+    execute: ExecuteFn,
+    sampling_params: dict[str, Any],
+    response_length: int,
+    max_executions: int = 4,
+) -> Rollout:
+    """Run one trajectory to its end (see the module docstring)."""
+    rules = Rules(max_tokens=response_length, max_executions=max_executions)
+    turn = Turn()
+    want_logprobs = bool(sampling_params.get("logprobs"))
+    stops = stop_ids(tokenizer)
+    ids: list[int] = []
+    mask: list[int] = []
+    lps: list[float] = []
+    result = Rollout(prompt_ids, ids, mask, lps if want_logprobs else None, turn)
+    action: Any = next_request(turn, rules)
+    while not isinstance(action, Finish):
+        if isinstance(action, Generate):
+            params = {
+                **sampling_params,
+                "stop": list(STOPS),
+                "include_stop_str_in_output": True,
+                "max_tokens": action.max_tokens,
+            }
+            out = await generate(prompt_ids + ids, params)
+            result.requests += 1
+            result.global_steps.append(
+                (getattr(out, "extra_fields", None) or {}).get("global_steps")
+            )
+            out_lps = getattr(out, "log_probs", None) or None
+            if want_logprobs and (out_lps is None or len(out_lps) != len(out.token_ids)):
+                raise ValueError(
+                    f"the engine returned {len(out.token_ids)} ids but "
+                    f"{0 if out_lps is None else len(out_lps)} log probs"
+                )
+            kept, kept_lps, text, finish = take_completion(
+                tokenizer,
+                out.token_ids,
+                out_lps if want_logprobs else None,
+                action.max_tokens,
+                flow_text(turn.flow),
+                stops,
+            )
+            ids.extend(kept)
+            mask.extend([1] * len(kept))
+            if want_logprobs:
+                lps.extend(kept_lps or [])
+            action = after_generation(turn, rules, text, finish, len(kept))
+            continue
+        if isinstance(action, Execute):
+            exec_result: Any = await execute(action.code)
+        else:
+            assert isinstance(action, Skip)
+            exec_result = SkippedResult(action.message)
+        segment = output_segment(exec_result)
+        out_ids = text_ids(tokenizer, segment["text"])
+        ids.extend(out_ids)
+        mask.extend([0] * len(out_ids))
+        if want_logprobs:
+            lps.extend([0.0] * len(out_ids))
+        action = after_output(turn, rules, segment, len(out_ids))
+    if len(ids) > response_length:  # an output block (or a re-tokenized tail) ran past the budget
+        del ids[response_length:], mask[response_length:], lps[response_length:]
+        turn.finish = "length"
+    return result
