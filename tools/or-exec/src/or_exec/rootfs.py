@@ -64,8 +64,11 @@ def _touch(path: str) -> None:
 def build_and_enter(jobs_mb: int = 64) -> list[str]:
     """Build the minimal root and pivot into it (in our own mount namespace, as root).
     Returns the trees bound from the host. Raises OSError where the kernel refuses a step."""
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     trees = needed_trees()
+    clash = [t for t in trees if t == "/tmp" or t.startswith("/tmp/")]
+    if clash:  # each job's own tmpfs is its /tmp: it would hide these
+        raise OSError(0, f"the interpreter or venv lives under /tmp ({clash[0]})")
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     # Open every source before anything is covered (the venv may live under /tmp).
     sources = {p: os.open(p, os.O_PATH) for p in ["/usr", *trees]}
     etc = {}
