@@ -337,3 +337,21 @@ def test_summary_names_problems_and_trajectories(qwen):
         args = ["--model", "m", "--api-base", server.url, "--tokenizer", QWEN, "--n", "3"]
         result = CliRunner().invoke(main, args, input=problems("good", "good"))
     assert result.stderr.strip().splitlines()[-1] == "or-gen: 2 problems in, 6 trajectories out"
+
+
+def test_progress_counts_trajectories_with_a_rate():
+    from types import SimpleNamespace
+
+    from or_common.cli import IOOptions
+    from or_gen.cli import GenRun
+    from rich.progress import Progress
+
+    run = GenRun("or-gen", IOOptions(), unit="trajectories")
+    run._progress = Progress()
+    run._task = run._progress.add_task("or-gen", total=None, n=0, rate="-", extra="")
+    run._progress.start_task(run._task)
+    run.n_in, run.n_out = 1, 3  # one problem read, three of its samples written
+    run._tick()
+    run.trajectory_done(SimpleNamespace(tokens=3000, executions=3))
+    fields = run._progress.tasks[0].fields
+    assert fields["n"] == 3 and fields["rate"] != "-" and "tok/s" in fields["extra"]

@@ -71,7 +71,7 @@ def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
     "intervener_spec",
     required=True,
     metavar="MODEL|rules|hybrid[:MODEL]",
-    help="A litellm model name (e.g. gemini/gemini-2.5-pro, openai/NAME with --intervener-api-base), rules, or hybrid.",
+    help="A hosted model through litellm (e.g. gemini/gemini-2.5-pro), a served one as openai/NAME with --intervener-api-base (openai SDK), rules, or hybrid.",
 )
 @click.option("--intervener-model", help="The model behind `hybrid` (or use hybrid:MODEL).")
 @click.option("--intervener-api-base", metavar="URL")
