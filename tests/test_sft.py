@@ -216,6 +216,8 @@ def test_dry_run_for_several_machines_and_bad_batches(monkeypatch):
     assert bad.exit_code == 2 and "not a multiple" in bad.stderr
     no_ip = cli(*base, "--num-machines", "2", "--dry-run")
     assert no_ip.exit_code == 2 and "--main-process-ip" in no_ip.stderr
+    stdin = cli("-", *base[1:], "--num-processes", "2", "--dry-run")
+    assert stdin.exit_code == 2 and "not stdin" in stdin.stderr
 
 
 def test_the_zero3_recipe_is_the_builtin_config():

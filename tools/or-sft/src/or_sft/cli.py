@@ -151,6 +151,10 @@ def train(inputs, launched, dry_run, strict, quiet, accelerate_config, num_proce
         grad_accum_for(settings)  # a batch that does not divide is known before any reading
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
+    from . import launch
+
+    if launch.needs_launcher(settings) and "-" in inputs:
+        raise click.UsageError("every process reads the data: pass a file, not stdin (-)")
     _check_reporters(settings)
     tokenizer = _tokenizer(settings.tokenizer or settings.model)
     _check_resume(settings)
@@ -174,8 +178,6 @@ def train(inputs, launched, dry_run, strict, quiet, accelerate_config, num_proce
     # a worker under accelerate leaves the verdict on rejected records to the parent that
     # reported them (a non-zero worker makes accelerate print a traceback)
     status = EXIT_FAILED if counts.rejected and not launched else EXIT_OK
-
-    from . import launch
 
     if dry_run:
         _print_dry_run(inputs, settings, plan, counts, accelerate_config)
