@@ -21,17 +21,19 @@ test *ARGS: test-deps bytecode
 test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
-    if uv run python -c "import torch, trl, deepspeed, verl, uvicorn" 2>/dev/null; then exit 0; fi
     # The lock's GPU environment pins every version; torch itself comes as a CPU build: the
     # wheel this kind of machine keeps in /opt/wheels, else PyPI's (a CUDA build that runs on CPU).
     constraints=$(mktemp)
     uv export --quiet --frozen --extra gpu --no-hashes --no-emit-workspace --no-header \
         | grep -v -E '^(torch|torchaudio|torchvision|torchcodec|vllm|nvidia-|triton|xformers|flashinfer)[=-]' > "$constraints"
-    if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
+    if uv run python -c "import torch" 2>/dev/null; then
+        :
+    elif ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
         uv pip install -q --find-links /opt/wheels "torch==2.13.0+cpu"
     else
         uv pip install -q "torch==2.13.0"
     fi
+    # a no-op in seconds when everything is at the lock's versions already
     uv pip install -q -c "$constraints" --no-build-isolation-package deepspeed \
         trl accelerate datasets deepspeed verl "ray[default]" cachetools fastapi uvicorn pyzmq msgspec
 

@@ -28,7 +28,7 @@ import argparse
 import sys
 from typing import Any
 
-from or_common.jsonl import BadLine, Writer, decode, iter_raw, open_output
+from or_common.jsonl import BadLine, Writer, open_output, read_lines
 from or_common.records import TOOL_VERSION
 from or_gen.prompt import PROMPT_VERSION, REASONER_PROMPT, build_messages
 
@@ -74,19 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     stream = open_output(args.output, append=False) if args.output else sys.stdout.buffer
     writer = Writer(stream)
     bad = 0
-    try:
-        for source, lineno, raw in iter_raw(args.inputs):
-            try:
-                writer.write(convert(decode(raw, source, lineno), args.max_executions))
-            except BadLine as err:
-                bad += 1
-                print(f"{source}:{lineno}: {err.message}", file=sys.stderr)
-            except ValueError as err:
-                bad += 1
-                print(f"{source}:{lineno}: {err}", file=sys.stderr)
-    except BadLine as err:  # an input that cannot be opened
-        print(f"{err.source}: {err.message}", file=sys.stderr)
-        return 1
+    for item in read_lines(args.inputs):
+        if isinstance(item, BadLine):
+            bad += 1
+            print(str(item) if item.lineno else f"{item.source}: {item.message}", file=sys.stderr)
+            continue
+        try:
+            writer.write(convert(item.record, args.max_executions))
+        except ValueError as err:
+            bad += 1
+            print(f"{item.where()}: {err}", file=sys.stderr)
     print(f"or_instruct_to_trajectories: {writer.count} written, {bad} bad", file=sys.stderr)
     return 1 if bad else 0
 

@@ -355,3 +355,21 @@ def test_progress_counts_trajectories_with_a_rate():
     run.trajectory_done(SimpleNamespace(tokens=3000, executions=3))
     fields = run._progress.tasks[0].fields
     assert fields["n"] == 3 and fields["rate"] != "-" and "tok/s" in fields["extra"]
+
+
+def test_an_unreachable_sandbox_is_an_error_record_never_an_execution_status(qwen, fake_sandbox):
+    """`or-exec serve` down for good: the trajectory stops with gen.error (so --resume redoes it)
+    instead of carrying a made-up `killed` output into the flow."""
+    from or_exec.server import SandboxUnavailable
+
+    async def down(code, limits=None, prelude=()):
+        raise SandboxUnavailable("http://127.0.0.1:9/run: connection refused after 5 attempts")
+
+    fake_sandbox.run = down
+    with FakeServer(script, tokenizer=qwen) as server:
+        result, out = gen(server.url, "--n", "1", input=problems("good"))
+    assert result.exit_code == 1
+    (record,) = out
+    assert record["gen"]["error"]["type"] == "SandboxUnavailable"
+    assert record["gen"]["finish"] == "error"
+    assert not any(seg["role"] == "executor" for seg in record["flow"])

@@ -33,6 +33,7 @@ from or_common.protocol import (
 from or_common.records import TOOL_VERSION, flow_text
 from or_common.tokens import align_ids, encode, prompt_ids, render_prompt, text_ids
 from or_exec.limits import ExecResult, Limits
+from or_exec.server import SandboxUnavailable
 
 from .cache import RequestCache
 from .engine import ERROR_FINISHES, Completion, Engine, Request, Sampling, stop_ids
@@ -233,7 +234,12 @@ class Generator:
                 continue
             if isinstance(action, Execute):
                 t = time.perf_counter()
-                result = await self.execute(action.code)
+                try:
+                    result = await self.execute(action.code)
+                except SandboxUnavailable as err:  # the sandbox's failure, not the code's
+                    out.error = GenerationError("SandboxUnavailable", str(err)[:500])
+                    turn.finish = "error"
+                    break
                 out.exec_seconds += time.perf_counter() - t
             else:
                 assert isinstance(action, Skip)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from or_common.answers import parse_truth
-from or_common.jsonl import BadLine, decode, iter_raw
+from or_common.jsonl import BadLine, read_lines
 
 AGENT_NAME = "code_in_thinking"
 ABILITY = "optimization-modeling"
@@ -75,14 +75,11 @@ def problem_row(
 
 
 def _records(paths: Iterable[str]) -> Iterator[tuple[str, int, dict[str, Any] | str]]:
-    try:
-        for source, lineno, raw in iter_raw(tuple(paths)):
-            try:
-                yield source, lineno, decode(raw, source, lineno)
-            except BadLine as bad:
-                yield bad.source, bad.lineno, bad.message
-    except BadLine as bad:  # the file itself could not be read
-        yield bad.source, bad.lineno, bad.message
+    for item in read_lines(tuple(paths)):
+        if isinstance(item, BadLine):
+            yield item.source, item.lineno, item.message
+        else:
+            yield item.source, item.lineno, item.record
 
 
 def prepare(

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from or_common import jsonl
 from or_common.blocks import awaits_execution
-from or_common.jsonl import BadLine, Line, decode, iter_raw
+from or_common.jsonl import BadLine, Line
 from or_common.records import ROLES, TRAINED_ROLES, RecordError, find_error
 from or_common.tokens import ENDED_NORMALLY, IGNORE_INDEX, Encoded, encode_record, record_finish
 
@@ -133,18 +134,17 @@ class Counts:
 
 
 def read_lines(paths: Iterable[str], counts: Counts, report) -> Iterator[Line]:
-    """Every JSON-object line of `paths`; bad lines are reported as `FILE:LINE: reason`."""
-    try:
-        for source, lineno, raw in iter_raw(paths):
-            counts.records += 1
-            try:
-                yield Line(source, lineno, decode(raw, source, lineno))
-            except BadLine as bad:
-                counts.reject(bad.message)
-                report(f"{bad.source}:{bad.lineno}: {bad.message}")
-    except BadLine as bad:  # the input itself could not be opened or read
-        counts.reject(bad.message)
-        report(f"{bad.source}: {bad.message}")
+    """Every JSON-object line of `paths`; bad lines (and inputs that cannot be read) are
+    reported as `FILE:LINE: reason`."""
+    for item in jsonl.read_lines(paths):
+        if isinstance(item, BadLine):
+            if item.lineno:
+                counts.records += 1
+            counts.reject(item.message)
+            report(str(item) if item.lineno else f"{item.source}: {item.message}")
+            continue
+        counts.records += 1
+        yield item
 
 
 def examples(
