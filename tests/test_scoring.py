@@ -230,15 +230,17 @@ class _OneHint:
 
 
 class _Reasoner:
-    def prompt_for(self, record):
-        return [], "prompt"
+    """Stands in for or-gen's Generator: `resume` continues the cut flow with a fixed text."""
 
-    def count_tokens(self, text):
-        return len(text)
+    text, finish = "</think>\\boxed{1000}", "stop"
 
-    async def continue_flow(self, key, messages, prompt, state):
-        state.flow = [*state.flow, {"role": "reasoner", "text": "</think>\\boxed{1000}"}]
-        return state
+    async def resume(self, record, flow):
+        from types import SimpleNamespace
+
+        from or_common.protocol import Turn
+
+        turn = Turn(flow=[*flow, {"role": "reasoner", "text": self.text}], finish=self.finish)
+        return SimpleNamespace(turn=turn, error=None)
 
 
 def test_or_intervene_drops_the_score_of_the_flow_it_replaced():
@@ -261,10 +263,7 @@ def test_or_intervene_drops_the_score_of_the_flow_it_replaced():
     record = _traj("ok</think>\\boxed{1160}", gen={"finish": "stop"})
 
     class Cut(_Reasoner):
-        async def continue_flow(self, key, messages, prompt, state):
-            state.flow = [*state.flow, {"role": "reasoner", "text": "</think>\\boxed{1160}"}]
-            state.finish = "length"
-            return state
+        text, finish = "</think>\\boxed{1160}", "length"
 
     async def cut_generator():
         return Cut()
