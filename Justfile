@@ -2,15 +2,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Offline demo on the bundled example runs: the sandbox's protections, scoring and the
-# side-by-side report, the flaw distribution, and the golden-data funnel.
-demo:
-    uv run or-exec doctor
-    uv run or-score tests/fixtures/score/run_base.jsonl -q > /tmp/calm-storm-demo-base.jsonl
-    uv run or-score tests/fixtures/score/run_storm.jsonl -q > /tmp/calm-storm-demo-storm.jsonl
-    uv run or-score report /tmp/calm-storm-demo-base.jsonl /tmp/calm-storm-demo-storm.jsonl --label base --label STORM --format markdown
-    uv run or-annotate /tmp/calm-storm-demo-base.jsonl -q | uv run or-annotate report - --format markdown
-    uv run or-filter /tmp/calm-storm-demo-storm.jsonl --correct --one-per-problem > /dev/null
+# The whole pipeline offline on bundled real problems, with a scripted stand-in for the model (see recipes/demo.sh).
+demo *ARGS: test-deps
+    uv run bash recipes/demo.sh {{ARGS}}
 
 # The whole test suite (GPU tests skip themselves without a GPU).
 test *ARGS: test-deps
