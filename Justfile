@@ -55,3 +55,31 @@ calm *ARGS:
 # SFT / RL / test splits from ../shared/data (see recipes/split.sh).
 splits:
     DATA=${DATA:-../shared/data} uv run bash recipes/split.sh
+
+# Table 1, the pilot: base vs SFT on non-reflective OR-Instruct-style answers (recipes/pilot.sh).
+pilot *ARGS:
+    uv run bash recipes/pilot.sh {{ARGS}}
+
+# Table 2: pass@1 of several models side by side on the five benchmarks (recipes/table2.sh).
+table2 *ARGS:
+    uv run bash recipes/table2.sh {{ARGS}}
+
+# Figures 2 and 7: flaw triggers and categories per benchmark, base -> CALM-SFT -> STORM (recipes/flaws.sh).
+flaws *ARGS:
+    uv run bash recipes/flaws.sh {{ARGS}}
+
+# Figure 4: the two-stage ablation, base -> CALM-SFT -> STORM accuracy (recipes/ablation.sh).
+ablation *ARGS:
+    uv run bash recipes/ablation.sh {{ARGS}}
+
+# Figure 5: the CALM funnel (recipes/funnel.sh).
+funnel *ARGS:
+    uv run bash recipes/funnel.sh {{ARGS}}
+
+# Figure 6: GRPO from the base and from CALM-SFT, behaviour per step (recipes/behaviour.sh).
+behaviour *ARGS:
+    uv run bash recipes/behaviour.sh {{ARGS}}
+
+# STORM end to end: splits, CALM, SFT, GRPO, export, evaluation; resumable (recipes/storm.sh).
+storm *ARGS:
+    uv run bash recipes/storm.sh {{ARGS}}
