@@ -2,16 +2,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Offline demo on the bundled example runs: the sandbox's protections, scoring and the
-# side-by-side report, the flaw distribution, and the golden-data funnel.
-[doc("Offline demo: sandbox protections, scoring and reports, flaw distribution, golden funnel.")]
-demo: bytecode
-    uv run or-exec doctor
-    uv run or-score tests/fixtures/score/run_base.jsonl -q > /tmp/calm-storm-demo-base.jsonl
-    uv run or-score tests/fixtures/score/run_storm.jsonl -q > /tmp/calm-storm-demo-storm.jsonl
-    uv run or-score report /tmp/calm-storm-demo-base.jsonl /tmp/calm-storm-demo-storm.jsonl --label base --label STORM --format markdown
-    uv run or-annotate /tmp/calm-storm-demo-base.jsonl -q | uv run or-annotate report - --format markdown
-    uv run or-filter /tmp/calm-storm-demo-storm.jsonl --correct --one-per-problem > /dev/null
+# The whole pipeline offline on bundled real problems, with a scripted stand-in for the model (see recipes/demo.sh).
+demo *ARGS: test-deps bytecode
+    uv run bash recipes/demo.sh {{ARGS}}
 
 # The whole test suite (GPU tests skip themselves without a GPU).
 test *ARGS: test-deps bytecode
@@ -80,3 +73,31 @@ calm *ARGS:
 # SFT / RL / test splits from ../shared/data (see recipes/split.sh).
 splits:
     DATA=${DATA:-../shared/data} uv run bash recipes/split.sh
+
+# Table 1, the pilot: base vs SFT on non-reflective OR-Instruct-style answers (recipes/pilot.sh).
+pilot *ARGS:
+    uv run bash recipes/pilot.sh {{ARGS}}
+
+# Table 2: pass@1 of several models side by side on the five benchmarks (recipes/table2.sh).
+table2 *ARGS:
+    uv run bash recipes/table2.sh {{ARGS}}
+
+# Figures 2 and 7: flaw triggers and categories per benchmark, base -> CALM-SFT -> STORM (recipes/flaws.sh).
+flaws *ARGS:
+    uv run bash recipes/flaws.sh {{ARGS}}
+
+# Figure 4: the two-stage ablation, base -> CALM-SFT -> STORM accuracy (recipes/ablation.sh).
+ablation *ARGS:
+    uv run bash recipes/ablation.sh {{ARGS}}
+
+# Figure 5: the CALM funnel (recipes/funnel.sh).
+funnel *ARGS:
+    uv run bash recipes/funnel.sh {{ARGS}}
+
+# Figure 6: GRPO from the base and from CALM-SFT, behaviour per step (recipes/behaviour.sh).
+behaviour *ARGS:
+    uv run bash recipes/behaviour.sh {{ARGS}}
+
+# STORM end to end: splits, CALM, SFT, GRPO, export, evaluation; resumable (recipes/storm.sh).
+storm *ARGS:
+    uv run bash recipes/storm.sh {{ARGS}}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# STORM end to end: splits -> CALM curation -> SFT -> GRPO -> export -> evaluation of base,
+# CALM-SFT and STORM side by side. Every stage is resumable: rerun the same command after a stop.
+#
+#   BASE=Qwen/Qwen3-4B-Thinking-2507 API_BASE=http://127.0.0.1:8000/v1 (the served base, for CALM)
+#   INTERVENER=gemini/gemini-2.5-pro DATA=../shared/data bash recipes/storm.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+here=$(dirname "$0")
+
+BASE=${BASE:-Qwen/Qwen3-4B-Thinking-2507}
+API_BASE=${API_BASE:?set API_BASE (a server of the base model, for CALM generation)}
+INTERVENER=${INTERVENER:-gemini/gemini-2.5-pro}
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-runs/storm}
+SFT_FLAGS=${SFT_FLAGS:-}     # e.g. "--max-steps 10" for a smoke run
+GRPO_FLAGS=${GRPO_FLAGS:-}   # e.g. "trainer.n_gpus_per_node=8 trainer.nnodes=2"
+mkdir -p "$OUT"
+stamp "$OUT" base="$BASE" data="$DATA" intervener="$INTERVENER"
+
+stage splits "$OUT" env DATA="$DATA" OUT="$OUT/splits" bash "$here/split.sh"
+stage calm "$OUT" env MODEL="$BASE" API_BASE="$API_BASE" INTERVENER="$INTERVENER" \
+    SFT="$OUT/splits/sft.jsonl" OUT="$OUT/calm" bash "$here/funnel.sh"
+# shellcheck disable=SC2086
+stage sft "$OUT" or-sft "$OUT/calm/03-golden.jsonl" --model "$BASE" -o "$OUT/sft" $SFT_FLAGS
+stage prepare "$OUT" or-grpo prepare "$OUT/splits/rl.jsonl" -o "$OUT/rl-data"
+# shellcheck disable=SC2086
+stage grpo "$OUT" or-grpo train "$OUT/rl-data" --model "$OUT/sft" --val "$OUT/splits/test.jsonl" \
+    -o "$OUT/grpo" $GRPO_FLAGS
+stage export "$OUT" or-grpo export "$OUT/grpo" -o "$OUT/storm"
+BASE="$BASE@$API_BASE" SFT="$OUT/sft" STORM="$OUT/storm" OUT="$OUT/eval" \
+    TEST="$OUT/splits/test.jsonl" bash "$here/ablation.sh" "$@"
