@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Figure 6 (RL behaviour): GRPO from the base model and from the CALM-SFT checkpoint on the same
-# RL problems; accuracy, code blocks and response length per step, side by side. Flaws before and
-# after come from recipes/flaws.sh on the evaluated checkpoints.
+# RL problems (each run is recipes/verl/storm.sh), then accuracy, code blocks and response
+# length per step side by side. Flaws before and after come from recipes/flaws.sh on the
+# evaluated checkpoints. DRY_RUN=1 prints the two verl commands without training.
 #
 #   BASE=Qwen/Qwen3-4B-Thinking-2507 SFT=ckpt/sft RL=splits/rl.jsonl VAL=splits/test.jsonl \
-#       bash recipes/behaviour.sh [extra or-grpo train flags or key=value overrides]
+#       bash recipes/behaviour.sh [extra verl key=value overrides]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+here=$(dirname "$0")
 
 BASE=${BASE:-Qwen/Qwen3-4B-Thinking-2507}
 SFT=${SFT:?set SFT (the CALM-SFT checkpoint)}
@@ -16,9 +18,11 @@ OUT=${OUT:-runs/behaviour}
 mkdir -p "$OUT"
 stamp "$OUT" base="$BASE" sft="$SFT" rl="$RL" val="$VAL"
 
-stage prepare "$OUT" or-grpo prepare "$RL" -o "$OUT/data"
-stage rl-from-base "$OUT" or-grpo train "$OUT/data" --model "$BASE" --val "$VAL" -o "$OUT/rl-from-base" "$@"
-stage rl-from-calm-sft "$OUT" or-grpo train "$OUT/data" --model "$SFT" --val "$VAL" -o "$OUT/rl-from-calm-sft" "$@"
-if [ -s "$OUT/rl-from-base/metrics.jsonl" ]; then
-    or-grpo plot "$OUT/rl-from-base" "$OUT/rl-from-calm-sft" -o "$OUT/behaviour.png"
+stage rl-from-base "$OUT" env MODEL="$BASE" RL="$RL" VAL="$VAL" OUT="$OUT/from-base" \
+    bash "$here/verl/storm.sh" "$@"
+stage rl-from-calm-sft "$OUT" env MODEL="$SFT" RL="$RL" VAL="$VAL" OUT="$OUT/from-calm-sft" \
+    bash "$here/verl/storm.sh" "$@"
+if [ -z "${DRY_RUN:-}" ]; then
+    or-grpo plot "$OUT/from-base/02-grpo" "$OUT/from-calm-sft/02-grpo" -o "$OUT/behaviour.png"
+    echo "curves: $OUT/behaviour.png" >&2
 fi

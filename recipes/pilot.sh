@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 stamp "$OUT" base="${BASE%%@*}" pilot_data="$PILOT_DATA"
 
 stage convert "$OUT" python "$(dirname "$0")/or_instruct_to_trajectories.py" "$PILOT_DATA" \
-    --tokenizer "$SFT_TOKENIZER" -o "$OUT/01-sft-data.jsonl"
+    -o "$OUT/01-sft-data.jsonl"
 stage sft "$OUT" or-sft "$OUT/01-sft-data.jsonl" --model "${BASE%%@*}" --tokenizer "$SFT_TOKENIZER" \
     -o "$OUT/02-ckpt" "$@"
 MODELS="base=$BASE pilot-sft=$OUT/02-ckpt" OUT="$OUT/03-eval" TEST="$TEST" \

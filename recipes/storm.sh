@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# STORM end to end: splits -> CALM curation -> SFT -> GRPO -> export -> evaluation of base,
-# CALM-SFT and STORM side by side. Every stage is resumable: rerun the same command after a stop.
+# STORM end to end: splits -> CALM curation -> SFT -> GRPO and export (recipes/verl/storm.sh)
+# -> evaluation of base, CALM-SFT and STORM side by side. Every stage is resumable: rerun the
+# same command after a stop. DRY_RUN=1 stops after printing the GRPO command.
 #
 #   BASE=Qwen/Qwen3-4B-Thinking-2507 API_BASE=http://127.0.0.1:8000/v1 (the served base, for CALM)
 #   INTERVENER=gemini/gemini-2.5-pro DATA=../shared/data bash recipes/storm.sh
@@ -23,10 +24,12 @@ stage calm "$OUT" env MODEL="$BASE" API_BASE="$API_BASE" INTERVENER="$INTERVENER
     SFT="$OUT/splits/sft.jsonl" OUT="$OUT/calm" bash "$here/funnel.sh"
 # shellcheck disable=SC2086
 stage sft "$OUT" or-sft "$OUT/calm/03-golden.jsonl" --model "$BASE" -o "$OUT/sft" $SFT_FLAGS
-stage prepare "$OUT" or-grpo prepare "$OUT/splits/rl.jsonl" -o "$OUT/rl-data"
 # shellcheck disable=SC2086
-stage grpo "$OUT" or-grpo train "$OUT/rl-data" --model "$OUT/sft" --val "$OUT/splits/test.jsonl" \
-    -o "$OUT/grpo" $GRPO_FLAGS
-stage export "$OUT" or-grpo export "$OUT/grpo" -o "$OUT/storm"
-BASE="$BASE@$API_BASE" SFT="$OUT/sft" STORM="$OUT/storm" OUT="$OUT/eval" \
+stage grpo "$OUT" env MODEL="$OUT/sft" RL="$OUT/splits/rl.jsonl" VAL="$OUT/splits/test.jsonl" \
+    OUT="$OUT/grpo" bash "$here/verl/storm.sh" $GRPO_FLAGS
+if [ -n "${DRY_RUN:-}" ]; then
+    echo "DRY_RUN: GRPO was not run, so there is no STORM checkpoint to evaluate" >&2
+    exit 0
+fi
+BASE="$BASE@$API_BASE" SFT="$OUT/sft" STORM="$OUT/grpo/03-storm" OUT="$OUT/eval" \
     TEST="$OUT/splits/test.jsonl" bash "$here/ablation.sh" "$@"
