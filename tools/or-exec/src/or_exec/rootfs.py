@@ -51,6 +51,10 @@ def needed_trees() -> list[str]:
     return kept
 
 
+#: Trees of the minimal root that live under /tmp (set by build_and_enter, read by each job).
+TMP_TREES: list[str] = []
+
+
 def _bind_ro(fd: int, target: str) -> None:
     linux.mount(f"/proc/self/fd/{fd}", target, None, linux.MS_BIND | linux.MS_REC)
     linux.mount(None, target, None, linux.MS_REMOUNT | linux.MS_BIND | RO)
@@ -65,9 +69,11 @@ def build_and_enter(jobs_mb: int = 64) -> list[str]:
     """Build the minimal root and pivot into it (in our own mount namespace, as root).
     Returns the trees bound from the host. Raises OSError where the kernel refuses a step."""
     trees = needed_trees()
-    clash = [t for t in trees if t == "/tmp" or t.startswith("/tmp/")]
-    if clash:  # each job's own tmpfs is its /tmp: it would hide these
-        raise OSError(0, f"the interpreter or venv lives under /tmp ({clash[0]})")
+    # A checkout cloned under /tmp (CI does) has its venv there: a job's own tmpfs becomes its
+    # /tmp and would hide it, so each job binds these trees back into its tmpfs (read-only).
+    TMP_TREES[:] = [t for t in trees if t == "/tmp" or t.startswith("/tmp/")]
+    if "/tmp" in TMP_TREES:
+        raise OSError(0, "the interpreter lives in /tmp itself")
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     # Open every source before anything is covered (the venv may live under /tmp).
     sources = {p: os.open(p, os.O_PATH) for p in ["/usr", *trees]}
@@ -100,7 +106,7 @@ def build_and_enter(jobs_mb: int = 64) -> list[str]:
                 os.makedirs(f"{new}/{name}")
                 _bind_ro(value, f"{new}/{name}")
         for tree in trees:
-            os.makedirs(new + tree, mode=0o755)
+            os.makedirs(new + tree, mode=0o755, exist_ok=True)
             _bind_ro(sources[tree], new + tree)
         os.makedirs(new + "/etc", mode=0o755)
         for name, (kind, value) in etc.items():
@@ -124,7 +130,7 @@ def build_and_enter(jobs_mb: int = 64) -> list[str]:
         os.symlink("/proc/self/fd/1", f"{new}/dev/stdout")
         os.symlink("/proc/self/fd/2", f"{new}/dev/stderr")
         for d in ("proc", "tmp", JOBS.lstrip("/")):
-            os.makedirs(f"{new}/{d}")
+            os.makedirs(f"{new}/{d}", exist_ok=True)
         os.chmod(f"{new}/tmp", 0o1777)
     finally:
         for fd in [*sources.values(), *devs.values()]:
@@ -147,7 +153,12 @@ def enter_job_root(jobfs: str) -> None:
     """In a job's own mount namespace (its child, still root): its tmpfs becomes /tmp and
     /dev/shm, and /proc shows the job's own pid namespace."""
     linux.unshare(linux.CLONE_NEWNS)
+    keep = {tree: os.open(tree, os.O_PATH) for tree in TMP_TREES}
     linux.mount(jobfs + "/tmp", "/tmp", None, linux.MS_BIND)
+    for tree, fd in keep.items():  # the venv of a checkout under /tmp, back on top
+        os.makedirs(tree, mode=0o755, exist_ok=True)
+        _bind_ro(fd, tree)
+        os.close(fd)
     linux.mount(jobfs + "/shm", "/dev/shm", None, linux.MS_BIND)
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     linux.mount("proc", "/proc", "proc", flags, "hidepid=2")
