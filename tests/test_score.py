@@ -172,18 +172,18 @@ def test_protocol_option_is_stamped():
 
 
 def test_report_markdown_matches_golden():
-    """Regenerate with: uv run or-score report tests/fixtures/score/run_base.jsonl
-    tests/fixtures/score/run_storm.jsonl --label base --label storm --format markdown > tests/golden/score_report.md
+    """Regenerate with: uv run or-score report tests/fixtures/score/handwritten_a.jsonl
+    tests/fixtures/score/handwritten_b.jsonl --label "hand-written A" --label "hand-written B" --format markdown > tests/golden/score_report.md
     (then check the numbers by hand: the fixture plans are in the test data)."""
     result = run_tool(
         "or-score",
         "report",
-        "tests/fixtures/score/run_base.jsonl",
-        "tests/fixtures/score/run_storm.jsonl",
+        "tests/fixtures/score/handwritten_a.jsonl",
+        "tests/fixtures/score/handwritten_b.jsonl",
         "--label",
-        "base",
+        "hand-written A",
         "--label",
-        "storm",
+        "hand-written B",
         "--format",
         "markdown",
         cwd=ROOT,
@@ -194,7 +194,7 @@ def test_report_markdown_matches_golden():
 
 def test_report_json_numbers_by_hand():
     result = run_tool(
-        "or-score", "report", str(FIXTURES / "score/run_base.jsonl"), "--format", "json"
+        "or-score", "report", str(FIXTURES / "score/handwritten_a.jsonl"), "--format", "json"
     )
     summary = json.loads(result.stdout)["runs"][0]
     mini = summary["benchmarks"]["calm-mini"]
@@ -212,7 +212,7 @@ def test_report_json_numbers_by_hand():
         "gen_error": 1,
     }
     assert summary["macro"]["pass@1"] == pytest.approx((0.3125 + 0.625) / 2)
-    assert summary["models"] == ["tiny-base"] and summary["protocol"] == "strict"
+    assert summary["models"] == ["handwritten-a"] and summary["protocol"] == "strict"
 
 
 def test_report_pass_at_k_estimator():
@@ -227,16 +227,16 @@ def test_report_pass_at_k_estimator():
 def test_report_table_goes_to_stderr_when_stdout_is_a_pipe_and_plot(tmp_path):
     png = tmp_path / "chart.png"
     result = run_tool(
-        "or-score", "report", str(FIXTURES / "score/run_base.jsonl"), "--plot", str(png)
+        "or-score", "report", str(FIXTURES / "score/handwritten_a.jsonl"), "--plot", str(png)
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["runs"][0]["label"] == "run_base"  # data on stdout
+    assert json.loads(result.stdout)["runs"][0]["label"] == "handwritten_a"  # data on stdout
     assert "pass@1" in result.stderr.decode()  # the table on stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_scoring_pipes_into_report():
-    scored = run_tool("or-score", "-q", str(FIXTURES / "score/run_storm.jsonl"))
+    scored = run_tool("or-score", "-q", str(FIXTURES / "score/handwritten_b.jsonl"))
     result = run_tool("or-score", "report", "-", "--format", "json", input=scored.stdout)
     assert json.loads(result.stdout)["runs"][0]["macro"]["pass@1"] == pytest.approx(
         (0.75 + 0.875) / 2
@@ -276,7 +276,7 @@ def test_every_real_benchmark_record_scores(tmp_path):
 
 
 def test_report_plot_into_a_missing_directory_or_onto_an_input(tmp_path):
-    run = str(FIXTURES / "score/run_base.jsonl")
+    run = str(FIXTURES / "score/handwritten_a.jsonl")
     for plot in (str(tmp_path / "missing" / "t.png"), run):
         result = CliRunner().invoke(score_main, ["report", run, "--plot", plot])
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
