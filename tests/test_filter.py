@@ -148,6 +148,7 @@ def test_decontamination_pairs(name, tmp_path):
 
 
 def test_max_tokens_counts_prompt_and_flow(tmp_path):
+    from or_common.tokens import encode_record
     from tiny import make_tokenizer
 
     tok = make_tokenizer(tmp_path / "tok")
@@ -155,18 +156,33 @@ def test_max_tokens_counts_prompt_and_flow(tmp_path):
     long["flow"][0]["text"] = "word " * 300 + long["flow"][0]["text"]
     for r in (short, long):
         r["messages"] = [{"role": "user", "content": "Solve it."}]
-    n_short = len(
-        tok.encode(
-            tok.apply_chat_template(short["messages"], tokenize=False, add_generation_prompt=True)
-            + short["flow"][0]["text"],
-            add_special_tokens=False,
-        )
-    )
-    result = filt(
-        "--max-tokens", str(n_short), "--tokenizer", str(tmp_path / "tok"), records=[short, long]
-    )
-    assert keys(result.stdout) == [("s", 0)]
+    # the token layer's sequence: what or-sft trains on (prompt, segments, end of turn)
+    n_short = len(encode_record(tok, short).input_ids)
+    assert n_short < len(encode_record(tok, long).input_ids)
+    args = ["--max-tokens", str(n_short), "--tokenizer", str(tmp_path / "tok")]
+    assert keys(filt(*args, records=[short, long]).stdout) == [("s", 0)]
+    args[1] = str(n_short - 1)
+    assert keys(filt(*args, records=[short, long]).stdout) == []
     assert run_tool("or-filter", "--max-tokens", "5", input="").returncode == 2  # needs --tokenizer
+
+
+def test_a_tokenizer_that_cannot_load_is_one_line_before_any_record(tmp_path):
+    missing = run_tool(
+        "or-filter", "--max-tokens", "5", "--tokenizer", str(tmp_path / "no/such/dir"), input=""
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.decode().strip().splitlines()[-1].endswith("no such folder")
+    assert b"Traceback" not in missing.stderr
+    offline = run_tool(
+        "or-filter",
+        "--max-tokens",
+        "5",
+        "--tokenizer",
+        "someone/not-cached",
+        input="",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert offline.returncode == 2 and b"cannot be reached" in offline.stderr
 
 
 def test_split_recipe_is_disjoint_and_decontaminated(tmp_path):

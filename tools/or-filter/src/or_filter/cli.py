@@ -13,19 +13,29 @@ from or_common.records import TOOL_VERSION, flow_text
 
 
 def _token_counter(tokenizer_name: str):
-    from transformers import AutoTokenizer
+    """Tokens of a record as the trainers see them: the token layer's sequence (prompt by the
+    chat template, each segment on its own, end of turn when the turn ended). A local folder is
+    loaded locally; a name that cannot be loaded is one usage line, before the first record."""
+    from or_common.tokens import (
+        EncodeError,
+        TokenizerError,
+        count_tokens,
+        encode_record,
+        load_tokenizer,
+    )
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_name)
+    try:
+        tok = load_tokenizer(tokenizer_name)
+    except TokenizerError as exc:
+        raise click.UsageError(f"--tokenizer {exc}") from None
 
     def count(record: dict[str, Any]) -> int:
-        messages = record.get("messages") or []
-        if messages and getattr(tok, "chat_template", None):
-            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            prompt = "".join(str(m.get("content", "")) for m in messages)
-        return len(
-            tok.encode(prompt + flow_text(record.get("flow") or []), add_special_tokens=False)
-        )
+        try:
+            return len(encode_record(tok, record).input_ids)
+        except EncodeError:  # a chat-mode record or one without a prompt: its text, counted
+            messages = record.get("messages") or []
+            text = "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+            return count_tokens(tok, text + flow_text(record.get("flow") or []))
 
     return count
 
