@@ -180,6 +180,7 @@ def test_a_block_runs_and_the_sequence_equals_the_token_layer(verl_config, tok, 
     assert out.extra_fields["code_blocks"] == 1 and out.extra_fields["executions"] == 1
     assert out.extra_fields["exec_statuses"] == {"ok": 1}
     assert out.extra_fields["min_global_steps"] == out.extra_fields["max_global_steps"] == 3
+    assert out.extra_fields["prompt_opens_think"] is True  # the Qwen3 template opens <think>
     assert out.num_turns == 4
     (log,) = tmp_path.glob("*.jsonl")
     line = json.loads(log.read_text())
@@ -287,6 +288,10 @@ def test_reward_counts_only_the_models_own_final_answer():
     cut = "</think>\n\n\\boxed{1160}"
     assert compute_score("nl4opt", cut, "1160", {"finish": "length"})["score"] == 0.0
     assert compute_score("nl4opt", "no box", "1160")["score"] == 0.0
+    # the prompt opened <think>: an answer that never closes it is unfinished thinking
+    opened = {"prompt_opens_think": True}
+    assert compute_score("nl4opt", "so \\boxed{1160}", "1160", opened)["score"] == 0.0
+    assert compute_score("nl4opt", "ok</think>\\boxed{1160}", "1160", opened)["score"] == 1.0
     full = compute_score("nl4opt", text, "1160", {**extra, "code_blocks": 2, "executions": 2})
     assert (full["n_code_blocks"], full["n_executions"], full["truncated"]) == (2.0, 2.0, 0.0)
     assert compute_score("nl4opt", text, "1160")["n_code_blocks"] == 2.0  # counted in the text

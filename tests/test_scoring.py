@@ -63,6 +63,17 @@ def _traj(text, answer=1160, **extra):
         (_traj("</think>\\boxed{1000}"), "wrong", False),
         (_traj("</think>no box"), "no_answer", False),
         (_traj("still thinking", gen={"finish": "length"}), "truncated", False),
+        # the template opened <think>: ending the turn without closing it is unfinished thinking
+        (
+            _traj("so \\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}),
+            "truncated",
+            False,
+        ),
+        (
+            _traj("ok</think>\\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}),
+            "correct",
+            True,
+        ),
         (
             _traj("still thinking", gen={"finish": "stop"}, calm={"final": {"finish": "length"}}),
             "truncated",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .answers import Prediction, answer_in, answer_region, parse_truth
+from .answers import THINK_END, Prediction, answer_in, answer_region, parse_truth
 from .records import RecordError, flow_text
 
 #: Bumped whenever a verdict can change. v2: a cut turn (token budget, round cap) or unfinished
@@ -149,6 +149,11 @@ def checksum(text: str, finish: str | None) -> int:
     return zlib.crc32(text[-CHECKSUM_TAIL:].encode("utf-8", "surrogatepass"), zlib.crc32(head))
 
 
+def _prompt_opens_think(record: Mapping[str, Any]) -> bool:
+    gen = record.get("gen")
+    return isinstance(gen, Mapping) and gen.get("prompt_opens_think") is True
+
+
 def judge(
     record: Mapping[str, Any],
     protocol: str = "strict",
@@ -162,9 +167,11 @@ def judge(
     `gen_error` / `exec_error`; a turn cut before it ended (`finish` in CUT_FINISHES) or still
     inside a think block it opened -> `truncated`, with no prediction; a parsed number ->
     `correct` / `wrong`; a last code block that failed -> `exec_error`; else `no_answer`.
-    A turn that ended on its own without `</think>` and without an opening `<think>` in its
-    text is read whole: from the record alone it cannot be told apart from the answer of a model
-    that does not think in tags, and the model chose to stop there.
+    A turn without `</think>` whose prompt opened the think block (`gen.prompt_opens_think`,
+    stamped by or-gen: Qwen3 thinking templates end the prompt with `<think>`) ended inside its
+    thinking: `truncated`. Without that stamp and without an opening `<think>` in its text, a
+    turn that ended on its own is read whole: it cannot be told apart from the answer of a model
+    that does not think in tags.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
@@ -174,8 +181,13 @@ def judge(
         finish = finish_reason(record)
     truth = parse_truth(record.get("answer"))
     region = answer_region(text)
-    # a <think> in the answer region is one opened after the last </think> and never closed
-    cut = finish in CUT_FINISHES or THINK_START in region
+    # a <think> in the answer region is one opened after the last </think> and never closed;
+    # a prompt that opened the think block (or-gen stamps it) needs a </think> in the turn
+    cut = (
+        finish in CUT_FINISHES
+        or THINK_START in region
+        or (_prompt_opens_think(record) and THINK_END not in text)
+    )
     boxed, prediction = (None, None) if cut else answer_in(region)
     correct: bool | None = None
     rel_error: float | None = None

@@ -274,6 +274,9 @@ class Generator:
         out.prompt_tokens = prompt_tokens
         record["flow"] = out.turn.flow
         record["gen"] = self.stamp(out, time.perf_counter() - t)
+        # the chat template opened the think block (Qwen3 thinking models): a turn that never
+        # closes it ended inside its thinking, and or-score gives it no final answer
+        record["gen"]["prompt_opens_think"] = prompt_text.rstrip().endswith("<think>")
         return record
 
     async def resume(self, record: dict[str, Any], flow: list[dict[str, Any]]) -> Outcome:

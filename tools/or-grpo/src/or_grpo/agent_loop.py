@@ -167,6 +167,12 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
             **behaviour,
             "executor_texts": [s["text"] for s in flow if s.get("role") == "executor"],
             "executor_statuses": [s.get("status") for s in flow if s.get("role") == "executor"],
+            # as or-gen stamps it: a turn whose prompt opened <think> must close it to answer
+            "prompt_opens_think": self.tokenizer.decode(
+                list(result.prompt_ids[-4:]), skip_special_tokens=False
+            )
+            .rstrip()
+            .endswith("<think>"),
             "turn_scores": [],
             "tool_rewards": [],
             "min_global_steps": min(steps) if steps else fallback,

@@ -57,6 +57,7 @@ def score_response(
     finish: str = "stop",
     executor_texts: Sequence[str] | None = None,
     statuses: Sequence[str] | None = None,
+    prompt_opens_think: bool = False,
 ) -> dict[str, Any]:
     """or-score's verdict on one response: the record's `score` object."""
     flow = split_flow(solution_str, executor_texts)
@@ -65,7 +66,8 @@ def score_response(
         if seg["role"] == "executor":
             seg["status"] = next(status_iter, None)
             seg["text"] = ""  # only the model's own text can hold the answer
-    record = {"answer": ground_truth, "flow": flow, "gen": {"finish": finish}}
+    gen = {"finish": finish, "prompt_opens_think": prompt_opens_think}
+    record = {"answer": ground_truth, "flow": flow, "gen": gen}
     return score_record(record, PROTOCOL)["score"]
 
 
@@ -86,6 +88,7 @@ def compute_score(
         finish=str(extra.get("finish") or "stop"),
         executor_texts=list(executor_texts) if executor_texts is not None else None,
         statuses=extra.get("executor_statuses"),
+        prompt_opens_think=extra.get("prompt_opens_think") is True,
     )
     finish = str(extra.get("finish") or "stop")
     # A response cut by the budget never earns the reward, whatever or-score's reason says.
