@@ -63,6 +63,21 @@ def _traj(text, answer=1160, **extra):
         (_traj("</think>\\boxed{1000}"), "wrong", False),
         (_traj("</think>no box"), "no_answer", False),
         (_traj("still thinking", gen={"finish": "length"}), "truncated", False),
+        # a box a program printed after </think> is not the model's answer
+        (
+            {
+                "id": "p",
+                "sample": 0,
+                "answer": 1160,
+                "flow": [
+                    {"role": "reasoner", "text": "ok</think>\n```python\nprint(1)\n```\n"},
+                    {"role": "executor", "text": "```output\n\\boxed{1160}\n```\n"},
+                    {"role": "reasoner", "text": "done"},
+                ],
+            },
+            "no_answer",
+            False,
+        ),
         # the template opened <think>: ending the turn without closing it is unfinished thinking
         (
             _traj("so \\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}),

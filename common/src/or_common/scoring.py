@@ -103,12 +103,14 @@ def finish_reason(record: Mapping[str, Any]) -> str | None:
 
 
 def response_text(record: Mapping[str, Any]) -> str:
-    """The assistant text: the flow, or a plain `response` string from other harnesses."""
+    """The model's own text, where its answer is looked for: the flow without its executor
+    segments (a `\\boxed{}` a program printed is never the model's answer), or a plain
+    `response` string from other harnesses."""
     flow = record.get("flow")
     if isinstance(flow, list):
         try:
-            return flow_text(flow)
-        except (KeyError, TypeError):
+            return flow_text(seg for seg in flow if seg.get("role") != "executor")
+        except (AttributeError, KeyError, TypeError):
             raise RecordError("flow segments must be objects with a string 'text'") from None
     response = record.get("response")
     if isinstance(response, str):
