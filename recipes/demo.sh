@@ -72,7 +72,7 @@ or-filter "$OUT/04-calm.jsonl" --golden --one-per-problem --rejects "$OUT/05-rej
 cat "$OUT/05-funnel.txt" >&2
 
 log "5. or-sft: $SFT_STEPS steps of a tiny random Qwen3 on the golden records"
-python "$here/demo/tiny_model.py" --tokenizer "$TOKENIZER" -o "$OUT/06-tiny-init"
+python "$here/demo/tiny_model.py" -o "$OUT/06-tiny-init"
 or-sft "$OUT/05-golden.jsonl" --model "$OUT/06-tiny-init" -o "$OUT/06-sft" --max-steps "$SFT_STEPS" \
     --max-length 4096 --global-batch 2 --per-device-batch 2 --lr 1e-3 --warmup 0 \
     --no-gradient-checkpointing --save-steps "$SFT_STEPS" -q 2> "$OUT/06-sft.log"

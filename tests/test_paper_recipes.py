@@ -150,19 +150,9 @@ def test_behaviour_dry_run_prints_both_grpo_runs(tmp_path, sample):
 @pytest.mark.slow  # ~80 s on 2 cores: SFT of a tiny model, then generation from two models
 @pytest.mark.skipif(not SHARED_PILOT.exists(), reason="needs ../shared/data (OR-Instruct sample)")
 def test_pilot_trains_and_evaluates_both_models(tmp_path, sample):
-    tiny = tmp_path / "tiny"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "recipes/demo/tiny_model.py"),
-            "--tokenizer",
-            TOKENIZER,
-            "-o",
-            str(tiny),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    from tiny_qwen import make_tiny_qwen
+
+    tiny = make_tiny_qwen(tmp_path / "tiny")
     pilot = tmp_path / "pilot.jsonl"
     pilot.write_text("".join(SHARED_PILOT.read_text().splitlines(keepends=True)[:4]))
     test = tmp_path / "test.jsonl"
