@@ -17,8 +17,9 @@ import time
 
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
+from or_common.protocol import output_block
 from or_exec.factory import live_processes
-from or_exec.limits import Limits, format_output
+from or_exec.limits import Limits
 from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
 
 ROOT_USER = os.geteuid() == 0
@@ -147,7 +148,7 @@ def test_memory_bomb(pool):
         timeout=10,  # zero-filling 1 GiB takes seconds on a loaded 2-core machine
     )
     assert result.status == "memory"
-    assert "MemoryError" in format_output(result)
+    assert "MemoryError" in output_block(result)
 
 
 def test_output_flood_is_killed_and_truncated(pool):

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .blocks import awaits_execution, flow_blocks
-from .records import flow_text
 
 #: Generation pauses at the closing fence of a block (on its own line), and at a model-written
 #: output opening. The closing fence is the full line "```\n": "```" + "\n" tokenizes
@@ -232,7 +231,6 @@ __all__ = [
     "after_output",
     "append_text",
     "cut_completion",
-    "flow_text",
     "next_request",
     "output_block",
     "output_segment",

@@ -85,10 +85,3 @@ class ExecResult:
             timings=dict(d.get("timings") or {}),
             message=d.get("message"),
         )
-
-
-def format_output(result: ExecResult) -> str:
-    """The fenced ```output block the Reasoner sees for an execution (the protocol's format)."""
-    from or_common.protocol import output_block
-
-    return output_block(result)

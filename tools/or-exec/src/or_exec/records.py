@@ -20,11 +20,6 @@ class Runner(Protocol):
     ) -> ExecResult: ...
 
 
-def executor_segment(result: ExecResult) -> dict[str, Any]:
-    """The flow segment for one execution: what the Reasoner sees, plus status and time."""
-    return output_segment(result)
-
-
 async def execute_record(
     record: dict[str, Any], runner: Runner, limits: Limits, stateful: bool
 ) -> dict[str, Any]:
@@ -37,7 +32,7 @@ async def execute_record(
     last = blocks[-1]
     prelude = [b.code for b in blocks[:-1] if b.status == "ok"] if stateful else []
     result = await runner.run(last.code, limits, prelude)
-    segment = executor_segment(result)
+    segment = output_segment(result)
     appended = awaits_execution(flow)
     details = {
         **result.to_dict(),

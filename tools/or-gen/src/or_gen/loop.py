@@ -31,7 +31,7 @@ from or_common.protocol import (
     resumed_turn,
 )
 from or_common.records import TOOL_VERSION, flow_text
-from or_common.tokens import align_ids, encode, prompt_ids, render_prompt, text_ids
+from or_common.tokens import align_ids, count_tokens, encode, prompt_ids, render_prompt, text_ids
 from or_exec.limits import ExecResult, Limits
 from or_exec.server import SandboxUnavailable
 
@@ -120,7 +120,7 @@ class Generator:
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is None:  # chat mode without a tokenizer: a rough count
             return max(1, len(text) // 4) if text else 0
-        return len(text_ids(self.tokenizer, text))
+        return count_tokens(self.tokenizer, text)
 
     def messages_for(self, record: dict[str, Any]) -> list[dict[str, str]]:
         """The record's chat messages (its own, or the Reasoner prompt for its question)."""
