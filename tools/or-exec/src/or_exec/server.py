@@ -155,11 +155,13 @@ class RemotePool:
                 TimeoutError,
                 _Retry,
             ) as exc:
-                if time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise SandboxUnavailable(
                         f"sandbox server {self.url} unreachable for {self.retry_seconds:g} s: {exc!r}"
                     ) from None
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                # the last sleep is cut to the deadline, so it gives up after retry_seconds, not before
+                await asyncio.sleep(min(delay * random.uniform(0.5, 1.5), left))
                 delay = min(delay * 2, 5.0)
 
     async def start(self, tiers: object = None) -> dict[str, str]:
