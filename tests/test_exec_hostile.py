@@ -94,7 +94,7 @@ def test_host_files_and_sockets_are_invisible(pool, tmp_path):
                     print(type(e).__name__)
             found = []
             shown = (sys.prefix, sys.base_prefix)
-            tops = {{'/work', '/root', '/home', '/run', '/var', '/mnt', {'/' + ROOT.parts[1]!r}}}
+            tops = {{'/work', '/root', '/home', '/run', '/var', '/mnt', {"/" + ROOT.parts[1]!r}}}
             tops.add('/' + sys.prefix.split('/')[1])  # the venv's top, wherever CI put it
             for top in sorted(tops):
                 for d, dirs, files in os.walk(top):
@@ -102,7 +102,7 @@ def test_host_files_and_sockets_are_invisible(pool, tmp_path):
                     dirs[:] = [x for x in dirs if os.path.join(d, x) not in shown]
                     found += [os.path.join(d, f) for f in files]
             print('jsonl', found)
-            print('globbed', glob.glob({str(ROOT) + '/**/*.jsonl'!r}, recursive=True))
+            print('globbed', glob.glob({str(ROOT) + "/**/*.jsonl"!r}, recursive=True))
             s = socket.socket(socket.AF_UNIX)
             try:
                 s.connect({sock_path!r})
