@@ -6,9 +6,9 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 demo *ARGS: test-deps bytecode
     uv run bash recipes/demo.sh {{ARGS}}
 
-# The whole test suite (GPU tests skip themselves without a GPU).
+# The whole test suite, test files spread over the cores (GPU tests skip themselves without a GPU).
 test *ARGS: test-deps bytecode
-    uv run pytest -q {{ARGS}}
+    uv run pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile {{ARGS}}
 
 # CPU torch and the training stack (trl, accelerate, datasets, deepspeed, verl) at the locked versions, for the or-sft and or-grpo tests.
 test-deps:

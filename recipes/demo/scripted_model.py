@@ -101,9 +101,9 @@ def cut_at_stop(text: str, stops: list[str], include: bool) -> tuple[str, bool]:
 
 class StandIn:
     def __init__(self, tokenizer_dir: str):
-        from transformers import AutoTokenizer
+        from or_common.tokens import load_tokenizer
 
-        self.tok = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+        self.tok = load_tokenizer(tokenizer_dir, light=True)  # the real tokenizer, without torch
         self.lock = threading.Lock()
         self.requests = 0
 

@@ -141,6 +141,17 @@ def _compile_template(source: str) -> Any:
 
 
 @lru_cache(maxsize=8)
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local Hugging Face cache holds this hub name's tokenizer config (asked of
+    huggingface_hub, which imports in a fraction of transformers' time)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "tokenizer_config.json"), str)
+    except Exception:  # a malformed name, an unreadable cache: let transformers say what it is
+        return True
+
+
 def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
     """A tokenizer from a local folder (loaded locally, never looked up on the hub) or a hub
     name (from the local cache first; from the hub only when it is reachable). Raises
@@ -159,6 +170,12 @@ def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
         raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
     if looks_like_path and not path.exists():  # said before transformers' seconds of import
         raise TokenizerError(f"{name_or_path}: no such folder")
+    offline = os.environ.get("HF_HUB_OFFLINE")
+    if not path.exists() and not _in_hub_cache(name_or_path) and (offline or not _hub_reachable()):
+        raise TokenizerError(  # said before transformers' import too
+            f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
+            "cannot be reached; pass the path of a folder holding the tokenizer"
+        )
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers comes with the tools that count

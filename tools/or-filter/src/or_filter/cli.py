@@ -15,7 +15,9 @@ from or_common.records import TOOL_VERSION, flow_text
 def _token_counter(tokenizer_name: str):
     """Tokens of a record as the trainers see them: the token layer's sequence (prompt by the
     chat template, each segment on its own, end of turn when the turn ended). A local folder is
-    loaded locally; a name that cannot be loaded is one usage line, before the first record."""
+    loaded locally, without transformers when its `tokenizer.json` suffices (counting needs no
+    torch, whose import costs seconds); a name that cannot be loaded is one usage line, before
+    the first record."""
     from or_common.tokens import (
         EncodeError,
         TokenizerError,
@@ -25,7 +27,7 @@ def _token_counter(tokenizer_name: str):
     )
 
     try:
-        tok = load_tokenizer(tokenizer_name)
+        tok = load_tokenizer(tokenizer_name, light=True)
     except TokenizerError as exc:
         raise click.UsageError(f"--tokenizer {exc}") from None
 
