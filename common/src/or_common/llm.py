@@ -191,10 +191,20 @@ class OpenAIClients:
     def get(self, base: str) -> Any:
         client = self._clients.get(base)
         if client is None:
-            from openai import AsyncOpenAI
+            from openai import AsyncOpenAI, DefaultAioHttpClient
 
+            try:
+                # aiohttp's connection pool: httpx's walks every connection on every request,
+                # which at 64 requests in flight cost more CPU than the rest of the request
+                http: Any = DefaultAioHttpClient(timeout=self.timeout)
+            except RuntimeError:  # the SDK without its aiohttp extra
+                http = None
             client = AsyncOpenAI(
-                base_url=base, api_key=self.api_key, max_retries=0, timeout=self.timeout
+                base_url=base,
+                api_key=self.api_key,
+                max_retries=0,
+                timeout=self.timeout,
+                http_client=http,
             )
             self._clients[base] = client
         return client

@@ -71,23 +71,22 @@ class OpenAIEngine:
     async def _completion(
         self, base: str, request: Request, max_tokens: int, sampling: Sampling, seed: int | None
     ) -> Completion:
+        # every field but model and prompt goes in extra_body, which the SDK sends as is: its
+        # typed parameters are walked against their annotations (~1 ms of CPU per request)
         extra: dict[str, Any] = {
-            "include_stop_str_in_output": True,
-            "skip_special_tokens": False,  # byte-exact text, `</think>` and all
-            **sampling.extra,
-        }
-        if self.token_prompts:
-            extra["return_token_ids"] = True
-        kwargs: dict[str, Any] = {
-            "model": self.model,
             "max_tokens": max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "stop": list(STOPS),
-            "extra_body": extra,
+            "include_stop_str_in_output": True,
+            "skip_special_tokens": False,  # byte-exact text, `</think>` and all
+            **sampling.extra,
         }
         if seed is not None:
-            kwargs["seed"] = seed
+            extra["seed"] = seed
+        if self.token_prompts:
+            extra["return_token_ids"] = True
+        kwargs: dict[str, Any] = {"model": self.model, "extra_body": extra}
         create = self.clients.get(base).completions.with_raw_response.create
         if self.token_prompts and request.ids is not None:
             try:
