@@ -5,6 +5,7 @@
 # questions), so every later split is decontaminated against the earlier ones.
 #
 #   DATA=../shared/data OUT=splits SEED=0 bash recipes/split.sh
+#   DATA=data/sample SPLITS="nl4opt:8:0:0 mamo_easy:0:2:0 optmath:0:0:1" OUT=splits bash recipes/split.sh
 set -euo pipefail
 
 DATA=${DATA:-../shared/data}
@@ -13,11 +14,11 @@ SEED=${SEED:-0}
 THRESHOLD=${THRESHOLD:-0.5}
 mkdir -p "$OUT"
 
-# benchmark file : SFT RL test (the reference's counts)
-SPLITS=(
-    "nl4opt:8:8:30" "mamo_easy:200:350:100" "mamo_complex:55:56:100" "industryor:6:12:80"
-    "optmath:30:36:100" "optibench:250:257:100" "complexor:0:0:18" "nlp4lp:0:0:12"
-)
+# benchmark file : SFT RL test, the reference's counts; SPLITS="nl4opt:8:0:0 optmath:0:0:1"
+# replaces them (a smoke run on a small folder such as data/sample)
+REFERENCE="nl4opt:8:8:30 mamo_easy:200:350:100 mamo_complex:55:56:100 industryor:6:12:80
+    optmath:30:36:100 optibench:250:257:100 complexor:0:0:18 nlp4lp:0:0:12"
+read -r -d '' -a SPLITS <<< "${SPLITS:-$REFERENCE}" || true
 
 take() {  # take FILE N OUT_FILE [extra or-filter args]: N problems with an answer, seeded
     local file=$1 n=$2 out=$3; shift 3

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # STORM end to end: splits -> CALM curation -> SFT -> GRPO and export (recipes/verl/storm.sh)
 # -> evaluation of base, CALM-SFT and STORM side by side. Every stage is resumable: rerun the
-# same command after a stop. DRY_RUN=1 stops after printing the GRPO command.
+# same command after a stop. DRY_RUN=1 stops after printing the GRPO command (GRPO is then not
+# marked done). Knobs of the stages pass through: SPLITS (recipes/split.sh), N, MAX_TOKENS and
+# TOKENIZER (recipes/calm.sh); extra flags go to the evaluation (recipes/ablation.sh).
 #
 #   BASE=Qwen/Qwen3-4B-Thinking-2507 API_BASE=http://127.0.0.1:8000/v1 (the served base, for CALM)
 #   INTERVENER=gemini/gemini-2.5-pro DATA=../shared/data bash recipes/storm.sh
@@ -14,22 +16,27 @@ API_BASE=${API_BASE:?set API_BASE (a server of the base model, for CALM generati
 INTERVENER=${INTERVENER:-gemini/gemini-2.5-pro}
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/storm}
+CALM_FLAGS=${CALM_FLAGS:-}   # or-gen / or-intervene flags, e.g. "--limit 100 --max-tokens 16384"
 SFT_FLAGS=${SFT_FLAGS:-}     # e.g. "--max-steps 10" for a smoke run
 GRPO_FLAGS=${GRPO_FLAGS:-}   # e.g. "trainer.n_gpus_per_node=8 trainer.nnodes=2"
 mkdir -p "$OUT"
 stamp "$OUT" base="$BASE" data="$DATA" intervener="$INTERVENER"
 
 stage splits "$OUT" env DATA="$DATA" OUT="$OUT/splits" bash "$here/split.sh"
+# shellcheck disable=SC2086
 stage calm "$OUT" env MODEL="$BASE" API_BASE="$API_BASE" INTERVENER="$INTERVENER" \
-    SFT="$OUT/splits/sft.jsonl" OUT="$OUT/calm" bash "$here/funnel.sh"
+    SFT="$OUT/splits/sft.jsonl" OUT="$OUT/calm" bash "$here/funnel.sh" $CALM_FLAGS
 # shellcheck disable=SC2086
 stage sft "$OUT" or-sft "$OUT/calm/03-golden.jsonl" --model "$BASE" -o "$OUT/sft" $SFT_FLAGS
-# shellcheck disable=SC2086
-stage grpo "$OUT" env MODEL="$OUT/sft" RL="$OUT/splits/rl.jsonl" VAL="$OUT/splits/test.jsonl" \
-    OUT="$OUT/grpo" bash "$here/verl/storm.sh" $GRPO_FLAGS
+grpo=(env MODEL="$OUT/sft" RL="$OUT/splits/rl.jsonl" VAL="$OUT/splits/test.jsonl"
+      OUT="$OUT/grpo" bash "$here/verl/storm.sh")
 if [ -n "${DRY_RUN:-}" ]; then
+    # shellcheck disable=SC2086
+    DRY_RUN=1 "${grpo[@]}" $GRPO_FLAGS
     echo "DRY_RUN: GRPO was not run, so there is no STORM checkpoint to evaluate" >&2
     exit 0
 fi
+# shellcheck disable=SC2086
+stage grpo "$OUT" "${grpo[@]}" $GRPO_FLAGS
 BASE="$BASE@$API_BASE" SFT="$OUT/sft" STORM="$OUT/grpo/03-storm" OUT="$OUT/eval" \
     TEST="$OUT/splits/test.jsonl" bash "$here/ablation.sh" "$@"

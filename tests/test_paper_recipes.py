@@ -185,3 +185,55 @@ def test_pilot_trains_and_evaluates_both_models(tmp_path, sample):
     assert (out / "02-ckpt" / "model.safetensors").exists()
     table = (out / "03-eval" / "table2.md").read_text()
     assert "| base |" in table and "| pilot-sft |" in table
+
+
+def test_storm_end_to_end_until_grpo_and_its_stages_resume(tmp_path, stand_in):
+    """recipes/storm.sh on the bundled sample: splits -> CALM (the scripted stand-in, the rules
+    Intervener) -> or-sft of a tiny random Qwen3 -> GRPO data and the verl command (DRY_RUN: verl
+    needs a GPU). A rerun skips the finished stages and never marks a dry-run GRPO done."""
+    from tiny_qwen import make_tiny_qwen
+
+    tiny = make_tiny_qwen(tmp_path / "tiny")
+    out = tmp_path / "storm"
+    env = {
+        "BASE": str(tiny),
+        "API_BASE": stand_in,
+        "INTERVENER": "rules",
+        "DATA": str(ROOT / "data/sample"),
+        # SFT gets every NL4Opt problem of the sample (three are in the stand-in's playbook)
+        "SPLITS": "nl4opt:8:0:0 mamo_easy:0:2:0 optmath:0:0:1 mamo_complex:0:0:1",
+        "OUT": str(out),
+        "N": "1",
+        "MAX_TOKENS": "4096",
+        "CALM_FLAGS": "--max-tokens 2048",
+        # one optimizer step on one example: the real vocabulary makes each step seconds on CPU
+        "SFT_FLAGS": "--max-steps 1 --max-length 4096 --global-batch 1 --per-device-batch 1 "
+        "--lr 1e-3 --warmup 0 --no-gradient-checkpointing --save-steps 1 -q",
+        "DRY_RUN": "1",
+    }
+    first = recipe("storm.sh", env)
+    splits = {
+        s: read_jsonl((out / "splits" / f"{s}.jsonl").read_text()) for s in ("sft", "rl", "test")
+    }
+    assert [len(splits[s]) for s in ("sft", "rl", "test")] == [8, 2, 2]
+    golden = read_jsonl((out / "calm" / "03-golden.jsonl").read_text())
+    assert sorted(r["id"] for r in golden) == ["nl4opt-15", "nl4opt-72", "nl4opt-8"]
+    run = json.loads((out / "sft" / "run.json").read_text())
+    assert run["data"]["kept"] == 3 and run["result"]["global_step"] == 1
+    assert (out / "sft" / "config.json").exists() and (out / "sft" / "model.safetensors").exists()
+    assert sorted(p.name for p in (out / "grpo" / "01-data").glob("*.parquet")) == [
+        "train.parquet",
+        "val.parquet",
+    ]
+    [command] = first.stdout.split("verl.trainer.main_ppo")[1:]
+    assert f"actor_rollout_ref.model.path={out / 'sft'}" in command
+    assert sorted(p.name for p in out.glob(".done-*")) == [
+        ".done-calm",
+        ".done-sft",
+        ".done-splits",
+    ]
+
+    again = recipe("storm.sh", env)
+    for name in ("splits", "calm", "sft"):
+        assert f"[{name}] done before" in again.stderr
+    assert again.stdout.split("verl.trainer.main_ppo")[1:] == [command]  # GRPO still to do
