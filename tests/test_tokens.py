@@ -223,6 +223,14 @@ def test_budget_rounds_and_fake_outputs_end_a_turn():
     rules = Rules(max_tokens=10, max_executions=4)
     turn = Turn()
     assert after_generation(turn, rules, "x" * 10, "fence", 10) == Finish("length")
+    # a python block closed by the budget's last token is not run: its output would lie past
+    # the budget, where the model can never read it
+    turn = Turn()
+    code = "```python\nprint(1)\n```\n"
+    assert after_generation(turn, rules, code, "fence", 10) == Finish("length")
+    assert turn.executions == 0 and [s["role"] for s in turn.flow] == ["reasoner"]
+    turn = Turn()
+    assert after_generation(turn, rules, code, "fence", 9) == Execute("print(1)\n")
     rules = Rules(max_tokens=100, max_fake_outputs=2)
     turn = Turn()
     assert after_generation(turn, rules, "a", "fake_output", 1) == Generate(99)

@@ -11,8 +11,9 @@ pure functions, so the rules cannot drift between evaluation and training:
    only the sandbox writes output blocks.
 3. `after_generation(turn, rules, text, finish, tokens)`: append the text; a closed ```python
    block is run (`Execute`) while executions are left, else answered with the "no longer
-   available" message (`Skip`); a fake output block is dropped at most `max_fake_outputs` times;
-   an end of turn or a spent budget finishes.
+   available" message (`Skip`), unless the block closed with the budget's last token (then the
+   turn finishes `length`: no output could be read); a fake output block is dropped at most
+   `max_fake_outputs` times; an end of turn or a spent budget finishes.
 4. `after_output(turn, rules, segment, tokens)`: append the executor segment (its tokens count
    against the budget but are never trained on) and go on.
 
@@ -145,6 +146,10 @@ def after_generation(turn: Turn, rules: Rules, text: str, finish: str, tokens: i
     turn.used_tokens += tokens
     append_text(turn.flow, text)
     if finish == "fence":
+        if turn.used_tokens >= rules.max_tokens:
+            # the block closed with the budget's last token: the model could never read its
+            # output, so it is not run and nothing is appended past the budget
+            return _finish(turn, "length")
         if awaits_execution(turn.flow):
             if turn.executions < rules.max_executions:
                 return Execute(flow_blocks(turn.flow)[-1].code)
