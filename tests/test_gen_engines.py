@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl, tool_path, write_jsonl
 from fakeserver import FakeServer
-from or_common.cli import run_concurrently
+from or_common.concurrency import run_concurrently
 from or_common.llm import GenerationError, retry_after, with_retries
 from or_common.protocol import STOPS
 from or_common.records import flow_text

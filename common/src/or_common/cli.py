@@ -356,13 +356,6 @@ def map_records(
     return run.exit_code
 
 
-def not_implemented(tool: str, issue: int | None = None) -> None:
-    """The body of a tool that a later issue builds: say so and exit 2."""
-    where = f"issue #{issue}" if issue else "a later issue"
-    echo_err(f"{tool}: not implemented yet (tracked in {where}); only --help works for now.")
-    sys.exit(EXIT_USAGE)
-
-
 def report_format_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """`--format table|markdown|json` for report commands (passed as `fmt`)."""
     return click.option(
@@ -381,60 +374,6 @@ EPILOG_HEADER = "Examples:"
 def epilog(*lines: str) -> str:
     """An `Examples:` block for `--help` (click keeps the lines as written after \\b)."""
     return "\b\n" + EPILOG_HEADER + "\n" + "\n".join(f"  {line}" for line in lines)
-
-
-async def threaded_aiter(items: Iterator[Any]) -> Any:
-    """Iterate a blocking iterator (e.g. `ToolRun.records()` on stdin) from asyncio without
-    stalling the event loop while it waits for the next line."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    done = object()
-    while (item := await loop.run_in_executor(None, next, items, done)) is not done:
-        yield item
-
-
-async def run_concurrently(items: Any, limit: int, handle: Callable[[Any], Any]) -> None:
-    """Await `handle(item)` for every item of an async iterator, at most `limit` at a time,
-    reading ahead only as far as the limit allows. The first exception a handler raises (a bug,
-    a closed pipe) stops the reading, cancels the handlers still running and is raised here:
-    no worker's exception is ever dropped."""
-    import asyncio
-
-    sem = asyncio.Semaphore(limit)
-    tasks: set[asyncio.Task] = set()
-    failures: list[BaseException] = []
-
-    async def guarded(item: Any) -> None:
-        try:
-            await handle(item)
-        except Exception as exc:  # noted before the slot is freed, so reading stops at once
-            failures.append(exc)
-        finally:
-            sem.release()
-
-    async def cancel_all() -> None:
-        for task in list(tasks):
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    try:
-        async for item in items:
-            await sem.acquire()
-            if failures:
-                break
-            task = asyncio.create_task(guarded(item))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        while tasks and not failures:
-            await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        await cancel_all()
-        raise
-    if failures:
-        await cancel_all()
-        raise failures[0]
 
 
 class DefaultGroup(click.Group):

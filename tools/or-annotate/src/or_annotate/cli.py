@@ -17,9 +17,8 @@ from or_common.cli import (
     epilog,
     io_options,
     report_format_option,
-    run_concurrently,
-    threaded_aiter,
 )
+from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.records import RecordError, check_trajectory
 from or_common.usage import check_api_key
 

@@ -6,7 +6,8 @@ import asyncio
 import sys
 
 import click
-from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options, threaded_aiter
+from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options
+from or_common.concurrency import threaded_aiter
 
 from .limits import Limits
 

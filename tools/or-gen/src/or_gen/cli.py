@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, epilog, io_options, run_concurrently, threaded_aiter
+from or_common.cli import ToolRun, epilog, io_options
+from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.records import RecordError, check_problem, record_key
 
 from .backend import Backend

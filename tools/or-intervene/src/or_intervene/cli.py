@@ -8,7 +8,8 @@ import sys
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, echo_err, epilog, io_options, run_concurrently, threaded_aiter
+from or_common.cli import ToolRun, echo_err, epilog, io_options
+from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.records import RecordError
 from or_common.usage import check_api_key
 from or_gen.backend import Backend
