@@ -70,6 +70,12 @@ evaluate() {
     stamp "$dir" label="$label" model="$model" data="$data" protocol="$PROTOCOL" n="$N"
     stage "gen-$label" "$dir" or-gen "$data" --model "$model" "${flags[@]}" --n "$N" \
         -o "$dir/gen.jsonl" --resume "$@"
+    # an empty run must not pass for a result (or-score report fails on one without records too)
+    if [ ! -s "$dir/gen.jsonl" ]; then
+        echo "evaluate: generation wrote no trajectory to $dir/gen.jsonl (is $data empty?)" >&2
+        rm -f "$dir/.done-gen-$label"
+        return 1
+    fi
     or-score "$dir/gen.jsonl" --protocol "$PROTOCOL" -q -o "$dir/scored.jsonl"
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,12 +45,13 @@ def test_eval_recipe(tmp_path, tokenizer_dir):
         )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| run | fake | macro |" in result.stdout
-    assert (
-        "| 02-scored | 66.7 | 66.7 |" in result.stdout
-    )  # the two good problems right, the endless coder not
-    assert (tmp_path / "eval/report.png").exists() and len(
-        read_jsonl(tmp_path / "eval/02-scored.jsonl")
-    ) == 6
+    # the two good problems right, the endless coder not
+    assert "| tiny | 66.7 | 66.7 |" in result.stdout
+    assert (tmp_path / "eval/report.md").read_text() == result.stdout
+    assert (tmp_path / "eval/report.png").exists()
+    assert len(read_jsonl(tmp_path / "eval/scored.jsonl")) == 6
+    stamp = json.loads((tmp_path / "eval/stamp.json").read_text())
+    assert stamp["model"] == "tiny" and stamp["n"] == "2" and stamp["protocol"] == "strict"
 
 
 def test_calm_recipe(tmp_path, tokenizer_dir):
