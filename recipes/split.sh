@@ -19,6 +19,16 @@ mkdir -p "$OUT"
 REFERENCE="nl4opt:8:8:30 mamo_easy:200:350:100 mamo_complex:55:56:100 industryor:6:12:80
     optmath:30:36:100 optibench:250:257:100 complexor:0:0:18 nlp4lp:0:0:12"
 read -r -d '' -a SPLITS <<< "${SPLITS:-$REFERENCE}" || true
+if [ "${#SPLITS[@]}" -eq 0 ]; then
+    echo "split.sh: SPLITS holds no FILE:SFT:RL:TEST spec" >&2
+    exit 2
+fi
+for spec in "${SPLITS[@]}"; do
+    if ! [[ $spec =~ ^[A-Za-z0-9_.-]+:[0-9]+:[0-9]+:[0-9]+$ ]]; then
+        echo "split.sh: '$spec' is not FILE:SFT:RL:TEST (e.g. nl4opt:8:8:30)" >&2
+        exit 2
+    fi
+done
 
 take() {  # take FILE N OUT_FILE [extra or-filter args]: N problems with an answer, seeded
     local file=$1 n=$2 out=$3; shift 3

@@ -3,7 +3,8 @@
 # -> evaluation of base, CALM-SFT and STORM side by side. Every stage is resumable: rerun the
 # same command after a stop. DRY_RUN=1 stops after printing the GRPO command (GRPO is then not
 # marked done). Knobs of the stages pass through: SPLITS (recipes/split.sh), N, MAX_TOKENS and
-# TOKENIZER (recipes/calm.sh); extra flags go to the evaluation (recipes/ablation.sh).
+# TOKENIZER (recipes/calm.sh), EVAL_MAX_TOKENS (the evaluation's budget); extra flags go to the
+# evaluation (recipes/ablation.sh).
 #
 #   BASE=Qwen/Qwen3-4B-Thinking-2507 API_BASE=http://127.0.0.1:8000/v1 (the served base, for CALM)
 #   INTERVENER=gemini/gemini-2.5-pro DATA=../shared/data bash recipes/storm.sh
@@ -16,6 +17,7 @@ API_BASE=${API_BASE:?set API_BASE (a server of the base model, for CALM generati
 INTERVENER=${INTERVENER:-gemini/gemini-2.5-pro}
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/storm}
+# flags split on spaces (no quoted values with spaces in them)
 CALM_FLAGS=${CALM_FLAGS:-}   # or-gen / or-intervene flags, e.g. "--limit 100 --max-tokens 16384"
 SFT_FLAGS=${SFT_FLAGS:-}     # e.g. "--max-steps 10" for a smoke run
 GRPO_FLAGS=${GRPO_FLAGS:-}   # e.g. "trainer.n_gpus_per_node=8 trainer.nnodes=2"
@@ -38,5 +40,7 @@ if [ -n "${DRY_RUN:-}" ]; then
 fi
 # shellcheck disable=SC2086
 stage grpo "$OUT" "${grpo[@]}" $GRPO_FLAGS
+# MAX_TOKENS above is CALM's SFT length; the evaluation's budget is EVAL_MAX_TOKENS (or-gen's
+# default when unset)
 BASE="$BASE@$API_BASE" SFT="$OUT/sft" STORM="$OUT/grpo/03-storm" OUT="$OUT/eval" \
-    TEST="$OUT/splits/test.jsonl" bash "$here/ablation.sh" "$@"
+    TEST="$OUT/splits/test.jsonl" MAX_TOKENS="${EVAL_MAX_TOKENS:-}" bash "$here/ablation.sh" "$@"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 
 import pytest
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from or_common.jsonl import BadLine, decode, dumps, existing_keys, repair_tail
@@ -226,3 +228,34 @@ def test_api_key_check_knows_which_models_need_one(monkeypatch):
     check_api_key("hosted_vllm/judge", None, None)  # a provider we do not know: litellm's call
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-env")
     check_api_key("deepseek/deepseek-chat", None, None)
+
+
+def test_judge_clients_close_without_complaints_at_exit():
+    """The judge's HTTP sessions (aiohttp) are closed by `close_judge_clients`, as or-intervene
+    and or-annotate do at the end of a run; left open they print "Unclosed connector" at exit."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        sys.path.insert(0, sys.argv[1])
+        from fakeserver import FakeServer
+        from or_common.llm import chat_answer, close_judge_clients
+
+        with FakeServer(lambda prompt, body: "fine") as server:
+            async def go():
+                try:
+                    return await chat_answer(None, "judge", [{"role": "user", "content": "hi"}],
+                                             api_base=server.url, api_key="x", retries=0,
+                                             backoff=0.01)
+                finally:
+                    await close_judge_clients()
+            print(asyncio.run(go()))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT / "tests")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "fine\n" and "Unclosed" not in result.stderr

@@ -473,6 +473,15 @@ def test_cli_appends_executor_segment_in_order():
     assert out[6] == records[6]
 
 
+def test_cli_runs_but_never_appends_to_a_turn_cut_by_its_budget():
+    rec = _trajectory(0, "Let me check.\n```python\nprint(6 * 7)\n```\n")
+    rec["gen"] = {"finish": "length"}  # the fence was the budget's last token
+    out = read_jsonl(run_tool("or-exec", input=json.dumps(rec) + "\n").stdout)[0]
+    assert out["flow"] == rec["flow"]
+    assert out["exec"]["appended"] is False and out["exec"]["text"] == "```output\n42\n```\n"
+    assert "finish: length" in out["exec"]["not_appended"]
+
+
 def test_cli_rerun_of_answered_block_keeps_flow():
     rec = {
         "id": "a",

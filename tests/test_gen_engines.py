@@ -49,6 +49,11 @@ SERVED = ["--model", "m", "--api-base", "http://127.0.0.1:9/v1"]
     "args,env,message",
     [
         ([*SERVED, "--tokenizer", QWEN, "--sampling-extra", "{bad"], None, "not valid JSON"),
+        (
+            [*SERVED, "--tokenizer", QWEN, "--sampling-extra", '{"top_k": 20, "stop": []}'],
+            None,
+            "cannot set stop: or-gen sets them",
+        ),
         ([*SERVED, "--tokenizer", "/no/such/dir"], None, "/no/such/dir: no such folder"),
         ([*SERVED, "--tokenizer", "nobody/no-model"], {"HF_HUB_OFFLINE": "1"}, "cannot be reached"),
         (["--backend", "vllm", "--model", "m", "--tokenizer", QWEN], None, "needs vLLM"),

@@ -52,6 +52,18 @@ def test_eval_recipe(tmp_path, tokenizer_dir):
     assert len(read_jsonl(tmp_path / "eval/scored.jsonl")) == 6
     stamp = json.loads((tmp_path / "eval/stamp.json").read_text())
     assert stamp["model"] == "tiny" and stamp["n"] == "2" and stamp["protocol"] == "strict"
+    # the same OUT with other settings: refused, never the old samples under a new stamp
+    again = subprocess.run(
+        ["bash", str(ROOT / "recipes/eval.sh")],
+        env={**env, "N": "3"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (
+        again.returncode != 0 and "holds finished stages of another run (n: 2 -> 3)" in again.stderr
+    )
+    assert json.loads((tmp_path / "eval/stamp.json").read_text()) == stamp
 
 
 def test_calm_recipe(tmp_path, tokenizer_dir):
@@ -95,6 +107,7 @@ def test_calm_recipe(tmp_path, tokenizer_dir):
         len(read_jsonl(tmp_path / "calm/03-rejects.jsonl")) == 2
     )  # the second sample of each problem
     assert "success before -> after: 0.0% -> 100.0%" in result.stderr
+    assert "Unclosed" not in result.stderr  # the judge's HTTP sessions are closed at the end
 
 
 def test_eval_recipe_fails_when_generation_wrote_nothing(tmp_path, tokenizer_dir):

@@ -229,6 +229,14 @@ def _clients_for(api_key: str | None, timeout: float) -> OpenAIClients:
     return clients
 
 
+async def close_judge_clients() -> None:
+    """Close the judge clients of the running event loop (their aiohttp sessions complain on
+    stderr at exit when left open); call it when a run's last judge call is done."""
+    loop = id(asyncio.get_running_loop())
+    for key in [k for k in _loop_clients if k[0] == loop]:
+        await _loop_clients.pop(key).close()
+
+
 async def chat_answer(
     litellm: Any,
     model: str,
@@ -274,6 +282,7 @@ __all__ = [
     "OpenAIClients",
     "TransientResponseError",
     "chat_answer",
+    "close_judge_clients",
     "import_litellm",
     "is_provider_model",
     "retry_after",

@@ -141,13 +141,19 @@ def _compile_template(source: str) -> Any:
 
 
 @lru_cache(maxsize=8)
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (1, ON, YES or TRUE; `0` is online)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def _in_hub_cache(name: str) -> bool:
-    """Whether the local Hugging Face cache holds this hub name's tokenizer config (asked of
+    """Whether the local Hugging Face cache holds files of this hub name's tokenizer (asked of
     huggingface_hub, which imports in a fraction of transformers' time)."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(name, "tokenizer_config.json"), str)
+        files = ("tokenizer_config.json", "tokenizer.json", "config.json")
+        return any(isinstance(try_to_load_from_cache(name, f), str) for f in files)
     except Exception:  # a malformed name, an unreadable cache: let transformers say what it is
         return True
 
@@ -170,7 +176,7 @@ def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
         raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
     if looks_like_path and not path.exists():  # said before transformers' seconds of import
         raise TokenizerError(f"{name_or_path}: no such folder")
-    offline = os.environ.get("HF_HUB_OFFLINE")
+    offline = _hub_offline()
     if not path.exists() and not _in_hub_cache(name_or_path) and (offline or not _hub_reachable()):
         raise TokenizerError(  # said before transformers' import too
             f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
@@ -190,7 +196,7 @@ def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
         return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError):
         pass
-    if os.environ.get("HF_HUB_OFFLINE") or not _hub_reachable():
+    if _hub_offline() or not _hub_reachable():
         raise TokenizerError(
             f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
             "cannot be reached; pass the path of a folder holding the tokenizer"

@@ -19,6 +19,7 @@ from or_common.cli import (
     report_format_option,
 )
 from or_common.concurrency import run_concurrently, threaded_aiter
+from or_common.llm import close_judge_clients
 from or_common.records import RecordError, check_trajectory
 from or_common.usage import check_api_key
 
@@ -91,7 +92,10 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
                 run.failed()
             run.write(record)
 
-        await run_concurrently(threaded_aiter(iter(run.records())), opts["concurrency"], one)
+        try:
+            await run_concurrently(threaded_aiter(iter(run.records())), opts["concurrency"], one)
+        finally:
+            await close_judge_clients()
 
     with ToolRun("or-annotate", io) as run:
         asyncio.run(go(run))

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from or_common.blocks import awaits_execution, flow_blocks
 from or_common.protocol import output_segment
 from or_common.records import TOOL_VERSION, RecordError, check_trajectory
+from or_common.scoring import CUT_FINISHES
+from or_common.tokens import record_finish
 
 from .limits import ExecResult, Limits
 from .server import SandboxUnavailable
@@ -33,7 +35,10 @@ async def execute_record(
     prelude = [b.code for b in blocks[:-1] if b.status == "ok"] if stateful else []
     result = await runner.run(last.code, limits, prelude)
     segment = output_segment(result)
-    appended = awaits_execution(flow)
+    finish = record_finish(record)
+    # a turn cut by its budget (or round cap) ended there: the model never reads an output after it
+    cut = finish in CUT_FINISHES and awaits_execution(flow)
+    appended = awaits_execution(flow) and not cut
     details = {
         **result.to_dict(),
         "mode": "stateful" if stateful else "stateless",
@@ -44,6 +49,9 @@ async def execute_record(
     }
     if appended:
         flow.append(segment)
+    elif cut:
+        details["text"] = segment["text"]
+        details["not_appended"] = f"the turn was cut (finish: {finish}); nothing follows it"
     else:
         # The block was already answered: keep the flow valid and say whether the rerun agrees.
         recorded = next((s for s in flow[last.segment + 1 :] if s.get("role") == "executor"), None)

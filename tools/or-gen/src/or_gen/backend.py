@@ -20,6 +20,27 @@ from .engine import Sampling
 
 log = logging.getLogger("or_gen")
 
+#: Request fields or-gen sets itself: `--sampling-extra` may add fields, never replace these.
+PROTOCOL_FIELDS = frozenset(
+    {
+        "model",
+        "prompt",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "n",
+        "temperature",
+        "top_p",
+        "stream",
+        "include_stop_str_in_output",
+        "skip_special_tokens",
+        "return_token_ids",
+        "logprobs",
+    }
+)
+
 
 class RunImpossible(click.ClickException):
     """A run that cannot work at all, known before the first record: one line, exit 2."""
@@ -63,6 +84,12 @@ class Backend:
             if not isinstance(extra, dict):
                 raise RunImpossible(
                     "--sampling-extra must be a JSON object, e.g. '{\"top_k\": 20}'"
+                )
+            owned = sorted(set(extra) & PROTOCOL_FIELDS)
+            if owned:
+                raise RunImpossible(
+                    f"--sampling-extra cannot set {', '.join(owned)}: or-gen sets them (the "
+                    "protocol's stops and budget; --temperature, --top-p, --seed, --max-tokens)"
                 )
             self.extra = extra
         try:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from or_common.cli import ToolRun, echo_err, epilog, io_options
 from or_common.concurrency import run_concurrently, threaded_aiter
+from or_common.llm import close_judge_clients
 from or_common.records import RecordError
 from or_common.usage import check_api_key
 from or_gen.backend import Backend
@@ -157,6 +158,7 @@ def main(
             await run_concurrently(records(), opts["concurrency"], one)
         finally:
             await backend.close()
+            await close_judge_clients()
 
     with ToolRun("or-intervene", io) as run:
         asyncio.run(go(run))
