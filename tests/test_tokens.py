@@ -176,6 +176,27 @@ def test_missing_tokenizers_fail_fast_with_one_line(tmp_path, monkeypatch):
         load_tokenizer(str(tmp_path / "empty"))
 
 
+def test_a_cached_hub_name_loads_light_from_its_snapshot(tmp_path, monkeypatch, tok):
+    """A hub name that `vllm serve` already downloaded loads from the local cache without
+    transformers (or-gen's first request, or-filter --max-tokens), token for token the same."""
+    import shutil
+
+    import huggingface_hub.constants
+    from or_common.tokens import LightTokenizer
+
+    snapshot = tmp_path / "models--Qwen--Qwen3-4B-Thinking-2507" / "snapshots" / ("a" * 40)
+    shutil.copytree(QWEN, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    light = load_tokenizer("Qwen/Qwen3-4B-Thinking-2507", light=True)
+    assert isinstance(light, LightTokenizer) and light.name_or_path == str(snapshot)
+    assert prompt_ids(light, MESSAGES) == prompt_ids(tok, MESSAGES)
+    with pytest.raises(TokenizerError, match="cannot be reached"):
+        load_tokenizer("Qwen/another-model", light=True)
+
+
 # --- the protocol step -------------------------------------------------------------------
 
 

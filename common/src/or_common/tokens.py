@@ -158,20 +158,37 @@ def _in_hub_cache(name: str) -> bool:
         return True
 
 
+def _cached_snapshot(name: str) -> Path | None:
+    """The local cache's snapshot folder of a hub name that holds its tokenizer files, if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "tokenizer.json")
+    except Exception:  # a malformed name, an unreadable cache
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
     """A tokenizer from a local folder (loaded locally, never looked up on the hub) or a hub
     name (from the local cache first; from the hub only when it is reachable). Raises
     TokenizerError with one line saying what to do otherwise. `light=True` returns a
-    LightTokenizer for a local folder that has a `tokenizer.json` (no transformers import: for
-    generators that only count, encode and decode), the full tokenizer otherwise."""
+    LightTokenizer for a local folder, or a hub name's cached snapshot, that has a
+    `tokenizer.json` (no transformers import: for generators and filters that only count,
+    encode and decode), the full tokenizer otherwise."""
     _quiet_transformers()
     path = Path(name_or_path).expanduser()
-    if light and (path / "tokenizer.json").is_file() and (path / "tokenizer_config.json").is_file():
-        try:
-            return LightTokenizer(path)
-        except (TokenizerError, OSError, ValueError, ImportError):
-            pass  # what the light loader does not cover, the full one does
     looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if light:
+        # a local folder, else a hub name's snapshot in the local cache (where `vllm serve`
+        # downloaded the model): either loads without transformers
+        folder = path if path.is_dir() or looks_like_path else _cached_snapshot(name_or_path)
+        files = ("tokenizer.json", "tokenizer_config.json")
+        if folder and all((folder / f).is_file() for f in files):
+            try:
+                return LightTokenizer(folder)
+            except (TokenizerError, OSError, ValueError, ImportError):
+                pass  # what the light loader does not cover, the full one does
     if path.exists() and not path.is_dir():
         raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
     if looks_like_path and not path.exists():  # said before transformers' seconds of import
