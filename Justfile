@@ -8,7 +8,7 @@ demo *ARGS: test-deps bytecode
 
 # The whole test suite, test files spread over the cores (GPU tests skip themselves without a GPU).
 test *ARGS: test-deps bytecode
-    uv run pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile {{ARGS}}
+    uv run pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder {{ARGS}}
 
 # CPU torch and the training stack (trl, accelerate, datasets, deepspeed, verl) at the locked versions, for the or-sft and or-grpo tests.
 test-deps:
