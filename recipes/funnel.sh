@@ -15,8 +15,9 @@ wait
     echo "# CALM funnel"
     echo
     echo '```'
-    grep -A 12 -E '^or-intervene funnel' "$OUT/calm.log" || true
-    grep -A 12 -E '^or-filter funnel' "$OUT/calm.log" || true
+    # each funnel: its header line and the indented lines under it
+    awk '/^or-intervene funnel/ {on = 1; print; next} on && /^ / {print; next} {on = 0}' "$OUT/calm.log"
+    awk '/^or-filter funnel/ {on = 1; print; next} on && /^ / {print; next} {on = 0}' "$OUT/calm.log"
     echo '```'
 } > "$OUT/funnel.md"
 cat "$OUT/funnel.md"

@@ -77,7 +77,8 @@ evaluate() {
     [ -n "${TOKENIZER:-}" ] && flags+=(--tokenizer "$TOKENIZER")
     [ -n "${MAX_TOKENS:-}" ] && flags+=(--max-tokens "$MAX_TOKENS")
     mkdir -p "$dir"
-    stamp "$dir" label="$label" model="$model" data="$data" protocol="$PROTOCOL" n="$N"
+    stamp "$dir" label="$label" model="$model" data="$data" protocol="$PROTOCOL" n="$N" \
+        backend="${flags[*]}" max_tokens="${MAX_TOKENS:-}" tokenizer="${TOKENIZER:-}" flags="$*"
     stage "gen-$label" "$dir" or-gen "$data" --model "$model" "${flags[@]}" --n "$N" \
         -o "$dir/gen.jsonl" --resume "$@"
     # an empty run must not pass for a result (or-score report fails on one without records too)

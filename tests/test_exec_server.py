@@ -133,3 +133,35 @@ def test_server_limits_are_ceilings_and_bad_input_is_400():
     assert all(body["error"].startswith("bad request") for _, body in bad)
     assert (s5, fine["status"], fine["stdout"]) == (200, "ok", "42\n")
     assert stats["respawns"] == 0
+
+
+def test_a_taken_port_is_one_line_not_a_traceback():
+    import socket
+
+    from conftest import run_tool
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_tool("or-exec", "serve", "--port", str(port), timeout=60)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert f"cannot serve on 127.0.0.1:{port}".encode() in result.stderr
+    assert b"serving" not in result.stderr  # it never served
+
+
+def test_an_unreachable_sandbox_server_is_one_line_before_any_record(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+    from or_exec import server
+    from or_exec.cli import main
+
+    async def down(self, tiers=None):
+        raise server.SandboxUnavailable("sandbox server http://127.0.0.1:9 unreachable for 120 s")
+
+    monkeypatch.setattr(server.RemotePool, "start", down)
+    record = {"id": "a", "flow": [{"role": "reasoner", "text": "```python\nprint(1)\n```\n"}]}
+    result = CliRunner().invoke(
+        main, ["--sandbox", "http://127.0.0.1:9", "-q"], input=json.dumps(record) + "\n"
+    )
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == "Error: sandbox server http://127.0.0.1:9 unreachable for 120 s"

@@ -295,6 +295,9 @@ def test_connection_refused_becomes_error_records(qwen):
         f"http://127.0.0.1:{port}/v1", "--n", "2", "--retries", "1", input=problems("good")
     )
     assert result.exit_code == 1 and [r["gen"]["finish"] for r in out] == ["error", "error"]
+    # the SDK's aiohttp transport calls a refused connection a timeout: the cause says what it was
+    message = out[0]["gen"]["error"]["message"]
+    assert f"Connect call failed ('127.0.0.1', {port})" in message, message
 
 
 def test_resume_replays_cached_requests(qwen, tmp_path):

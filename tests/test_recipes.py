@@ -28,16 +28,10 @@ def test_eval_recipe(tmp_path, tokenizer_dir):
             "OUT": str(tmp_path / "eval"),
             "N": "2",
         }
+        command = ["bash", str(ROOT / "recipes/eval.sh"), "--tokenizer", str(tokenizer_dir)]
+        command += ["--max-tokens", "300", "-q"]
         result = subprocess.run(
-            [
-                "bash",
-                str(ROOT / "recipes/eval.sh"),
-                "--tokenizer",
-                str(tokenizer_dir),
-                "--max-tokens",
-                "300",
-                "-q",
-            ],
+            command,
             env=env,
             capture_output=True,
             text=True,
@@ -54,7 +48,7 @@ def test_eval_recipe(tmp_path, tokenizer_dir):
     assert stamp["model"] == "tiny" and stamp["n"] == "2" and stamp["protocol"] == "strict"
     # the same OUT with other settings: refused, never the old samples under a new stamp
     again = subprocess.run(
-        ["bash", str(ROOT / "recipes/eval.sh")],
+        command,
         env={**env, "N": "3"},
         capture_output=True,
         text=True,

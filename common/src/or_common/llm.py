@@ -168,7 +168,7 @@ async def with_retries(
                 raise
             if not classify(exc) or n == retries:
                 raise GenerationError(
-                    type(exc).__name__, f"{str(exc)[:500]} (after {n + 1} attempts)"
+                    type(exc).__name__, f"{_with_cause(exc)[:500]} (after {n + 1} attempts)"
                 ) from exc
             delay = min(backoff * 2**n, 30.0) * (0.5 + random.random())
             asked = retry_after(exc)
@@ -227,6 +227,16 @@ def _clients_for(api_key: str | None, timeout: float) -> OpenAIClients:
             _loop_clients.clear()
         clients = _loop_clients[key] = OpenAIClients(api_key, timeout)
     return clients
+
+
+def _with_cause(exc: BaseException) -> str:
+    """The error's text and, when it says something else, its root cause's: the SDK reports a
+    refused connection on its aiohttp transport as "Request timed out.", the cause says why."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    text, why = str(exc).strip(), str(root).strip()
+    return f"{text} ({why})" if root is not exc and why and why not in text else text
 
 
 async def close_judge_clients() -> None:

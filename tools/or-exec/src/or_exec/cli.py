@@ -115,7 +115,7 @@ def run_cmd(
     """
     from .pool import Pool
     from .records import execute_stream
-    from .server import RemotePool
+    from .server import RemotePool, SandboxUnavailable
 
     limits = Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
 
@@ -123,7 +123,11 @@ def run_cmd(
         pool = (
             RemotePool(sandbox_url, limits) if sandbox_url else Pool(workers=workers, limits=limits)
         )
-        protections = await pool.start(["pulp"])  # the other tiers start on their first job
+        try:
+            protections = await pool.start(["pulp"])  # the other tiers start on their first job
+        except SandboxUnavailable as exc:  # nothing can run: one line, before the first record
+            await pool.close()
+            raise click.ClickException(str(exc)) from None
         _warn_missing(protections)
         try:
             window = 4 * (getattr(pool, "workers", None) or 16)
@@ -219,8 +223,11 @@ def serve_cmd(
     pool = Pool(
         workers=workers, limits=Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
     )
-    echo_err(f"or-exec: serving {pool.workers} workers on http://{host}:{port}")
     try:
         asyncio.run(serve(pool, host, port))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the address is in use or cannot be bound
+        raise click.ClickException(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+        ) from None

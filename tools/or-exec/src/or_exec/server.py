@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from or_common.usage import echo_err
 
 from .limits import ExecResult, Limits
 from .pool import Pool
@@ -78,12 +79,12 @@ async def serve(pool: Pool, host: str, port: int, ready: asyncio.Event | None = 
 
     protections = await pool.start()
     runner = web.AppRunner(make_app(pool, protections), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    if ready is not None:
-        ready.set()
     try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()  # OSError: the port is taken
+        echo_err(f"or-exec: serving {pool.workers} workers on http://{host}:{port}")
+        if ready is not None:
+            ready.set()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
