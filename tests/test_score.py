@@ -298,3 +298,4 @@ def test_report_of_an_empty_run_fails(tmp_path):
     result = CliRunner().invoke(score_main, ["report", str(empty), "--format", "markdown"])
     assert result.exit_code == 1
     assert f"{empty} holds no scorable record" in result.stderr
+    assert result.stdout == ""  # no empty table to mistake for a result

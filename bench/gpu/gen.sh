@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # or-gen's GPU smoke test (a part of bench/gpu-smoke.sh), for a GPU node with vLLM installed
-# (`uv sync --all-packages --extra vllm`, the or-gen package's `vllm` extra).
+# (`uv sync --extra gpu`, which holds the or-gen package's `vllm` extra).
 #
 # A tiny randomly initialised Qwen3 is built from the shared Qwen3-4B-Thinking-2507 config
 # (scaled down) with the real tokenizer, then:
@@ -26,7 +26,7 @@ GPU_MEM=${GPU_MEM:-0.3}
 cd "$ROOT"
 
 if ! uv run --no-sync python -c "import vllm" 2>/dev/null; then
-  echo "gpu/gen: vLLM is not installed here: uv sync --all-packages --extra vllm" >&2
+  echo "gpu/gen: vLLM is not installed here: uv sync --extra gpu" >&2
   exit 2
 fi
 MODEL="$WORK/tiny-qwen3"

@@ -110,7 +110,7 @@ class Backend:
         if backend == "vllm" and importlib.util.find_spec("vllm") is None:
             raise RunImpossible(
                 "--backend vllm needs vLLM, which is not installed: on a GPU node run "
-                "`uv sync --extra vllm` (package or-gen), or serve the model with `vllm serve` "
+                "`uv sync --extra gpu`, or serve the model with `vllm serve` "
                 "and use --api-base"
             )
         if backend == "transformers" and importlib.util.find_spec("torch") is None:

@@ -129,6 +129,9 @@ def report_cmd(
         if not summary["benchmarks"]:  # an empty table must not pass for a result
             bad += 1
             echo_err(f"or-score report: {summary['file']} holds no scorable record")
+    summaries = [s for s in summaries if s["benchmarks"]]
+    if not summaries:  # nothing to show: no table, no plot
+        sys.exit(EXIT_FAILED)
     try:
         if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
             sys.stdout.buffer.write(

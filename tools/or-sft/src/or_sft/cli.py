@@ -312,7 +312,7 @@ def _run(inputs, settings, plan, counts, items, tokenizer, ds_path, quiet) -> No
     )
     if not quiet:
         echo_err(
-            f"or-sft: {done['global_step']} steps, mean loss {done['train_loss']:.4f}, "
+            f"or-sft: {done['global_step']} step{'s' if done['global_step'] != 1 else ''}, mean loss {done['train_loss']:.4f}, "
             f"checkpoint in {settings.output_dir}"
         )
 
