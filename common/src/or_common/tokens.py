@@ -140,35 +140,47 @@ def _compile_template(source: str) -> Any:
     return env.from_string(source)
 
 
-@lru_cache(maxsize=8)
 def _hub_offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it (1, ON, YES or TRUE; `0` is online)."""
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _in_hub_cache(name: str) -> bool:
-    """Whether the local Hugging Face cache holds files of this hub name's tokenizer (asked of
-    huggingface_hub, which imports in a fraction of transformers' time)."""
+def _cached_file(name: str, filename: str) -> Path | None | bool:
+    """A hub name's file in the local Hugging Face cache (asked of huggingface_hub, which imports
+    in a fraction of transformers' time): its path, None when absent, False when the cache
+    cannot be asked (a malformed name, an unreadable cache)."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        files = ("tokenizer_config.json", "tokenizer.json", "config.json")
-        return any(isinstance(try_to_load_from_cache(name, f), str) for f in files)
-    except Exception:  # a malformed name, an unreadable cache: let transformers say what it is
-        return True
+        found = try_to_load_from_cache(name, filename)
+    except Exception:
+        return False
+    return Path(found) if isinstance(found, str) else None
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the cache holds files of this hub name's tokenizer; when the cache cannot be
+    asked, transformers says what is wrong."""
+    found = [
+        _cached_file(name, f) for f in ("tokenizer_config.json", "tokenizer.json", "config.json")
+    ]
+    return any(f is not None for f in found)
 
 
 def _cached_snapshot(name: str) -> Path | None:
-    """The local cache's snapshot folder of a hub name that holds its tokenizer files, if any."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(name, "tokenizer.json")
-    except Exception:  # a malformed name, an unreadable cache
-        return None
-    return Path(found).parent if isinstance(found, str) else None
+    """The cache's snapshot folder of a hub name that holds its tokenizer files, if any."""
+    found = _cached_file(name, "tokenizer.json")
+    return found.parent if found else None
 
 
+def _unreachable(name: str) -> TokenizerError:
+    return TokenizerError(
+        f"{name}: not a local folder, not in the Hugging Face cache, and the hub cannot be "
+        "reached; pass the path of a folder holding the tokenizer"
+    )
+
+
+@lru_cache(maxsize=8)
 def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
     """A tokenizer from a local folder (loaded locally, never looked up on the hub) or a hub
     name (from the local cache first; from the hub only when it is reachable). Raises
@@ -193,12 +205,9 @@ def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
         raise TokenizerError(f"{name_or_path}: a tokenizer is a folder, not a file")
     if looks_like_path and not path.exists():  # said before transformers' seconds of import
         raise TokenizerError(f"{name_or_path}: no such folder")
-    offline = _hub_offline()
-    if not path.exists() and not _in_hub_cache(name_or_path) and (offline or not _hub_reachable()):
-        raise TokenizerError(  # said before transformers' import too
-            f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
-            "cannot be reached; pass the path of a folder holding the tokenizer"
-        )
+    cached = path.exists() or _in_hub_cache(name_or_path)
+    if not cached and (_hub_offline() or not _hub_reachable()):  # before transformers' import
+        raise _unreachable(name_or_path)
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers comes with the tools that count
@@ -214,10 +223,7 @@ def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
     except (OSError, ValueError):
         pass
     if _hub_offline() or not _hub_reachable():
-        raise TokenizerError(
-            f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
-            "cannot be reached; pass the path of a folder holding the tokenizer"
-        )
+        raise _unreachable(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
