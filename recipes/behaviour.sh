@@ -18,13 +18,9 @@ OUT=${OUT:-runs/behaviour}
 mkdir -p "$OUT"
 stamp "$OUT" base="$BASE" sft="$SFT" rl="$RL" val="$VAL"
 
-# a dry run prints the two verl commands and marks nothing done (a real rerun must train)
-run=stage
-[ -n "${DRY_RUN:-}" ] && run=dry_run
-dry_run() { shift 2; "$@"; }
-$run rl-from-base "$OUT" env MODEL="$BASE" RL="$RL" VAL="$VAL" OUT="$OUT/from-base" \
+train_stage rl-from-base "$OUT" env MODEL="$BASE" RL="$RL" VAL="$VAL" OUT="$OUT/from-base" \
     bash "$here/verl/storm.sh" "$@"
-$run rl-from-calm-sft "$OUT" env MODEL="$SFT" RL="$RL" VAL="$VAL" OUT="$OUT/from-calm-sft" \
+train_stage rl-from-calm-sft "$OUT" env MODEL="$SFT" RL="$RL" VAL="$VAL" OUT="$OUT/from-calm-sft" \
     bash "$here/verl/storm.sh" "$@"
 if [ -z "${DRY_RUN:-}" ]; then
     or-grpo plot "$OUT/from-base/02-grpo" "$OUT/from-calm-sft/02-grpo" -o "$OUT/behaviour.png"

@@ -18,6 +18,17 @@ stage() {
     touch "$dir/.done-$name"
 }
 
+# train_stage NAME DIR CMD...: a stage that trains on a GPU (GRPO). With DRY_RUN set, CMD only
+# prints what it would run, so it is run every time and never marked done: a real rerun trains.
+train_stage() {
+    if [ -n "${DRY_RUN:-}" ]; then
+        shift 2
+        "$@"
+    else
+        stage "$@"
+    fi
+}
+
 # stamp DIR KEY=VALUE...: DIR/stamp.json with the git commit, the date, the tools' version and
 # each KEY=VALUE; a value that names a file also gets its sha256. Fails when DIR holds finished
 # stages (.done-*) stamped with other values: a rerun must not reuse another run's results.

@@ -30,16 +30,13 @@ stage calm "$OUT" env MODEL="$BASE" API_BASE="$API_BASE" INTERVENER="$INTERVENER
     SFT="$OUT/splits/sft.jsonl" OUT="$OUT/calm" bash "$here/funnel.sh" $CALM_FLAGS
 # shellcheck disable=SC2086
 stage sft "$OUT" or-sft "$OUT/calm/03-golden.jsonl" --model "$BASE" -o "$OUT/sft" $SFT_FLAGS
-grpo=(env MODEL="$OUT/sft" RL="$OUT/splits/rl.jsonl" VAL="$OUT/splits/test.jsonl"
-      OUT="$OUT/grpo" bash "$here/verl/storm.sh")
+# shellcheck disable=SC2086
+train_stage grpo "$OUT" env MODEL="$OUT/sft" RL="$OUT/splits/rl.jsonl" \
+    VAL="$OUT/splits/test.jsonl" OUT="$OUT/grpo" bash "$here/verl/storm.sh" $GRPO_FLAGS
 if [ -n "${DRY_RUN:-}" ]; then
-    # shellcheck disable=SC2086
-    DRY_RUN=1 "${grpo[@]}" $GRPO_FLAGS
     echo "DRY_RUN: GRPO was not run, so there is no STORM checkpoint to evaluate" >&2
     exit 0
 fi
-# shellcheck disable=SC2086
-stage grpo "$OUT" "${grpo[@]}" $GRPO_FLAGS
 # MAX_TOKENS above is CALM's SFT length; the evaluation's budget is EVAL_MAX_TOKENS (or-gen's
 # default when unset)
 BASE="$BASE@$API_BASE" SFT="$OUT/sft" STORM="$OUT/grpo/03-storm" OUT="$OUT/eval" \
