@@ -25,11 +25,24 @@ class JobPlace:
     holder_pidfd: int  # namespaces to join (-1: none)
     own_root: bool  # the parent is in the minimal root: the job gets its own mount namespace
     use_seccomp: bool
-    parent_pid: int
+    parent_pid: int  # the template's pid (the job's parent)
+    cgroup_fds: tuple[int, ...] = ()  # the job's own cgroup.procs, one per controller
 
 
-def run_child(job: dict[str, Any], place: JobPlace, fds: tuple[int, int, int]) -> None:
-    """Runs in the forked child: isolate, report setup, run the code, exit. Never returns.
+def read_spec(jobfs: str) -> dict[str, Any]:
+    """The job's settings (limits, env, prelude), written by the sandbox parent into the job's
+    own directory, where only root can read it: the template that forks jobs never holds them.
+    Read (and removed) by the job's child while it is still root."""
+    path = os.path.join(jobfs, "job.json")
+    with open(path, "rb") as fh:
+        spec = orjson.loads(fh.read())
+    os.unlink(path)
+    return spec
+
+
+def run_child(place: JobPlace, fds: tuple[int, int, int]) -> None:
+    """Runs in the child the template forked: isolate, report setup, run the code, exit. Never
+    returns. Its code and settings come from its own directory, never from the template.
 
     The setup report goes to the parent on `info_w`, which is closed before any code of the
     job (its prelude included) runs: the job has no channel to the parent but its output."""
@@ -40,14 +53,20 @@ def run_child(job: dict[str, Any], place: JobPlace, fds: tuple[int, int, int]) -
         import resource
 
         os.setsid()
+        for fd in place.cgroup_fds:  # memory and CPU are accounted per job from here on
+            os.write(fd, b"0")
+        job = read_spec(place.jobfs)
+        limits = job["limits"]
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         if place.holder_pidfd >= 0:
-            linux.setns(place.holder_pidfd, linux.CLONE_NEWNET | linux.CLONE_NEWIPC)
+            linux.setns(
+                place.holder_pidfd, linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS
+            )
         if place.own_root:
-            rootfs.enter_job_root(place.jobfs)
+            rootfs.enter_job_root(place.jobfs, limits)
             tmp = "/tmp"
         else:
             tmp = os.path.join(place.jobfs, "tmp")
@@ -57,7 +76,13 @@ def run_child(job: dict[str, Any], place: JobPlace, fds: tuple[int, int, int]) -
         cwd = os.path.join(tmp, place.name)
         os.chdir(cwd)
         os.umask(0o022 if place.own_root else 0o077)
-        limits = job["limits"]
+        with open("main.py", "rb") as fh:
+            source = fh.read().decode("utf-8", "surrogateescape")
+        try:  # the host's OOM killer takes a job before anything else
+            with open("/proc/self/oom_score_adj", "w") as fh:
+                fh.write("1000")
+        except OSError:
+            pass
         mem = int(limits["memory_mb"]) << 20
         cpu = int(limits.get("cpu_seconds") or (float(limits["timeout"]) + 1))
         # CPU: SIGXCPU at the soft limit, SIGKILL a second later (the parent reads rusage).
@@ -116,7 +141,7 @@ def run_child(job: dict[str, Any], place: JobPlace, fds: tuple[int, int, int]) -
     try:
         for prelude in job.get("prelude") or ():
             _run_quietly(prelude, namespace)
-        exec(compile(job["code"], "main.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
+        exec(compile(source, "main.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc.code)

@@ -2,7 +2,7 @@
 work the parent's event loop must never wait for.
 
 - Namespace holders. A holder is a tiny process that is pid 1 of a fresh pid namespace and
-  owns a fresh network and IPC namespace. A job is forked into a holder's namespaces, so it has
+  owns a fresh network, IPC and UTS namespace (its host name is `sandbox`). A job is forked into a holder's namespaces, so it has
   no network, no abstract unix sockets or SysV IPC shared with anyone, and sees only its own
   processes. Killing the holder makes the kernel kill every process of the job, however it
   hid (setsid, SIGSTOP games, double forks), without ever running anything as the job's uid.
@@ -10,11 +10,12 @@ work the parent's event loop must never wait for.
   run over its time. Holders are made ahead of need, off the parent's critical path.
 - Cleanup: unmounting a job's tmpfs (or removing its directory tree, iteratively: no depth
   limit) happens here, so that 500k files or a 1500-deep tree never stall the parent.
+- Cgroups: a job's memory and CPU cgroups are removed here once its processes are gone.
 - Uid sweeps (only where pid namespaces are unavailable, or after a parent died): SIGKILL every
   process of a uid, as root, from outside the uid, with a bounded number of rounds.
 
 Messages are SOCK_SEQPACKET packets: b"H" (make a holder) -> b"H" + pid with two fds (a pidfd
-and the write end of the holder's control pipe); b"U" + path (remove a job's files); b"S" +
+and the write end of the holder's control pipe); b"U" + path (remove a job's files); b"C" + name (remove a job's cgroups); b"S" +
 uid -> b"S" + uid when the sweep is over.
 """
 
@@ -29,6 +30,7 @@ import struct
 import time
 
 from . import linux
+from .cgroups import Cgroups
 
 U32 = struct.Struct(">I")
 DOUBLE = struct.Struct("d")
@@ -113,7 +115,8 @@ def _holder(ready_w: int, ctl_r: int) -> None:
         os.closerange(high + 1, 65536)
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # orphans of the job are reaped at once
-        linux.unshare(linux.CLONE_NEWNET | linux.CLONE_NEWIPC)
+        linux.unshare(linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+        socket.sethostname("sandbox")  # the host's name is not the job's business
         os.write(ready_w, b"1")
         os.close(ready_w)
         deadline = None  # the parent sends the job's deadline, then moves it once the job's
@@ -133,17 +136,20 @@ def _holder(ready_w: int, ctl_r: int) -> None:
 class Factory:
     """The parent's side of the helper (see the module docstring)."""
 
-    def __init__(self, holders: bool):
+    def __init__(self, holders: bool, cgroups: Cgroups | None = None):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             self.sock.close()
-            keep = theirs.fileno()
-            os.closerange(3, keep)
-            os.closerange(keep + 1, 65536)
+            keep = sorted({theirs.fileno(), *(cgroups.fds.values() if cgroups else ())})
+            low = 3
+            for fd in keep:
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, 65536)
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             try:
-                _serve(theirs, holders)
+                _serve(theirs, holders, cgroups)
             finally:
                 os._exit(0)
         theirs.close()
@@ -153,6 +159,9 @@ class Factory:
 
     def remove(self, path: str) -> None:
         self.sock.send(b"U" + path.encode())
+
+    def remove_cgroup(self, name: str) -> None:
+        self.sock.send(b"C" + name.encode())
 
     def sweep(self, uid: int) -> None:
         self.sock.send(b"S" + U32.pack(uid))
@@ -167,7 +176,7 @@ class Factory:
         return kind, value, list(fds)
 
 
-def _serve(sock: socket.socket, holders: bool) -> None:
+def _serve(sock: socket.socket, holders: bool, cgroups: Cgroups | None) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # holders are reaped by the kernel
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if holders else -1
     while True:
@@ -177,6 +186,8 @@ def _serve(sock: socket.socket, holders: bool) -> None:
         kind, rest = data[:1], data[1:]
         if kind == b"U":
             remove_tree(rest.decode())
+        elif kind == b"C" and cgroups is not None:
+            cgroups.remove(rest.decode())
         elif kind == b"S":
             sweep_uid(U32.unpack(rest)[0])
             sock.send(data)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from . import linux, rootfs
 from .wire import Capture
 
@@ -37,6 +39,8 @@ class Job:
     out: Capture
     err: Capture
     pid: int = 0
+    pidfd: int = -1  # the job's first process (forked by the template, not by us)
+    cgroup: str | None = None  # the name of its cgroups, when memory and CPU are per job
     holder: Holder | None = None
     fork_seconds: float = 0.0
     fds: dict[int, str] = field(default_factory=dict)  # fd -> "out" | "err" | "info"
@@ -50,11 +54,18 @@ class Job:
 
 
 def make_jobfs(
-    jobs_root: str, code: str, uid: int | None, disk_mb: int, remove: Callable[[str], None]
+    jobs_root: str,
+    code: str,
+    spec: dict[str, Any],
+    uid: int | None,
+    disk_mb: int,
+    remove: Callable[[str], None],
 ) -> tuple[str, str]:
     """A job's own file system, `<jobs_root>/<random>`: as root a size- and inode-limited tmpfs,
-    holding tmp/ (its /tmp, with its working directory tmp/<random> and main.py) and shm/.
-    Returns (path, name). On failure, what was made is handed to `remove` and the error raised."""
+    holding tmp/ (its /tmp, with its working directory tmp/<random> and main.py), shm/, and
+    job.json (its limits, environment and prelude: root-only, read and removed by the job's
+    child before it drops root). Returns (path, name). On failure, what was made is handed to
+    `remove` and the error raised."""
     name = secrets.token_hex(8)
     jobfs = os.path.join(jobs_root, name)
     os.mkdir(jobfs, 0o700)
@@ -70,6 +81,9 @@ def make_jobfs(
         main = os.path.join(cwd, "main.py")
         with open(main, "w", encoding="utf-8", errors="surrogateescape") as fh:
             fh.write(code)
+        fd = os.open(os.path.join(jobfs, "job.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "wb") as fh:
+            fh.write(orjson.dumps(spec))
         if uid is not None:
             os.chown(cwd, uid, uid)
             os.chown(main, uid, uid)

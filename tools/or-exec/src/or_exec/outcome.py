@@ -53,6 +53,7 @@ def derive_status(
     reason: str | None,
     setup: dict[str, Any],
     stderr: str,
+    oom_killed: bool = False,
 ) -> tuple[str, int | None, str | None]:
     """(status, exit code, message) of a finished job."""
     exit_code = None if wait_status is None else os.waitstatus_to_exitcode(wait_status)
@@ -65,6 +66,9 @@ def derive_status(
     # time, however late we saw its end (sandbox overhead is not the program's time).
     if reason == "timeout" or (exit_code == -signal.SIGKILL and wall_seconds >= timeout):
         return "timeout", exit_code, None
+    if oom_killed:  # the kernel ended a process of the job's own memory cgroup
+        limit = limits.get("memory_mb")
+        return "memory", exit_code, f"the job's processes went over its {limit} MiB together"
     # rusage is sampled from scheduler ticks and reads up to ~10 % low: a death by the CPU
     # limit's signals close to the limit is the limit's; a SIGXCPU the job sent itself early
     # is not (it is reported as the signal it is).

@@ -8,11 +8,14 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from .cgroups import remove_tree
 from .limits import ExecResult
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -138,6 +141,7 @@ class Parent:
         if self.proc is not None:
             self.proc.wait()
         self.proc = None
+        self._remove_cgroups()
         if self.on_death is not None:
             self.on_death(self.tier, dirty)
 
@@ -152,6 +156,12 @@ class Parent:
         await self.writer.drain()
         return await fut
 
+    def _remove_cgroups(self) -> None:
+        """The ended parent's cgroups (its jobs' processes die with it, within moments)."""
+        paths = list((self.info or {}).get("cgroups") or ())
+        if paths:
+            threading.Thread(target=_remove_cgroups, args=(paths,), daemon=True).start()
+
     def kill(self) -> None:
         """End a parent that stopped answering; its reader then notices the death."""
         if self.proc is not None and self.proc.poll() is None:
@@ -163,5 +173,16 @@ class Parent:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
+            self._remove_cgroups()
         if self.reader_task is not None:
             await asyncio.gather(self.reader_task, return_exceptions=True)
+
+
+def _remove_cgroups(paths: list[str], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    for path in paths:
+        while True:
+            remove_tree(path)
+            if not os.path.exists(path) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)

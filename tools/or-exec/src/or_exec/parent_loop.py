@@ -1,5 +1,5 @@
-"""The sandbox parent's event loop: it forks one child per job and watches it without ever
-waiting on a job. Slow work (removing a job's files, sweeping a uid, making namespaces) is the
+"""The sandbox parent's event loop: it has the clean template (template.py) fork one child per
+job and watches it without ever waiting on a job. Slow work (removing a job's files, sweeping a uid, making namespaces) is the
 helper's (factory.py), every wait has a deadline, and a job's status comes from what the
 parent measured (outcome.py).
 """
@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from . import linux
-from .child import JobPlace, run_child
+from .cgroups import Cgroups
 from .factory import DOUBLE, Factory
 from .jobspace import Holder, Job, make_jobfs
 from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
+from .template import Template
 from .wire import HEADER, Capture, send, send_failure
 
 SPARE_HOLDERS = 2
@@ -39,11 +40,12 @@ class Zygote:
         self.own_root = own_root
         self.tier = tier
         self.factory: Factory = opts["factory"]
+        self.template: Template = opts["template"]
+        self.cgroups: Cgroups | None = opts.get("cgroups")
         self.holders_ok: bool = opts["holders_ok"]
         self.seccomp_ok: bool = opts["seccomp_ok"]
         self.disk_mb: int = opts["disk_mb"]
         self.root = os.geteuid() == 0
-        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.holders_ok else -1
         self.sel = selectors.DefaultSelector()
         self.jobs: dict[int, Job] = {}  # pid -> job
         self.spares: deque[Holder] = deque(opts.get("spares") or ())
@@ -62,6 +64,7 @@ class Zygote:
         self.sel.register(self.sock, selectors.EVENT_READ, "control")
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
         self.sel.register(self.factory.sock, selectors.EVENT_READ, "factory")
+        self.sel.register(self.template.sock, selectors.EVENT_READ, "template")
         self._want_holders()
         while True:
             for key, _ in self.sel.select(self._next_timeout()):
@@ -76,6 +79,8 @@ class Zygote:
                         pass
                 elif what == "factory":
                     self._factory_answer()
+                elif what == "template":
+                    pass  # its exit reports are read below
                 elif what[0] == "holder":
                     self._world_gone(what[1])
                 else:
@@ -176,8 +181,10 @@ class Zygote:
             raise ValueError(f"bad timeout {timeout}")
         uid = message.get("uid") if self.root else None
         uid = int(uid) if uid is not None else None
+        spec = {"limits": limits, "env": message.get("env") or {}}
+        spec["prelude"] = message.get("prelude") or []
         jobfs, name = make_jobfs(
-            self.jobs_root, message["code"], uid, self.disk_mb, self.factory.remove
+            self.jobs_root, message["code"], spec, uid, self.disk_mb, self.factory.remove
         )
         now = time.monotonic()
         job = Job(
@@ -191,38 +198,37 @@ class Zygote:
             err=Capture(int(limits["max_output"])),
             holder=holder,
         )
-        place = JobPlace(
-            jobfs=jobfs,
-            name=name,
-            uid=uid,
-            holder_pidfd=holder.pidfd if holder else -1,
-            own_root=self.own_root,
-            use_seccomp=self.seccomp_ok,
-            parent_pid=self.pid,
-        )
+        place = {
+            "jobfs": jobfs,
+            "name": name,
+            "uid": uid,
+            "holder": holder is not None,
+            "own_root": self.own_root,
+            "seccomp": self.seccomp_ok,
+        }
         pipes: list[int] = []
+        cgroup_fds: list[int] = []
         try:
+            if self.cgroups is not None:
+                job.cgroup = f"job-{name}"
+                cgroup_fds = self.cgroups.make(job.cgroup, int(limits["memory_mb"]) << 20)
             for _ in range(3):
                 pipes.extend(os.pipe())
             out_r, out_w, err_r, err_w, info_r, info_w = pipes
             t = time.perf_counter()
-            if holder is not None:
-                linux.setns(holder.pidfd, linux.CLONE_NEWPID)  # our next child joins it
-            try:
-                pid = os.fork()
-                if pid == 0:
-                    run_child(message, place, (out_w, err_w, info_w))
-            finally:
-                if holder is not None:
-                    linux.setns(self.own_pidns, linux.CLONE_NEWPID)
+            fds = [out_w, err_w, info_w, *([holder.pidfd] if holder else []), *cgroup_fds]
+            pid, pidfd = self.template.fork(place, fds)
         except BaseException:
-            for fd in pipes:
+            for fd in pipes + cgroup_fds:
                 os.close(fd)
+            if job.cgroup is not None:
+                self.factory.remove_cgroup(job.cgroup)
             self.factory.remove(jobfs)
             raise
-        for fd in (out_w, err_w, info_w):
+        for fd in (out_w, err_w, info_w, *cgroup_fds):
             os.close(fd)
         job.pid = pid
+        job.pidfd = pidfd
         job.fork_seconds = time.perf_counter() - t
         self._tell_holder(job)
         for fd, what in ((out_r, "out"), (err_r, "err"), (info_r, "info")):
@@ -296,9 +302,9 @@ class Zygote:
 
     # -- ending a job --------------------------------------------------------------------------
     def _kill(self, job: Job) -> None:
-        try:
-            os.kill(job.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        try:  # by pidfd: the template may have reaped it already, and its pid be reused
+            linux.pidfd_send_signal(job.pidfd, signal.SIGKILL)
+        except OSError:
             pass
         if job.holder is not None:
             self._end_holder(job.holder, close=False)
@@ -327,33 +333,40 @@ class Zygote:
                 self._maybe_finish(job)
 
     def _reap(self) -> None:
+        """Our own children (the helper, the template, orphans) are reaped and forgotten; the
+        jobs' ends come from the template, which forked them."""
         while True:
             try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
+            if pid == self.template.pid:
+                raise SystemExit("or-exec: the sandbox template died")
+        for pid, status, cpu in self.template.read_exits():
             job = self.jobs.get(pid)
-            if job is None:
-                continue  # an orphan handed to us as subreaper
-            job.exit_status = status
-            job.cpu = usage.ru_utime + usage.ru_stime
-            job.ended = time.monotonic()
-            job.finish_by = job.ended + FINISH_WAIT
-            if job.holder is not None:
-                self._end_holder(job.holder, close=False)
-                self.sel.register(job.holder.pidfd, selectors.EVENT_READ, ("holder", job))
-            elif job.uid is not None:
-                self.sweeps.setdefault(job.uid, []).append(job)
-                self.factory.sweep(job.uid)
-            else:
-                try:
-                    os.killpg(job.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                job.world_gone = True
-                self._maybe_finish(job)
+            if job is not None:
+                self._exited(job, status, cpu)
+
+    def _exited(self, job: Job, status: int, cpu: float) -> None:
+        job.exit_status = status
+        job.cpu = cpu
+        job.ended = time.monotonic()
+        job.finish_by = job.ended + FINISH_WAIT
+        if job.holder is not None:
+            self._end_holder(job.holder, close=False)
+            self.sel.register(job.holder.pidfd, selectors.EVENT_READ, ("holder", job))
+        elif job.uid is not None:
+            self.sweeps.setdefault(job.uid, []).append(job)
+            self.factory.sweep(job.uid)
+        else:
+            try:
+                os.killpg(job.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            job.world_gone = True
+            self._maybe_finish(job)
 
     def _world_gone(self, job: Job) -> None:
         if job.holder is not None and not job.world_gone:
@@ -377,10 +390,15 @@ class Zygote:
             except (KeyError, ValueError):
                 pass
             job.holder.close()
+        os.close(job.pidfd)
+        oom = False
+        if job.cgroup is not None and self.cgroups is not None:
+            oom = self.cgroups.oom_killed(job.cgroup)
+            self.factory.remove_cgroup(job.cgroup)
         self.factory.remove(job.jobfs)
-        self._finish(job)
+        self._finish(job, oom)
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: Job, oom_killed: bool) -> None:
         now = time.monotonic()
         ended = job.ended or now
         setup = parse_setup_record(bytes(job.info))
@@ -394,6 +412,7 @@ class Zygote:
             reason=job.reason,
             setup=setup,
             stderr=stderr,
+            oom_killed=oom_killed,
         )
         seconds = ended - job.started
         timings = {

@@ -13,11 +13,11 @@ parent dies on every one of its attempts comes back `killed`.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import itertools
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future as ThreadFuture
@@ -61,18 +61,25 @@ def default_uid_base() -> int:
     return UID_BASE + (os.getpid() * POOLS_PER_PROCESS + n) * MAX_WORKERS
 
 
-def imported_roots(code: str) -> set[str] | None:
-    """Top-level module names the code imports, or None if it does not parse."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
+#: An import statement at the start of a line or after `;` / `:` (`try: import numpy`): the
+#: module after `from`, or the list after `import`. One pass over the text, linear, never raises.
+_IMPORT = re.compile(r"(?:^|[;:])[ \t]*(?:from[ \t]+(\w+)|import[ \t]+([\w., \t]+))", re.MULTILINE)
+
+
+def imported_roots(code: str) -> set[str]:
+    """Top-level module names the code seems to import, by a line scan rather than a parse:
+    tier choice must not fail or take long on any text (a 3000-term sum overflows `ast.parse`;
+    a 15 MB program takes seconds to parse). Over-counting (an import inside a string) only
+    picks a bigger tier, which runs the job as well; relative imports are left out."""
     roots: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
+    for match in _IMPORT.finditer(code):
+        if match.group(1):
+            roots.add(match.group(1))
+        else:
+            for alias in match.group(2).split(","):
+                name = alias.strip().split(".")[0].split()
+                if name:
+                    roots.add(name[0])
     return roots
 
 
@@ -80,8 +87,6 @@ def choose_tier(code: str, tiers: dict[str, tuple[str, ...]]) -> str:
     """The smallest tier whose preloaded modules cover the heavy modules the code imports."""
     order = list(tiers)
     roots = imported_roots(code)
-    if roots is None:
-        return order[0]
     known = {m.split(".")[0] for mods in tiers.values() for m in mods}
     needed = roots & known
     for name in order:
@@ -168,7 +173,11 @@ class Pool:
             problem = f"the code is longer than {MAX_CODE >> 20} MiB"
         if problem is not None:
             return ExecResult("error", None, "", f"SyntaxError: {problem}\n", 0.0, message=problem)
-        tier = choose_tier("\n".join([*prelude, code]), self.tiers)
+        try:
+            tier = choose_tier("\n".join([*prelude, code]), self.tiers)
+        except Exception as exc:  # never the tool's failure: that job's error
+            problem = f"the sandbox could not prepare the job: {exc!r}"
+            return ExecResult("error", None, "", problem + "\n", 0.0, message=problem)
         slot = await self._free.get()
         try:
             result = await self._attempts(code, limits, prelude, tier, slot)

@@ -149,10 +149,53 @@ def build_and_enter(jobs_mb: int = 64) -> list[str]:
     return trees
 
 
-def enter_job_root(jobfs: str) -> None:
+#: Host-wide /proc files a job sees replaced (see `proc_masks`).
+MASKED_PROC = ("cmdline", "meminfo", "loadavg", "stat", "key-users", "uptime")
+
+
+def proc_masks(memory_mb: int) -> dict[str, str]:
+    """What a job sees in place of the host-wide /proc files that tell it about the host or
+    its neighbours: the kernel command line, the host's memory, the load average and thread
+    count (two jobs could signal through it), the scheduler's counters, other pools' uids in
+    key-users, the uptime. Shaped as the kernel writes them, so that readers (psutil, glibc's
+    CPU count, which falls back to /proc/stat without /sys) keep working: the memory is the
+    job's own limit, the CPUs are those the job may run on, every counter is zero."""
+    kb = memory_mb << 10
+    cpus = len(os.sched_getaffinity(0))
+    zeros = " 0" * 10
+    stat = [f"cpu {zeros}"] + [f"cpu{i}{zeros}" for i in range(cpus)]
+    stat += ["intr 0", "ctxt 0", "btime 0", "processes 1", "procs_running 1", "procs_blocked 0"]
+    meminfo = [
+        f"MemTotal:       {kb} kB",
+        f"MemFree:        {kb} kB",
+        f"MemAvailable:   {kb} kB",
+        "Buffers:               0 kB",
+        "Cached:                0 kB",
+        "SwapCached:            0 kB",
+        "SwapTotal:             0 kB",
+        "SwapFree:              0 kB",
+        "Shmem:                 0 kB",
+    ]
+    return {
+        "cmdline": "sandbox\n",
+        "meminfo": "\n".join(meminfo) + "\n",
+        "loadavg": "0.00 0.00 0.00 1/1 1\n",
+        "stat": "\n".join(stat) + "\n",
+        "key-users": "",
+        "uptime": "0.00 0.00\n",
+    }
+
+
+def enter_job_root(jobfs: str, limits: dict) -> None:
     """In a job's own mount namespace (its child, still root): its tmpfs becomes /tmp and
-    /dev/shm, and /proc shows the job's own pid namespace."""
+    /dev/shm, /proc shows the job's own pid namespace, and the host-wide /proc files that
+    describe the host or other jobs are replaced by neutral ones (`proc_masks`)."""
     linux.unshare(linux.CLONE_NEWNS)
+    masks = os.path.join(jobfs, "proc")
+    os.mkdir(masks, 0o755)
+    for name, text in proc_masks(int(limits["memory_mb"])).items():
+        with open(os.path.join(masks, name), "w") as fh:
+            fh.write(text)
     keep = {tree: os.open(tree, os.O_PATH) for tree in TMP_TREES}
     linux.mount(jobfs + "/tmp", "/tmp", None, linux.MS_BIND)
     for tree, fd in keep.items():  # the venv of a checkout under /tmp, back on top
@@ -162,4 +205,8 @@ def enter_job_root(jobfs: str) -> None:
     linux.mount(jobfs + "/shm", "/dev/shm", None, linux.MS_BIND)
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     linux.mount("proc", "/proc", "proc", flags, "hidepid=2")
+    for name in MASKED_PROC:
+        target = f"/proc/{name}"
+        linux.mount(f"{masks}/{name}", target, None, linux.MS_BIND)
+        linux.mount(None, target, None, linux.MS_REMOUNT | linux.MS_BIND | RO | linux.MS_NOEXEC)
     linux.umount(JOBS, linux.MNT_DETACH)  # other jobs' file systems are not even listed

@@ -7,7 +7,9 @@ It closes the kernel surface a job has no use for and that attacks reach for fir
     (what Docker's default profile does);
   - io_uring and userfaultfd (the usual ingredients of kernel exploits);
   - the kernel keyrings (keyctl, add_key, request_key: a store that would outlive the job);
-  - bpf() and perf_event_open().
+  - bpf() and perf_event_open();
+  - inotify and fanotify (watching what other jobs open), fadvise and readahead, and reads or
+    writes with RWF_NOWAIT (the page cache of shared files as a channel between jobs).
 Everything else is allowed. A syscall from another ABI (x32, or 32-bit int 0x80) kills the
 process, since the numbers below would not mean the same there.
 """
@@ -52,6 +54,14 @@ ARCHES = {
             "request_key": 249,
             "bpf": 321,
             "perf_event_open": 298,
+            "inotify_init": 253,
+            "inotify_init1": 294,
+            "inotify_add_watch": 254,
+            "fanotify_init": 300,
+            "fadvise64": 221,
+            "readahead": 187,
+            "preadv2": 327,
+            "pwritev2": 328,
         },
     ),
     "aarch64": (
@@ -70,6 +80,13 @@ ARCHES = {
             "request_key": 218,
             "bpf": 280,
             "perf_event_open": 241,
+            "inotify_init1": 26,
+            "inotify_add_watch": 27,
+            "fanotify_init": 262,
+            "fadvise64": 223,
+            "readahead": 213,
+            "preadv2": 286,
+            "pwritev2": 287,
         },
     ),
 }
@@ -96,7 +113,21 @@ DENIED = {
     "request_key": errno.EPERM,
     "bpf": errno.EPERM,
     "perf_event_open": errno.EPERM,
+    # watching files other jobs open (the solver binary), and the page cache of shared
+    # read-only files as a channel between jobs: evicting pages (fadvise), loading them
+    # without reading (readahead), probing whether they are cached (RWF_NOWAIT, below)
+    "inotify_init": errno.EPERM,
+    "inotify_init1": errno.EPERM,
+    "inotify_add_watch": errno.EPERM,
+    "fanotify_init": errno.EPERM,
+    "fadvise64": errno.EPERM,
+    "readahead": errno.EPERM,
 }
+RWF_NOWAIT = 0x08
+#: Syscalls whose flags (args[5]) may not hold RWF_NOWAIT: such a read fails at once when the
+#: data is not in the page cache, which tells a job what another one read. EOPNOTSUPP is what
+#: a file system without the flag answers, so callers fall back to a plain read.
+NOWAIT_CHECKED = ("preadv2", "pwritev2")
 X32_BIT = 0x40000000
 
 
@@ -118,7 +149,16 @@ def build(machine: str = linux.MACHINE) -> bytes | None:
     if machine == "x86_64":
         prog += [_op(JGE_K, 0, 1, X32_BIT), _op(RET_K, k=KILL_PROCESS)]
     for name, code in DENIED.items():
-        prog += [_op(JEQ_K, 0, 1, numbers[name]), _op(RET_K, k=_errno(code))]
+        if name in numbers:  # aarch64 has no inotify_init
+            prog += [_op(JEQ_K, 0, 1, numbers[name]), _op(RET_K, k=_errno(code))]
+    for name in NOWAIT_CHECKED:
+        prog += [
+            _op(JEQ_K, 0, 4, numbers[name]),
+            _op(LD_W_ABS, k=16 + 5 * 8),  # low 32 bits of args[5]: the RWF_* flags
+            _op(JSET_K, 0, 1, RWF_NOWAIT),
+            _op(RET_K, k=_errno(errno.EOPNOTSUPP)),
+            _op(RET_K, k=ALLOW),
+        ]
     prog += [
         _op(JEQ_K, 0, 4, numbers["clone"]),
         _op(LD_W_ABS, k=16),  # low 32 bits of args[0] (little-endian): the clone flags

@@ -16,11 +16,12 @@ import signal
 import socket
 import sys
 
-from . import linux, seccomp
+from . import cgroups, linux, seccomp
 from .factory import Factory
 from .isolation import isolate
 from .jobspace import Holder
 from .parent_loop import Zygote
+from .template import Template
 from .wire import send
 
 
@@ -68,10 +69,13 @@ def main() -> None:
     args = parser.parse_args()
     sock = socket.socket(fileno=args.fd)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the pool
+    # made while the host's cgroup file system is still visible, used through fds from then on
+    groups, no_groups = cgroups.setup(f"or-exec-{os.getpid()}")
     jobs_root, own_root, protections = isolate(args.disk_mb)
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of jobs come back to us to be reaped
     root = os.geteuid() == 0
-    factory = Factory(holders=root)  # forked before the heavy imports: its forks stay cheap
+    # forked before the heavy imports: its forks stay cheap
+    factory = Factory(holders=root, cgroups=groups)
     spares, holders_note = [], "off: not root"
     if args.no_job_namespaces:
         holders_note = "off: turned off by the pool's configuration"
@@ -84,6 +88,12 @@ def main() -> None:
             holders_note = "off: the kernel refused new pid/network/IPC namespaces"
     seccomp_ok = _seccomp_works()
     protections.update(describe(bool(spares), holders_note, seccomp_ok, root))
+    if groups is not None:
+        protections.update(groups.describe())
+    else:
+        fallback = "off: {} (falls back to per-process rlimits: {})"
+        protections["memory per job"] = fallback.format(no_groups, "RLIMIT_AS for each process")
+        protections["CPU per job"] = fallback.format(no_groups, "RLIMIT_CPU, RLIMIT_NPROC")
     loaded, failed = [], {}
     for name in filter(None, args.modules.split(",")):
         try:
@@ -94,6 +104,9 @@ def main() -> None:
     _warm_up()
     gc.collect()
     gc.freeze()  # a child's first collection would otherwise touch (and copy) every warm page
+    # Jobs are forked from a copy of this process made now, before any job arrives: one that
+    # never holds a job's code, output or result (template.py).
+    template = Template()
     send(
         sock,
         {
@@ -103,6 +116,7 @@ def main() -> None:
             "modules": loaded,
             "failed": failed,
             "protections": protections,
+            "cgroups": groups.paths if groups is not None else [],
         },
     )
     Zygote(
@@ -111,6 +125,8 @@ def main() -> None:
         own_root,
         args.tier,
         factory=factory,
+        template=template,
+        cgroups=groups,
         holders_ok=bool(spares),
         seccomp_ok=seccomp_ok,
         disk_mb=args.disk_mb,
