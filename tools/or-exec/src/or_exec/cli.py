@@ -154,21 +154,6 @@ def _warn_missing(protections: dict[str, str]) -> None:
             echo_err(f"or-exec: warning: {name} is {state}")
 
 
-PROBES = {
-    # {port}: a listener the doctor opens on this machine's loopback; no outside address is probed.
-    "no network": "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1); print('REACHED the host')\nexcept OSError as e:\n    print('blocked:', e)",
-    "no caller environment": "import os\nprint(sorted(os.environ))",
-    "read-only outside the job directory": "try:\n    open('/etc/or-exec-probe', 'w'); print('WROTE')\nexcept OSError as e:\n    print('blocked:', e)",
-    "unprivileged uid": "import os\nprint('uid', os.getuid())",
-    "own processes only": "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), 'visible processes')",
-    # {here}: this very file, on the host; a job must not see it
-    "host files hidden": "import os\nprint('SEEN' if os.path.exists({here!r}) else 'hidden:', {here!r})",
-    "no user namespaces": "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.unshare(0x10000000)\nprint('CREATED' if r == 0 else f'blocked: errno {ctypes.get_errno()}')",
-    # the idiom models write most: PuLP's default solver object, built before the fork
-    "default solver (prob.solve())": "import pulp\nm = pulp.LpProblem('probe', pulp.LpMaximize)\nx = pulp.LpVariable('x', 0, 3)\nm += x\nm.solve()\nprint(pulp.LpStatus[m.status], 'x =', x.varValue)",
-}
-
-
 def probe_line(name: str, status: str, output: str, width: int = 160) -> str:
     """One doctor line: the probe's status and its output on one line, shortened at a word."""
     import textwrap
@@ -184,6 +169,7 @@ def doctor_cmd() -> None:
     import socket
 
     from .pool import Pool
+    from .probes import probes
 
     async def go() -> None:
         pool = Pool(workers=1)
@@ -195,14 +181,20 @@ def doctor_cmd() -> None:
             click.echo("Probes (each runs as a sandboxed job):")
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 port = listener.getsockname()[1]
-                for name, code in PROBES.items():
-                    here = repr(os.path.abspath(__file__))
-                    code = code.replace("{port}", str(port)).replace("{here!r}", here)
-                    result = await pool.run(code)
+                for name, jobs in probes(port, os.path.abspath(__file__)).items():
+                    for probe in jobs:
+                        limits = Limits(**{**pool.limits.to_dict(), **probe.limits})
+                        result = await pool.run(probe.code, limits)
                     output = result.stdout if result.status == "ok" else result.stderr
                     if name.startswith("default solver") and result.status == "ok":
                         output = output.strip().splitlines()[-1]  # CBC's banner comes first
-                    click.echo(probe_line(name, result.status, output or result.stdout))
+                    if result.status != "ok" and result.message:
+                        output = result.message
+                    status = result.status
+                    if probe.expect != "ok":
+                        held = result.status == probe.expect
+                        status = f"{result.status} ({'contained' if held else 'NOT CONTAINED'})"
+                    click.echo(probe_line(name, status, output or result.stdout))
         finally:
             await pool.close()
 
