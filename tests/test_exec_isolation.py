@@ -36,12 +36,13 @@ def run(pool, code: str, **limits):
     return pool.run(textwrap.dedent(code), Limits(**{**LIMITS.to_dict(), **limits}))
 
 
-def after(pool, code: str, delay: float, first: str, **limits):
+def after(pool, code: str, delay: float, first: str, first_limits: dict | None = None, **limits):
     """Start `first`, then `code` `delay` seconds later, on the other slot: both results."""
     lim = Limits(**{**LIMITS.to_dict(), **limits})
+    lim_first = Limits(**{**lim.to_dict(), **(first_limits or {})})
 
     async def go():
-        a = asyncio.ensure_future(pool.pool.run(textwrap.dedent(first), lim))
+        a = asyncio.ensure_future(pool.pool.run(textwrap.dedent(first), lim_first))
         await asyncio.sleep(delay)
         b = await pool.pool.run(textwrap.dedent(code), lim)
         return await a, b
@@ -202,7 +203,7 @@ for _ in range(60):
         os.setsid()
         while True:
             pass
-time.sleep(4)
+time.sleep(10)
 """
 
 HONEST = """
@@ -216,7 +217,9 @@ print("done")
 
 @needs_root
 def test_a_job_with_many_busy_processes_does_not_starve_its_neighbour(pool):
-    starver, honest = after(pool, HONEST, 1.0, STARVER, timeout=2.5, processes=64)
+    starver, honest = after(
+        pool, HONEST, 1.0, STARVER, {"timeout": 5, "processes": 64}, timeout=2.5
+    )
     assert (honest.status, honest.stdout) == ("ok", "done\n"), (honest.status, honest.seconds)
     assert starver.status == "timeout"
     assert leftovers(pool) == []
