@@ -21,6 +21,7 @@ from .factory import Factory
 from .isolation import isolate
 from .jobspace import Holder
 from .parent_loop import Zygote
+from .rootfs import MASKED_PROC
 from .template import Template
 from .wire import send
 
@@ -88,6 +89,11 @@ def main() -> None:
             holders_note = "off: the kernel refused new pid/network/IPC namespaces"
     seccomp_ok = _seccomp_works()
     protections.update(describe(bool(spares), holders_note, seccomp_ok, root))
+    protections["host-wide /proc files"] = (
+        "on (each job sees neutral " + ", ".join(MASKED_PROC) + ": its own memory limit, zeros)"
+        if own_root
+        else "off: only in the minimal root (the host's are visible)"
+    )
     if groups is not None:
         protections.update(groups.describe())
     else:
@@ -141,9 +147,11 @@ def describe(holders: bool, holders_note: str, seccomp_ok: bool, root: bool) -> 
         out["pid namespace"] = "on (one per job: it sees only its own processes)"
         out["network namespace"] = "on (one per job: no network, no shared abstract sockets)"
         out["IPC namespace"] = "on (one per job: no shared SysV memory or queues)"
+        out["UTS namespace"] = "on (one per job: its host name is 'sandbox')"
         out["kill everything at job end"] = "on (the job's pid namespace is torn down)"
     else:
         out["pid namespace"] = holders_note
+        out["UTS namespace"] = holders_note + " (jobs see the host's name)"
         out["IPC namespace"] = (
             f"partial: one per sandbox parent, shared by its jobs (per job {holders_note})"
             if root
@@ -155,7 +163,8 @@ def describe(holders: bool, holders_note: str, seccomp_ok: bool, root: bool) -> 
             else "partial: process group only (setsid escapes survive without root)"
         )
     out["seccomp"] = (
-        "on (no new namespaces, io_uring, userfaultfd, keyrings, bpf, perf events)"
+        "on (no new namespaces, io_uring, userfaultfd, keyrings, bpf, perf events, inotify, "
+        "fadvise, readahead, RWF_NOWAIT)"
         if seccomp_ok
         else "off: the kernel refused the filter or the architecture is unknown"
     )
