@@ -189,7 +189,8 @@ def proc_masks(memory_mb: int) -> dict[str, str]:
 def enter_job_root(jobfs: str, limits: dict) -> None:
     """In a job's own mount namespace (its child, still root): its tmpfs becomes /tmp and
     /dev/shm, /proc shows the job's own pid namespace, and the host-wide /proc files that
-    describe the host or other jobs are replaced by neutral ones (`proc_masks`)."""
+    describe the host or other jobs are replaced by neutral ones (`proc_masks`: root's files
+    in the job's own tmpfs, outside its /tmp, which the job's uid cannot change)."""
     linux.unshare(linux.CLONE_NEWNS)
     masks = os.path.join(jobfs, "proc")
     os.mkdir(masks, 0o755)
@@ -206,7 +207,5 @@ def enter_job_root(jobfs: str, limits: dict) -> None:
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     linux.mount("proc", "/proc", "proc", flags, "hidepid=2")
     for name in MASKED_PROC:
-        target = f"/proc/{name}"
-        linux.mount(f"{masks}/{name}", target, None, linux.MS_BIND)
-        linux.mount(None, target, None, linux.MS_REMOUNT | linux.MS_BIND | RO | linux.MS_NOEXEC)
+        linux.mount(f"{masks}/{name}", f"/proc/{name}", None, linux.MS_BIND)
     linux.umount(JOBS, linux.MNT_DETACH)  # other jobs' file systems are not even listed
