@@ -119,6 +119,34 @@ def test_no_job_finds_another_jobs_code_or_output_in_its_memory(pool):
     assert int(scan.stdout.split()[1]) > 10  # MiB: the whole address space, the warm heap included
 
 
+def test_two_clients_of_one_server_cannot_read_each_other():
+    from aiohttp.test_utils import TestClient, TestServer
+    from or_exec.pool import Pool
+    from or_exec.server import make_app
+
+    code_mark, out_mark = marker(), marker()
+
+    async def go():
+        pool = Pool(workers=2, limits=LIMITS, tiers={"pulp": ("pulp",)})
+        server = TestServer(make_app(pool, await pool.start()))
+        alice, mallory = TestClient(server), TestClient(server)
+        await alice.start_server()
+        try:
+            body = {"code": f"secret = {code_mark!r}\nprint({out_mark!r})"}
+            first = await (await alice.post("/run", data=json.dumps(body))).json()
+            body = {"code": heap_scan_code([code_mark, out_mark])}
+            scan = await (await mallory.post("/run", data=json.dumps(body))).json()
+            return first, scan
+        finally:
+            await alice.close()
+            await mallory.close()
+            await pool.close()
+
+    first, scan = asyncio.run(go())
+    assert first["stdout"] == out_mark + "\n"
+    assert scan["status"] == "ok" and scan["stdout"].endswith("found nothing\n"), scan
+
+
 def test_the_heap_scan_finds_what_is_there(pool):
     """The scan itself works: it finds text every pulp job's memory holds."""
     scan = run(pool, "import pulp\n" + heap_scan_code(["LpProblem", "LpVariable"]))
@@ -244,6 +272,10 @@ def test_a_job_sees_neither_the_host_name_nor_host_wide_proc_files(pool):
     assert seen["loadavg"] == repr("0.00 0.00 0.00 1/1 1\n")
     assert seen["key-users"] == repr("")
     assert f"MemTotal:       {300 << 10} kB" in seen["meminfo"]
+    write = (
+        "try:\n    open('/proc/meminfo', 'w').write('x')\nexcept OSError as e:\n    print(e.errno)"
+    )
+    assert run(pool, write).stdout.strip() in ("1", "13", "30")  # EPERM, EACCES, EROFS
     assert "procs_running 1" in seen["stat"]
 
 
