@@ -347,3 +347,24 @@ def test_doctor_proves_the_new_protections():
         assert "memory per job: memory (contained)" in probes
         assert "host name sandbox" in probes
         assert "inotify Operation not permitted" in probes
+
+
+def test_a_dead_template_costs_a_respawn_never_a_job(pool):
+    import os
+    import signal
+
+    zygote = pool.pool.parent_pids()["pulp"]
+    with open(f"/proc/{zygote}/task/{zygote}/children") as fh:
+        children = [int(pid) for pid in fh.read().split()]
+
+    # the template is the child that imported pulp (the helper was forked before the imports)
+    def size(pid: int) -> int:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[0])
+
+    template = max(children, key=size)
+    os.kill(template, signal.SIGKILL)
+    time.sleep(0.2)
+    result = run(pool, "print(6 * 7)")
+    assert (result.status, result.stdout) == ("ok", "42\n")
+    assert pool.pool.parent_pids()["pulp"] != zygote  # the whole parent was replaced

@@ -22,7 +22,7 @@ from .cgroups import Cgroups
 from .factory import DOUBLE, Factory
 from .jobspace import Holder, Job, make_jobfs
 from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
-from .template import Template
+from .template import Template, TemplateDied
 from .wire import HEADER, Capture, send, send_failure
 
 SPARE_HOLDERS = 2
@@ -135,6 +135,8 @@ class Zygote:
         self._want_holders()
         try:
             self._start(message, holder)
+        except TemplateDied:  # nothing can start here any more: the pool respawns us
+            raise SystemExit("or-exec: the sandbox template died") from None
         except Exception as exc:  # a job that cannot start is that job's error, not ours
             if holder is not None:
                 self._end_holder(holder)
