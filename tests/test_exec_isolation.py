@@ -368,3 +368,26 @@ def test_a_dead_template_costs_a_respawn_never_a_job(pool):
     result = run(pool, "print(6 * 7)")
     assert (result.status, result.stdout) == ("ok", "42\n")
     assert pool.pool.parent_pids()["pulp"] != zygote  # the whole parent was replaced
+
+
+@needs_root
+def test_a_slot_starts_each_job_with_its_own_memory():
+    """One slot, jobs one after another: the limit follows each job (lowered, raised, lowered
+    again), and the files an earlier job left in its /tmp are not charged to the next one."""
+    fill = textwrap.dedent("""
+        chunk = b'x' * (1 << 20)
+        for name in ('a', 'b', 'c'):  # 180 MiB in its tmpfs, each file under its size limit
+            with open(name, 'wb') as fh:
+                for _ in range(60):
+                    fh.write(chunk)
+        print('filled')
+    """)
+    take = "b = bytearray(200 << 20)\nb[::4096] = b'x' * len(b[::4096])\nprint('took')"
+    with SyncPool(workers=1, limits=LIMITS, disk_mb=256, tiers={"pulp": ("pulp",)}) as one:
+        small = Limits(**{**LIMITS.to_dict(), "memory_mb": 256})
+        assert one.run(fill, small).stdout == "filled\n"
+        assert one.run(take, small).stdout == "took\n"
+        assert one.run(take).stdout == "took\n"
+        assert one.run(take, small).stdout == "took\n"
+        assert one.run(CHILDREN_TOUCH, small).status == "memory"
+        assert one.run(take, small).status == "ok"  # an earlier OOM kill is not this job's

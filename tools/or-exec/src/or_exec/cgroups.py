@@ -1,4 +1,4 @@
-"""Memory and CPU control groups of one job each.
+"""Memory and CPU control groups of one job each (one slot each, which runs one job at a time).
 
 RLIMIT_AS and RLIMIT_CPU are per process: six children of a job each stay under the memory
 cap, and memfd or tmpfs pages are no process's address space at all; sixty busy children
@@ -11,11 +11,13 @@ runs.
 The sandbox parent makes a cgroup of its own, `or-exec-<pid>`, under the cgroup it was started
 in (cgroup v1: in the memory and cpu hierarchies; cgroup v2: one directory, with the memory and
 cpu controllers enabled where the host delegates them), before it leaves the host's mount
-namespace, and keeps a directory fd of each: every later step (one sub-cgroup per job, its
-limits, its `cgroup.procs`) works through those fds from inside the minimal root. The job's
-child writes itself into its `cgroup.procs` before it drops root, so that everything it ever
-starts is counted. The helper removes a job's cgroups once all its processes are gone, and the
-pool removes the parent's own when the parent has ended.
+namespace, and keeps a directory fd of each: every later step works through those fds from
+inside the minimal root. Each slot (one job at a time) gets `slot-<uid>` in it, with a template
+process of its own moved in once (template.py): the slot's jobs are born in its cgroups. Before
+a job starts, the slot's memory limit is set to the job's; after it ended, the OOM kill counter
+says whether the kernel ended one of its processes, and the job's tmpfs is gone before the slot
+takes another job (its pages were charged to the slot). The pool removes the parent's cgroups
+when the parent has ended.
 
 Where neither version offers the controllers (no cgroup file system, not root, a v2 host that
 does not delegate them), `setup` says why and the sandbox falls back to per-process rlimits,
@@ -25,7 +27,6 @@ loudly: `or-exec doctor` and the pool's warnings show it.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 
 V1_CONTROLLERS = ("memory", "cpu")
@@ -47,64 +48,55 @@ class Cgroups:
             "CPU per job": f"on ({where}: one equal CPU share per job, whatever it forks)",
         }
 
-    def make(self, name: str, memory_bytes: int) -> list[int]:
-        """The job's cgroups, limits set: one writable `cgroup.procs` fd per controller."""
+    def make(self, name: str) -> list[int]:
+        """A slot's cgroups: one writable `cgroup.procs` fd per controller."""
         fds: list[int] = []
         try:
-            for controller, parent in self.fds.items():
-                os.mkdir(name, 0o755, dir_fd=parent)
-                if controller in ("memory", "unified"):
-                    self._limit_memory(parent, name, memory_bytes)
+            for parent in self.fds.values():
+                try:
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                except FileExistsError:  # a slot template that died is being replaced
+                    pass
                 fds.append(os.open(f"{name}/cgroup.procs", os.O_WRONLY, dir_fd=parent))
         except BaseException:
             for fd in fds:
                 os.close(fd)
-            self.remove(name)
             raise
         return fds
 
-    def _limit_memory(self, parent: int, name: str, memory_bytes: int) -> None:
+    def limit_memory(self, name: str, memory_bytes: int) -> None:
+        """Set the memory limit of the slot's next job."""
+        parent = self.fds.get("memory", self.fds.get("unified"))
+        assert parent is not None
         if self.version == 1:
+            # memory + swap gets the same limit, so that swap cannot extend it (the file is
+            # absent without swap accounting); v1 wants memory <= memory + swap at every step,
+            # so the second limit is lifted first
+            memsw = f"{name}/memory.memsw.limit_in_bytes"
+            _write(parent, memsw, -1, optional=True)
             _write(parent, f"{name}/memory.limit_in_bytes", memory_bytes)
-            # memory + swap: the same limit, so that swap cannot extend it (absent without swap)
-            _write(parent, f"{name}/memory.memsw.limit_in_bytes", memory_bytes, optional=True)
+            _write(parent, memsw, memory_bytes, optional=True)
         else:
             _write(parent, f"{name}/memory.max", memory_bytes)
             _write(parent, f"{name}/memory.swap.max", 0, optional=True)
 
-    def oom_killed(self, name: str) -> bool:
-        """True if the kernel's OOM killer ended a process of the job's group."""
+    def oom_kills(self, name: str) -> int:
+        """How many processes of the group the kernel's OOM killer has ended so far."""
         parent = self.fds.get("memory", self.fds.get("unified"))
         if parent is None:
-            return False
+            return 0
         what = "memory.oom_control" if self.version == 1 else "memory.events"
         try:
             fd = os.open(f"{name}/{what}", os.O_RDONLY, dir_fd=parent)
             with open(fd, "rb") as fh:
                 text = fh.read().decode()
         except OSError:
-            return False
+            return 0
         for line in text.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():
-                return int(value) > 0
-        return False
-
-    def remove(self, name: str, seconds: float = 2.0) -> None:
-        """Remove the job's cgroups (its processes are gone; a dying one may hold it a moment)."""
-        for parent in self.fds.values():
-            deadline = time.monotonic() + seconds
-            while True:
-                try:
-                    os.rmdir(name, dir_fd=parent)
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.005)
-                    continue
-                break
+                return int(value)
+        return 0
 
 
 def _write(dir_fd: int, path: str, value: int | str, optional: bool = False) -> None:

@@ -26,7 +26,6 @@ class JobPlace:
     own_root: bool  # the parent is in the minimal root: the job gets its own mount namespace
     use_seccomp: bool
     parent_pid: int  # the template's pid (the job's parent)
-    cgroup_fds: tuple[int, ...] = ()  # the job's own cgroup.procs, one per controller
 
 
 def read_spec(jobfs: str) -> dict[str, Any]:
@@ -53,8 +52,6 @@ def run_child(place: JobPlace, fds: tuple[int, int, int]) -> None:
         import resource
 
         os.setsid()
-        for fd in place.cgroup_fds:  # memory and CPU are accounted per job from here on
-            os.write(fd, b"0")
         job = read_spec(place.jobfs)
         limits = job["limits"]
         devnull = os.open(os.devnull, os.O_RDONLY)

@@ -10,12 +10,12 @@ work the parent's event loop must never wait for.
   run over its time. Holders are made ahead of need, off the parent's critical path.
 - Cleanup: unmounting a job's tmpfs (or removing its directory tree, iteratively: no depth
   limit) happens here, so that 500k files or a 1500-deep tree never stall the parent.
-- Cgroups: a job's memory and CPU cgroups are removed here once its processes are gone.
 - Uid sweeps (only where pid namespaces are unavailable, or after a parent died): SIGKILL every
   process of a uid, as root, from outside the uid, with a bounded number of rounds.
 
 Messages are SOCK_SEQPACKET packets: b"H" (make a holder) -> b"H" + pid with two fds (a pidfd
-and the write end of the holder's control pipe); b"U" + path (remove a job's files); b"C" + name (remove a job's cgroups); b"S" +
+and the write end of the holder's control pipe); b"U" + path (remove a job's files); b"W" +
+path (the same, answered b"W" + path once the file system is unmounted); b"S" +
 uid -> b"S" + uid when the sweep is over.
 """
 
@@ -28,9 +28,9 @@ import socket
 import stat
 import struct
 import time
+from typing import Any
 
 from . import linux
-from .cgroups import Cgroups
 
 U32 = struct.Struct(">I")
 DOUBLE = struct.Struct("d")
@@ -136,20 +136,17 @@ def _holder(ready_w: int, ctl_r: int) -> None:
 class Factory:
     """The parent's side of the helper (see the module docstring)."""
 
-    def __init__(self, holders: bool, cgroups: Cgroups | None = None):
+    def __init__(self, holders: bool):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid = os.fork()
         if self.pid == 0:
             self.sock.close()
-            keep = sorted({theirs.fileno(), *(cgroups.fds.values() if cgroups else ())})
-            low = 3
-            for fd in keep:
-                os.closerange(low, fd)
-                low = fd + 1
-            os.closerange(low, 65536)
+            keep = theirs.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 65536)
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             try:
-                _serve(theirs, holders, cgroups)
+                _serve(theirs, holders)
             finally:
                 os._exit(0)
         theirs.close()
@@ -160,23 +157,28 @@ class Factory:
     def remove(self, path: str) -> None:
         self.sock.send(b"U" + path.encode())
 
-    def remove_cgroup(self, name: str) -> None:
-        self.sock.send(b"C" + name.encode())
+    def remove_then_tell(self, path: str) -> None:
+        """Unmount a job's file system, answer b"W" + path (its pages are freed), then remove
+        the directory: a slot's next job must not find them charged to the slot's cgroup."""
+        self.sock.send(b"W" + path.encode())
 
     def sweep(self, uid: int) -> None:
         self.sock.send(b"S" + U32.pack(uid))
 
-    def receive(self) -> tuple[str, int, list[int]]:
-        """One answer: ("H", pid, [pidfd, ctl_w]) or ("S", uid, []) or ("E", 0, [])."""
-        data, fds, _, _ = socket.recv_fds(self.sock, 64, 2)
+    def receive(self) -> tuple[str, Any, list[int]]:
+        """One answer: ("H", pid, [pidfd, ctl_w]) or ("S", uid, []) or ("E", 0, []), or
+        ("W", path, [])."""
+        data, fds, _, _ = socket.recv_fds(self.sock, 4096, 2)
         if not data:
             raise EOFError("the sandbox helper died")
         kind = data[:1].decode()
+        if kind == "W":
+            return kind, data[1:].decode(), []
         value = U32.unpack(data[1:5])[0] if len(data) >= 5 else 0
         return kind, value, list(fds)
 
 
-def _serve(sock: socket.socket, holders: bool, cgroups: Cgroups | None) -> None:
+def _serve(sock: socket.socket, holders: bool) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # holders are reaped by the kernel
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if holders else -1
     while True:
@@ -186,8 +188,13 @@ def _serve(sock: socket.socket, holders: bool, cgroups: Cgroups | None) -> None:
         kind, rest = data[:1], data[1:]
         if kind == b"U":
             remove_tree(rest.decode())
-        elif kind == b"C" and cgroups is not None:
-            cgroups.remove(rest.decode())
+        elif kind == b"W":
+            try:
+                linux.umount(rest.decode(), linux.MNT_DETACH)
+            except OSError:
+                pass
+            sock.send(data)
+            remove_tree(rest.decode())
         elif kind == b"S":
             sweep_uid(U32.unpack(rest)[0])
             sock.send(data)

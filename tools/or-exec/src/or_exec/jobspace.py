@@ -40,7 +40,8 @@ class Job:
     err: Capture
     pid: int = 0
     pidfd: int = -1  # the job's first process (forked by the template, not by us)
-    cgroup: str | None = None  # the name of its cgroups, when memory and CPU are per job
+    cgroup: str | None = None  # its slot's cgroups, when memory and CPU are per job
+    oom_base: int = 0  # the slot's OOM kill count before the job
     holder: Holder | None = None
     fork_seconds: float = 0.0
     fds: dict[int, str] = field(default_factory=dict)  # fd -> "out" | "err" | "info"

@@ -173,7 +173,9 @@ class Parent:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
-            self._remove_cgroups()
+            paths = list((self.info or {}).get("cgroups") or ())
+            if paths:  # at the end of a run: wait for it (a daemon thread would die with us)
+                await asyncio.to_thread(_remove_cgroups, paths)
         if self.reader_task is not None:
             await asyncio.gather(self.reader_task, return_exceptions=True)
 

@@ -42,6 +42,8 @@ class Zygote:
         self.factory: Factory = opts["factory"]
         self.template: Template = opts["template"]
         self.cgroups: Cgroups | None = opts.get("cgroups")
+        self.slots: dict[int, Template] = {}  # uid -> its slot template (with cgroups only)
+        self.unmounting: dict[str, tuple[Job, bool]] = {}  # jobfs -> (job, oom killed)
         self.holders_ok: bool = opts["holders_ok"]
         self.seccomp_ok: bool = opts["seccomp_ok"]
         self.disk_mb: int = opts["disk_mb"]
@@ -165,6 +167,10 @@ class Zygote:
             self.requested -= 1
             self.holders_ok = False
             print("or-exec: namespace holders failed; jobs share namespaces", file=sys.stderr)
+        elif kind == "W":
+            job, oom = self.unmounting.pop(value)
+            self._finish(job, oom)
+            return
         elif kind == "S":
             for item in self.sweeps.pop(value, []):
                 if isinstance(item, Job):
@@ -209,25 +215,24 @@ class Zygote:
             "seccomp": self.seccomp_ok,
         }
         pipes: list[int] = []
-        cgroup_fds: list[int] = []
         try:
-            if self.cgroups is not None:
-                job.cgroup = f"job-{name}"
-                cgroup_fds = self.cgroups.make(job.cgroup, int(limits["memory_mb"]) << 20)
+            template = self._template_for(uid)
+            if template is not self.template and self.cgroups is not None:
+                job.cgroup = f"slot-{uid}"
+                self.cgroups.limit_memory(job.cgroup, int(limits["memory_mb"]) << 20)
+                job.oom_base = self.cgroups.oom_kills(job.cgroup)
             for _ in range(3):
                 pipes.extend(os.pipe())
             out_r, out_w, err_r, err_w, info_r, info_w = pipes
             t = time.perf_counter()
-            fds = [out_w, err_w, info_w, *([holder.pidfd] if holder else []), *cgroup_fds]
-            pid, pidfd = self.template.fork(place, fds)
+            fds = [out_w, err_w, info_w, *([holder.pidfd] if holder else [])]
+            pid, pidfd = template.fork(place, fds)
         except BaseException:
-            for fd in pipes + cgroup_fds:
+            for fd in pipes:
                 os.close(fd)
-            if job.cgroup is not None:
-                self.factory.remove_cgroup(job.cgroup)
             self.factory.remove(jobfs)
             raise
-        for fd in (out_w, err_w, info_w, *cgroup_fds):
+        for fd in (out_w, err_w, info_w):
             os.close(fd)
         job.pid = pid
         job.pidfd = pidfd
@@ -238,6 +243,23 @@ class Zygote:
             job.fds[fd] = what
             self.sel.register(fd, selectors.EVENT_READ, (job, what))
         self.jobs[pid] = job
+
+    def _template_for(self, uid: int | None) -> Template:
+        """Where the job is forked from: its slot's template, in the slot's cgroups (made on
+        the slot's first job), or, without cgroups, the first template itself."""
+        if self.cgroups is None or uid is None:
+            return self.template
+        template = self.slots.get(uid)
+        if template is None:
+            fds = self.cgroups.make(f"slot-{uid}")
+            try:
+                template = self.template.spawn(fds)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            self.slots[uid] = template
+            self.sel.register(template.sock, selectors.EVENT_READ, "template")
+        return template
 
     def _tell_holder(self, job: Job) -> None:
         if job.holder is not None:
@@ -346,10 +368,15 @@ class Zygote:
                 break
             if pid == self.template.pid:
                 raise SystemExit("or-exec: the sandbox template died")
-        for pid, status, cpu in self.template.read_exits():
-            job = self.jobs.get(pid)
-            if job is not None:
-                self._exited(job, status, cpu)
+        for template in (self.template, *self.slots.values()):
+            try:
+                exits = template.read_exits()
+            except (TemplateDied, OSError):  # a slot template died: start afresh
+                raise SystemExit("or-exec: a slot template died") from None
+            for pid, status, cpu in exits:
+                job = self.jobs.get(pid)
+                if job is not None:
+                    self._exited(job, status, cpu)
 
     def _exited(self, job: Job, status: int, cpu: float) -> None:
         job.exit_status = status
@@ -393,12 +420,14 @@ class Zygote:
                 pass
             job.holder.close()
         os.close(job.pidfd)
-        oom = False
         if job.cgroup is not None and self.cgroups is not None:
-            oom = self.cgroups.oom_killed(job.cgroup)
-            self.factory.remove_cgroup(job.cgroup)
-        self.factory.remove(job.jobfs)
-        self._finish(job, oom)
+            oom = self.cgroups.oom_kills(job.cgroup) > job.oom_base
+            # its tmpfs pages are charged to the slot: they go before the slot's next job
+            self.unmounting[job.jobfs] = (job, oom)
+            self.factory.remove_then_tell(job.jobfs)
+        else:
+            self.factory.remove(job.jobfs)
+            self._finish(job, False)
 
     def _finish(self, job: Job, oom_killed: bool) -> None:
         now = time.monotonic()

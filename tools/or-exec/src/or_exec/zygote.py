@@ -76,7 +76,7 @@ def main() -> None:
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of jobs come back to us to be reaped
     root = os.geteuid() == 0
     # forked before the heavy imports: its forks stay cheap
-    factory = Factory(holders=root, cgroups=groups)
+    factory = Factory(holders=root)
     spares, holders_note = [], "off: not root"
     if args.no_job_namespaces:
         holders_note = "off: turned off by the pool's configuration"
