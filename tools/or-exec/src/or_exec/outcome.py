@@ -89,3 +89,40 @@ def derive_status(
     if exit_code == 1 and died_of_memory_error(stderr):
         return "memory", exit_code, None
     return ("ok" if exit_code == 0 else "error"), exit_code, None
+
+
+def result_message(job: Any, tier: str, oom_killed: bool, now: float) -> dict[str, Any]:
+    """The result the parent sends for a finished job (jobspace.Job), status derived here."""
+    ended = job.ended or now
+    setup = parse_setup_record(bytes(job.info))
+    stdout, t1 = job.out.text()
+    stderr, t2 = job.err.text()
+    status, exit_code, message = derive_status(
+        wait_status=job.exit_status,
+        cpu_seconds=job.cpu,
+        wall_seconds=ended - job.started,
+        limits=job.limits,
+        reason=job.reason,
+        setup=setup,
+        stderr=stderr,
+        oom_killed=oom_killed,
+    )
+    seconds = ended - job.started
+    timings = {
+        "fork": round(job.fork_seconds, 6),
+        "setup": round(setup.get("setup", 0.0), 6),
+        "program": round(max(0.0, seconds - setup.get("setup", 0.0)), 6),
+        "teardown": round(now - ended, 6),
+    }
+    return {
+        "job": job.id,
+        "status": status,
+        "exit_code": exit_code,
+        "stdout": stdout,
+        "stderr": stderr,
+        "seconds": round(seconds, 6),
+        "truncated": t1 or t2,
+        "tier": tier,
+        "timings": timings,
+        "message": message,
+    }

@@ -21,7 +21,7 @@ from . import linux
 from .cgroups import Cgroups
 from .factory import DOUBLE, Factory
 from .jobspace import Holder, Job, make_jobfs
-from .outcome import SETUP_RECORD_MAX, derive_status, parse_setup_record
+from .outcome import SETUP_RECORD_MAX, result_message
 from .template import Template, TemplateDied
 from .wire import HEADER, Capture, send, send_failure
 
@@ -430,40 +430,4 @@ class Zygote:
             self._finish(job, False)
 
     def _finish(self, job: Job, oom_killed: bool) -> None:
-        now = time.monotonic()
-        ended = job.ended or now
-        setup = parse_setup_record(bytes(job.info))
-        stdout, t1 = job.out.text()
-        stderr, t2 = job.err.text()
-        status, exit_code, message = derive_status(
-            wait_status=job.exit_status,
-            cpu_seconds=job.cpu,
-            wall_seconds=ended - job.started,
-            limits=job.limits,
-            reason=job.reason,
-            setup=setup,
-            stderr=stderr,
-            oom_killed=oom_killed,
-        )
-        seconds = ended - job.started
-        timings = {
-            "fork": round(job.fork_seconds, 6),
-            "setup": round(setup.get("setup", 0.0), 6),
-            "program": round(max(0.0, seconds - setup.get("setup", 0.0)), 6),
-            "teardown": round(now - ended, 6),
-        }
-        send(
-            self.sock,
-            {
-                "job": job.id,
-                "status": status,
-                "exit_code": exit_code,
-                "stdout": stdout,
-                "stderr": stderr,
-                "seconds": round(seconds, 6),
-                "truncated": t1 or t2,
-                "tier": self.tier,
-                "timings": timings,
-                "message": message,
-            },
-        )
+        send(self.sock, result_message(job, self.tier, oom_killed, time.monotonic()))
