@@ -55,6 +55,7 @@ bench SIZE_MB="1024":
     uv run python bench/gen.py --trajectories 400
     uv run python bench/intervene.py --records 4000
     uv run python bench/score.py --size-mb {{SIZE_MB}}
+    uv run python bench/scan.py
     uv run python bench/filter.py --size-mb {{SIZE_MB}}
     uv run python bench/sft.py --records 1000
 

@@ -15,6 +15,8 @@ THINK_END = "</think>"
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 Prediction = float | Literal["infeasible", "unbounded"] | None
+_BRACE = re.compile(r"[{}]")
+_BARE_NUMBER = re.compile(r"[-+]?[\d.,]+")
 
 
 def answer_region(text: str) -> str:
@@ -24,25 +26,31 @@ def answer_region(text: str) -> str:
     return text[end + len(THINK_END) :] if end >= 0 else text
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """The content of the `{...}` group opening at `text[start]`, with balanced braces."""
-    depth = 0
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+def _escaped(text: str, i: int) -> bool:
+    return i > 0 and text[i - 1] == "\\"
+
+
+def _brace_pairs(text: str) -> dict[int, int]:
+    """The closing `}` of every `{` that has one, braces written `\\{` / `\\}` left out: one
+    pass with a stack (a scan from each opening to its close would be quadratic in a text of
+    many unclosed boxes)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE.finditer(text):
+        i = m.start()
+        if _escaped(text, i):
             continue
-        if c == "{" and (i == 0 or text[i - 1] != "\\"):
-            depth += 1
-        elif c == "}" and (i == 0 or text[i - 1] != "\\"):
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-    return None
+        if m.group() == "{":
+            stack.append(i)
+        elif stack:
+            pairs[stack.pop()] = i
+    return pairs
 
 
 def extract_boxed_all(text: str) -> list[str]:
     """Every `\\boxed{...}` (and `\\fbox{...}`) content in order of appearance."""
     found: list[tuple[int, str]] = []
+    pairs: dict[int, int] | None = None
     for command in BOX_COMMANDS:
         pos = 0
         while (i := text.find(command, pos)) >= 0:
@@ -50,15 +58,18 @@ def extract_boxed_all(text: str) -> list[str]:
             while j < len(text) and text[j] == " ":
                 j += 1
             if j < len(text) and text[j] == "{":
-                group = _braced(text, j)
-                if group is not None:
-                    if group[0].strip():  # an empty \boxed{} (e.g. quoted in a hint) is no answer
-                        found.append((i, group[0]))
-                    pos = group[1]
+                if pairs is None:
+                    pairs = _brace_pairs(text)
+                close = pairs.get(j) if not _escaped(text, j) else None
+                if close is not None:
+                    content = text[j + 1 : close]
+                    if content.strip():  # an empty \\boxed{} (e.g. quoted in a hint) is no answer
+                        found.append((i, content))
+                    pos = close + 1
                     continue
             elif j < len(text) and command == "\\boxed":
-                # `\boxed 42` (TeX allows a single token without braces)
-                m = re.match(r"[-+]?[\d.,]+", text[j:])
+                # `\\boxed 42` (TeX allows a single token without braces)
+                m = _BARE_NUMBER.match(text, j)
                 if m:
                     found.append((i, m.group(0)))
             pos = j

@@ -39,12 +39,24 @@ CATEGORIES = {
     7: "protocol",
 }
 
-# A line that evaluates arithmetic by hand: "3*20 + 5*10 = 110", "12 × 4 = 48".
-_HAND_ARITH = re.compile(r"-?\d[\d,.]*\s*[*×x·+\-/]\s*-?\d[\d,.]*[^=\n]*=\s*-?\$?\d")
+# Arithmetic done by hand on one line: "3*20 + 5*10 = 110", "12 × 4 = 48" (the spaces are a
+# line's own: an earlier `\s` let a match run across line breaks). The matches are those of
+# `_HAND_ARITH_PATTERN`, found by `hand_arithmetic` in one pass (run as a regex, each start
+# rescans the rest of its line: quadratic on a long line such as "1+1+…").
+_HAND_ARITH_PATTERN = r"-?\d[\d,.]*[^\S\n]*[*×x·+\-/][^\S\n]*-?\d[\d,.]*[^=\n]*=[^\S\n]*-?\$?\d"
+_HAND_HEAD = re.compile(r"\d[\d,.]*+[^\S\n]*+[*×x·+\-/][^\S\n]*+-?\d")
+_HAND_TAIL = re.compile(r"[^\S\n]*+-?\$?\d")
+_NUMBER_RUN = re.compile(r"[\d,.]+")
+_SEGMENT_END = re.compile(r"[=\n]")
 _SOLVE_CALL = re.compile(r"\.solve\(|linprog\(|milp\(|minimize\(")
 _NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
 _BAD_STATUS = re.compile(r"\b(Infeasible|Unbounded|Not Solved|Undefined)\b")
-_ASSIGN = re.compile(r"^\s*([A-Za-z_][\w\[\]'\", ()]*?)\s*[=:]\s*(-?\d+\.\d+)\s*$", re.MULTILINE)
+# "name = 1.5" on a line of program output (possessive: no backtracking inside a line; the
+# name may keep trailing spaces, callers strip it).
+_ASSIGN = re.compile(
+    r"^[^\S\n]*+([A-Za-z_][\w\[\]'\", ()]*+)[^\S\n]*+[=:][^\S\n]*+(-?\d+\.\d+)[^\S\n]*+$",
+    re.MULTILINE,
+)
 _COUNT_WORDS = re.compile(
     r"\b(how many|number of|units|workers|trucks|machines|employees|people|items|vehicles|trips|nurses|boxes|batches|servings?)\b",
     re.I,
@@ -69,6 +81,31 @@ class Finding:
     target: str  # exact text of the flow where the flaw begins (the cut point)
     position: int  # character offset of `target` in the flow text
     hint: str
+
+
+def hand_arithmetic(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every match of `_HAND_ARITH_PATTERN` in `text`, as `finditer` finds them,
+    in one pass. A match cannot cross a line or an "=", so each stretch between two of those is
+    looked at once: it holds a match when the "=" that ends it is followed by a number and a
+    number, an operator and a number start in it; the leftmost start is the first digit of a
+    run of digits, commas and dots (a later digit of the same run matches the same way), or a
+    minus sign just before it."""
+    found: list[tuple[int, int]] = []
+    lo = 0  # where the next match may start: a stretch's start, or the end of the last match
+    for boundary in _SEGMENT_END.finditer(text):
+        end = boundary.start()
+        tail = _HAND_TAIL.match(text, end + 1) if boundary.group() == "=" else None
+        if tail is not None:
+            for run in _NUMBER_RUN.finditer(text, lo, end):
+                # `\d` is a Unicode decimal digit, as str.isdecimal says
+                digit = next((k for k in range(*run.span()) if text[k].isdecimal()), None)
+                if digit is None or not _HAND_HEAD.match(text, digit, end):
+                    continue
+                minus = digit == run.start() and digit > lo and text[digit - 1] == "-"
+                found.append((digit - minus, tail.end()))
+                break
+        lo = max(end + 1, found[-1][1] if found else 0)
+    return found
 
 
 def _position_of_line(text: str, line_start: int) -> tuple[int, str]:
@@ -141,10 +178,29 @@ def protocol_violation(flow, text: str) -> Finding | None:
 def fragmented_coding(flow, text: str) -> Finding | None:
     """Trigger 2: a later block fails on a name an earlier block defined, or many solver runs."""
     blocks = flow_blocks(flow)
+    answers: list[int | None] = [None] * len(flow)  # the executor segment after each segment
+    after = None
+    for j in range(len(flow) - 1, -1, -1):
+        answers[j] = after
+        if flow[j].get("role") == "executor":
+            after = j
+    errors: dict[int, re.Match[str] | None] = {}
+    first_definition: dict[str, int] = {}  # each searched once, however many blocks there are
     for i, block in enumerate(blocks[1:], 1):
-        answer = next((s for s in flow[block.segment + 1 :] if s.get("role") == "executor"), None)
-        m = _NAME_ERROR.search(answer["text"]) if answer is not None else None
-        if m and any(re.search(rf"\b{re.escape(m.group(1))}\b\s*=", b.code) for b in blocks[:i]):
+        answer = answers[block.segment]
+        if answer is None:
+            continue
+        if answer not in errors:
+            errors[answer] = _NAME_ERROR.search(flow[answer]["text"])
+        m = errors[answer]
+        if m is None:
+            continue
+        if m.group(1) not in first_definition:
+            defines = re.compile(rf"\b{re.escape(m.group(1))}\b\s*=")
+            first_definition[m.group(1)] = next(
+                (k for k, b in enumerate(blocks) if defines.search(b.code)), len(blocks)
+            )
+        if first_definition[m.group(1)] < i:
             return _finding(
                 flow, text, 2, _block_start(text, i), f"block {i + 1} fails: {m.group(0)}"
             )
@@ -177,14 +233,15 @@ def premature_solving(flow, text: str) -> Finding | None:
     if PYTHON_OPEN in text or not extract_boxed_all(answer_region(text)):
         return None
     think = text[: text.rfind(THINK_END)] if THINK_END in text else text
-    m = _HAND_ARITH.search(think)
-    position = text.rfind("\n", 0, m.start()) + 1 if m else _answer_start(text)
+    found = hand_arithmetic(think)
+    start, end = found[0] if found else (-1, -1)
+    position = text.rfind("\n", 0, start) + 1 if found else _answer_start(text)
     return _finding(
         flow,
         text,
         1,
         position,
-        "answered with no code: " + (m.group(0)[:60] if m else "no computation shown"),
+        "answered with no code: " + (think[start:end][:60] if found else "no computation shown"),
     )
 
 
@@ -200,10 +257,10 @@ def redundant_verification(flow, text: str) -> Finding | None:
     after_start = offsets[last_ok] + len(flow[last_ok]["text"])
     end = text.find(THINK_END, after_start)
     tail = text[after_start : end if end >= 0 else len(text)]
-    matches = list(_HAND_ARITH.finditer(tail))
+    matches = hand_arithmetic(tail)
     if len(matches) < 3:
         return None
-    position = after_start + tail.rfind("\n", 0, matches[0].start()) + 1
+    position = after_start + tail.rfind("\n", 0, matches[0][0]) + 1
     return _finding(
         flow, text, 3, position, f"{len(matches)} hand-computed lines after the solver output"
     )

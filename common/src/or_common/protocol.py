@@ -5,10 +5,11 @@ pure functions, so the rules cannot drift between evaluation and training:
 
 1. `next_request(turn, rules)`: generate with `max_tokens` = what is left of the budget, or stop
    (`length` when the budget is spent, `rounds` after too many rounds).
-2. `cut_completion(text, finish, context)`: normalise what the engine returned. Generation
-   pauses at the first closing fence (`STOPS`); a server that ignored the stop list is cut there
-   too. A model that opens its own ```output block is stopped there and the opening dropped:
-   only the sandbox writes output blocks.
+2. `cut_completion(text, finish, context, ended)`: normalise what the engine returned.
+   Generation pauses at the first closing fence (`STOPS`); a server that ignored the stop list
+   is cut there too. A model that opens its own ```output block is stopped there and the
+   opening dropped: only the sandbox writes output blocks. `context` is `model_text(flow)`, the
+   model's own text so far: a fence a program printed inside an output block never counts.
 3. `after_generation(turn, rules, text, finish, tokens)`: append the text; a closed ```python
    block is run (`Execute`) while executions are left, else answered with the "no longer
    available" message (`Skip`), unless the block closed with the budget's last token (then the
@@ -101,14 +102,24 @@ def append_text(flow: list[dict[str, Any]], text: str, role: str = "reasoner") -
         flow.append({"role": role, "text": text})
 
 
+def model_text(flow: Sequence[dict[str, Any]]) -> str:
+    """The model's own text of a flow (reasoner and intervener segments, executor output left
+    out): what the fence-parity rule reads, since a program may print any fence it likes."""
+    return "".join(seg.get("text", "") for seg in flow if seg.get("role") != "executor")
+
+
 def _open_fence(text: str) -> bool:
     """True if `text` ends inside a fenced block (an odd number of line-leading fences)."""
     return sum(1 for line in text.split("\n") if line.lstrip().startswith("```")) % 2 == 1
 
 
-def cut_completion(text: str, finish: str, context: str = "") -> tuple[str, str]:
+def cut_completion(
+    text: str, finish: str, context: str = "", ended: bool = False
+) -> tuple[str, str]:
     """Normalise a raw engine result to (text, finish), finish ∈ fence | fake_output | stop |
-    length. `context` is the turn's text before this completion (to tell an open fence).
+    length. `context` is the model's own text before this completion (`model_text`: executor
+    output never counts) to tell an open fence; `ended` says the engine stopped on the
+    end-of-turn token (then the turn is over and no fence is ever added).
 
     The first stop in the text wins: a server that ignored `stop` and returned code, a fake
     output and an answer in one go is cut right after the code's closing fence, so the code
@@ -119,7 +130,7 @@ def cut_completion(text: str, finish: str, context: str = "") -> tuple[str, str]
         return text[: fence + len(FENCE_STOP)], "fence"
     if fake >= 0:
         return text[:fake], "fake_output"
-    if finish == "stop" and _open_fence(context + text):
+    if finish == "stop" and not ended and _open_fence(context + text):
         # a server that honoured the stop but did not include it in the text: put it back
         return text + FENCE_STOP, "fence"
     return text, "length" if finish == "length" else "stop"
@@ -236,6 +247,7 @@ __all__ = [
     "after_output",
     "append_text",
     "cut_completion",
+    "model_text",
     "next_request",
     "output_block",
     "output_segment",

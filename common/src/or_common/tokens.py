@@ -8,7 +8,8 @@ the same sequence. Every token count in the project (or-gen's budget, or-filter 
 or-intervene's funnel) comes from here.
 
 The loss mask is 1 on what the model is trained to write (reasoner and intervener segments, and
-the end-of-turn token) and 0 on the prompt and on executor output.
+the end-of-turn token) and 0 on the prompt and on executor output. Executor output is encoded by
+`executor_ids`: no text a program prints ever becomes a special or added token.
 
 transformers is imported only by `load_tokenizer`; the functions here take any tokenizer object
 with the Hugging Face interface (`apply_chat_template`, `encode`/`__call__`, `decode`).
@@ -90,6 +91,9 @@ class LightTokenizer:
 
     def convert_tokens_to_ids(self, token: str | None) -> int | None:
         return None if token is None else self._tok.token_to_id(token)
+
+    def get_added_vocab(self) -> dict[str, int]:
+        return {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
@@ -246,6 +250,33 @@ def text_ids(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False)) if text else []
 
 
+def executor_ids(tokenizer: Any, text: str) -> list[int]:
+    """The ids of program output (an executor segment) as plain text: no text a program printed
+    becomes a special or added token (a printed `<|im_end|>` would end the turn, a printed
+    `</think>` close the thinking). Such text is cut inside each added token's text and the
+    pieces tokenized on their own (character by character where normalisation still makes one).
+    or-gen's loop, or-grpo's rollout and `encode` (or-sft, or-intervene) all go through here."""
+    get_added = getattr(tokenizer, "get_added_vocab", None)
+    added = {k: int(v) for k, v in get_added().items() if k} if callable(get_added) else {}
+    ids, forbidden = text_ids(tokenizer, text), set(added.values())
+    if not forbidden.intersection(ids):
+        return ids
+    cuts = {len(text)}
+    for content in added:
+        i = text.find(content)
+        while i >= 0:
+            cuts.add(i + 1)
+            i = text.find(content, i + 1)
+    ids, start = [], 0
+    for end in sorted(cuts):
+        piece_ids = text_ids(tokenizer, text[start:end])
+        if forbidden.intersection(piece_ids):
+            piece_ids = [t for ch in text[start:end] for t in text_ids(tokenizer, ch)]
+        ids.extend(piece_ids)
+        start = end
+    return ids
+
+
 def count_tokens(tokenizer: Any, text: str) -> int:
     """How many tokens `text` is on its own (the unit of every budget and funnel)."""
     return len(text_ids(tokenizer, text))
@@ -298,8 +329,8 @@ def encode(
     flow: Sequence[Mapping[str, Any]],
     finish: str | None,
 ) -> Encoded:
-    """The prompt (mask 0), each segment on its own (reasoner/intervener 1, executor 0), then
-    the end-of-turn token (1) when `finish` says the turn ended normally."""
+    """The prompt (mask 0), each segment on its own (reasoner/intervener 1, executor 0, through
+    `executor_ids`), then the end-of-turn token (1) when `finish` says the turn ended normally."""
     ids = prompt_ids(tokenizer, messages)
     mask = [0] * len(ids)
     prompt_len = len(ids)
@@ -309,12 +340,15 @@ def encode(
             raise EncodeError(f"flow[{i}].text must be a string")
         if seg.get("role") not in ("reasoner", "intervener", "executor"):
             raise EncodeError(f"flow[{i}].role must be reasoner, intervener or executor")
-    nonempty = [t for t in texts if t]
-    encoded = iter(tokenizer(nonempty, add_special_tokens=False)["input_ids"] if nonempty else [])
+    model = [t for seg, t in zip(flow, texts, strict=True) if t and seg.get("role") != "executor"]
+    encoded = iter(tokenizer(model, add_special_tokens=False)["input_ids"] if model else [])
     for seg, text in zip(flow, texts, strict=True):
         if not text:
             continue
-        seg_ids = list(next(encoded))
+        if seg.get("role") == "executor":
+            seg_ids = executor_ids(tokenizer, text)
+        else:
+            seg_ids = list(next(encoded))
         ids.extend(seg_ids)
         mask.extend([1 if seg.get("role") in TRAINED_ROLES else 0] * len(seg_ids))
     if finish in ENDED_NORMALLY:

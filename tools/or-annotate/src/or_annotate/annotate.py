@@ -69,14 +69,19 @@ def render_prompt(record: dict[str, Any]) -> str:
     )
 
 
+_CLOSING = re.compile(r"<\s*/\s*triggers\s*>", re.IGNORECASE)
+
+
 def parse_triggers(text: str) -> list[int] | None:
     """`<triggers>1;7</triggers>` -> [1, 7]; `correct` -> []; None when unusable."""
-    m = re.search(
-        r"<\s*triggers\s*>(.*?)<\s*/\s*triggers\s*>", text or "", re.IGNORECASE | re.DOTALL
-    )
-    if not m:
+    text = text or ""
+    # the first opening and the first closing after it, in two searches (a lazy regex over
+    # both rescans the rest of the text from every unclosed opening)
+    opening = re.search(r"<\s*triggers\s*>", text, re.IGNORECASE)
+    closing = opening and _CLOSING.search(text, opening.end())
+    if not closing:
         return None
-    body = m.group(1).strip()
+    body = text[opening.end() : closing.start()].strip()
     if re.fullmatch(r"(?i)\s*(correct|none)\s*", body):
         return []
     numbers = [int(x) for x in re.findall(r"\d+", body)]

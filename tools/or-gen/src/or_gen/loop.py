@@ -26,12 +26,21 @@ from or_common.protocol import (
     after_generation,
     after_output,
     cut_completion,
+    model_text,
     next_request,
     output_segment,
     resumed_turn,
 )
 from or_common.records import TOOL_VERSION, flow_text
-from or_common.tokens import align_ids, count_tokens, encode, prompt_ids, render_prompt, text_ids
+from or_common.tokens import (
+    align_ids,
+    count_tokens,
+    encode,
+    executor_ids,
+    prompt_ids,
+    render_prompt,
+    text_ids,
+)
 from or_exec.limits import ExecResult, Limits
 from or_exec.server import SandboxUnavailable
 
@@ -163,12 +172,14 @@ class Generator:
     def _accept(self, comp: Completion, context: str) -> tuple[str, str, list[int] | None, int]:
         """(text, finish, ids, tokens) of a completion under the protocol's stop rule: an
         end-of-turn id (and its text, which vLLM includes with skip_special_tokens=False) is
-        dropped (the token layer adds it back for a finished turn); ids are kept verbatim as far
-        as the cut text reaches."""
+        dropped (the token layer adds it back for a finished turn), and a turn that ended on it
+        is over; ids are kept verbatim as far as the cut text reaches. `context` is the model's
+        own text so far (`model_text`)."""
         text, ids = comp.text, comp.ids
-        ended = False
+        ended = False  # on an end-of-turn id (counted as a token of the turn)
+        over = False  # on an end-of-turn id or its text: no fence is ever added
         if ids and ids[-1] in self.eos:
-            ended = True
+            ended = over = True
             eos_text = self.tokenizer.decode([ids[-1]], skip_special_tokens=False)
             ids = ids[:-1]
             if eos_text and text.endswith(eos_text):
@@ -176,9 +187,10 @@ class Generator:
         elif ids is None and comp.finish == "stop":  # a server without ids: its text only
             for eos_text in self.eos_texts:
                 if text.endswith(eos_text):
+                    over = True
                     text = text[: -len(eos_text)]
                     break
-        cut, finish = cut_completion(text, comp.finish, context)
+        cut, finish = cut_completion(text, comp.finish, context, over)
         if self.tokenizer is None:
             return cut, finish, None, comp.completion_tokens
         # a server without ids: its text re-tokenized; else the ids verbatim as far as `cut`
@@ -225,7 +237,7 @@ class Generator:
                     )
                     turn.finish = "error"
                     break
-                text, finish, new_ids, n = self._accept(comp, context)
+                text, finish, new_ids, n = self._accept(comp, model_text(turn.flow))
                 if ids is not None and new_ids is not None:
                     ids.extend(new_ids)
                 out.completion_tokens += n
@@ -245,7 +257,8 @@ class Generator:
                 assert isinstance(action, Skip)
                 result = ExecResult("skipped", None, "", "", 0.0, message=action.message)
             segment = output_segment(result)
-            seg_ids = text_ids(self.tokenizer, segment["text"]) if self.tokenizer else None
+            # program output never becomes a special token (a printed "<|im_end|>")
+            seg_ids = executor_ids(self.tokenizer, segment["text"]) if self.tokenizer else None
             if ids is not None and seg_ids is not None:
                 ids.extend(seg_ids)
             n = len(seg_ids) if seg_ids is not None else self.count_tokens(segment["text"])

@@ -35,7 +35,7 @@ from verl.experimental.agent_loop.agent_loop import (
 
 from .metrics import log_trajectory
 from .reward import compute_score
-from .rollout import rollout
+from .rollout import model_segments, rollout, stop_ids
 
 AGENT_NAME = "code_in_thinking"
 
@@ -160,6 +160,14 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         )
         flow = result.flow
         behaviour = result.metrics()
+        segments = await asyncio.get_running_loop().run_in_executor(
+            None,
+            model_segments,
+            self.tokenizer,
+            result.response_ids,
+            result.response_mask,
+            stop_ids(self.tokenizer),
+        )
         steps = [int(s) for s in result.global_steps if s is not None]
         fallback = kwargs.get("global_steps")
         fallback = int(fallback) if fallback is not None else None
@@ -167,6 +175,8 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
             **behaviour,
             "executor_texts": [s["text"] for s in flow if s.get("role") == "executor"],
             "executor_statuses": [s.get("status") for s in flow if s.get("role") == "executor"],
+            # what the reward judges: the model's own text, split by the response mask
+            "model_segments": segments,
             # as or-gen stamps it: a turn whose prompt opened <think> must close it to answer
             "prompt_opens_think": self.tokenizer.decode(
                 list(result.prompt_ids[-4:]), skip_special_tokens=False

@@ -1,15 +1,24 @@
 """The GRPO reward: or-score's strict protocol, binary.
 
 verl calls `compute_score(data_source, solution_str, ground_truth, extra_info)` with the decoded
-response. That text holds the sandbox's output blocks too, and only the model's own final answer
-may count: the response is split back into the flow (reasoner and executor segments) and scored
-by or-score's `score_record`, the same function that scores evaluation runs, with the executor
-segments' text withheld so that a `\\boxed{}` printed by a program never answers. A response cut
-by the budget (`finish == "length"`) has no final answer: reward 0.
+response. Only the model's own final answer may count, never text a program printed, and the
+decoded response cannot tell the two apart: the tokenizer normalises text (NFC: a printed
+`e` + U+0301 comes back as `é`) and verl's decoding drops special tokens (a printed
+`<|im_end|>`), so an output block cannot be found again by its text. The agent loop therefore
+passes the response split by its mask (verl merges the loop's `extra_fields` into `extra_info`):
 
-The agent loop passes what it knows in `extra_info` (verl merges the loop's `extra_fields` into
-it): `finish` and `executor_texts` (the output blocks, in order). Without them (another rollout
-loop), output blocks are found by their fence and the finish is taken as a normal stop.
+- `model_segments`: one entry per run of the response mask, the model's own text (mask 1,
+  decoded on its own) or None for program output (mask 0);
+- `executor_statuses` (the status of each output block) and `finish`.
+
+The flow is rebuilt from those, the output blocks withheld, and scored by or-score's
+`score_record`, the same function that scores evaluation runs. A response cut by the budget
+(`finish == "length"`) has no final answer: reward 0.
+
+Without `model_segments` (another rollout loop), the fallback is conservative: a response with
+no ```output block is read whole; otherwise only the text after its last fence-only line counts
+(an output block always ends with one, and whatever a program printed lies before it), so the
+final text must close the thinking itself. `executor_texts` is never searched for.
 """
 
 from __future__ import annotations
@@ -22,23 +31,22 @@ from or_common.blocks import python_blocks
 from or_score.scorer import score_record
 
 PROTOCOL = "strict"
-_OUTPUT_BLOCK = re.compile(r"```output\n.*?\n```\n", re.DOTALL)
+_OUTPUT_OPEN = "```output"
+_FENCE_LINE = re.compile(r"^[ \t]*```[ \t]*$", re.MULTILINE)
 
 
 def split_flow(text: str, executor_texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The response as flow segments: the known output blocks located in order, or (without
-    them) every fenced ```output block."""
+    """The response as flow segments, the given output blocks located by their exact text, in
+    order (for tests and tools reading their own rollouts). Never used to judge: a program's
+    printed text can make the decoded response differ from the blocks' text."""
     spans: list[tuple[int, int]] = []
-    if executor_texts is not None:
-        pos = 0
-        for block in executor_texts:
-            start = text.find(block, pos)
-            if start < 0:  # cut off by the response length
-                break
-            spans.append((start, start + len(block)))
-            pos = start + len(block)
-    else:
-        spans = [m.span() for m in _OUTPUT_BLOCK.finditer(text)]
+    pos = 0
+    for block in executor_texts or ():
+        start = text.find(block, pos)
+        if start < 0:  # cut off by the response length
+            break
+        spans.append((start, start + len(block)))
+        pos = start + len(block)
     flow: list[dict[str, Any]] = []
     pos = 0
     for start, end in spans:
@@ -51,21 +59,43 @@ def split_flow(text: str, executor_texts: Sequence[str] | None = None) -> list[d
     return flow
 
 
+def judged_flow(
+    solution_str: str,
+    model_segments: Sequence[str | None] | None,
+    statuses: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The flow the reward judges: the model's own segments, each output block as an executor
+    segment with its status and no text. Without `model_segments`, the conservative fallback
+    of the module docstring."""
+    status_iter = iter(statuses or ())
+    if model_segments is None:
+        if _OUTPUT_OPEN not in solution_str:
+            return [{"role": "reasoner", "text": solution_str}]
+        ends = [m.end() for m in _FENCE_LINE.finditer(solution_str)]
+        tail = solution_str[ends[-1] :] if ends else ""
+        return [
+            {"role": "executor", "text": "", "status": None},
+            {"role": "reasoner", "text": tail},
+        ]
+    flow: list[dict[str, Any]] = []
+    for text in model_segments:
+        if text is None:
+            flow.append({"role": "executor", "text": "", "status": next(status_iter, None)})
+        else:
+            flow.append({"role": "reasoner", "text": str(text)})
+    return flow
+
+
 def score_response(
     solution_str: str,
     ground_truth: Any,
     finish: str = "stop",
-    executor_texts: Sequence[str] | None = None,
+    model_segments: Sequence[str | None] | None = None,
     statuses: Sequence[str] | None = None,
     prompt_opens_think: bool = False,
 ) -> dict[str, Any]:
     """or-score's verdict on one response: the record's `score` object."""
-    flow = split_flow(solution_str, executor_texts)
-    status_iter = iter(statuses or ())
-    for seg in flow:
-        if seg["role"] == "executor":
-            seg["status"] = next(status_iter, None)
-            seg["text"] = ""  # only the model's own text can hold the answer
+    flow = judged_flow(solution_str, model_segments, statuses)
     gen = {"finish": finish, "prompt_opens_think": prompt_opens_think}
     record = {"answer": ground_truth, "flow": flow, "gen": gen}
     return score_record(record, PROTOCOL)["score"]
@@ -81,16 +111,16 @@ def compute_score(
     """verl's reward function: `score` is 1.0 for a correct final answer, else 0.0. The other
     keys are numbers verl averages in validation (`val-aux/<source>/<key>/mean@N`)."""
     extra = dict(extra_info or {})
-    executor_texts = extra.get("executor_texts")
+    segments = extra.get("model_segments")
+    finish = str(extra.get("finish") or "stop")
     score = score_response(
         solution_str,
         ground_truth,
-        finish=str(extra.get("finish") or "stop"),
-        executor_texts=list(executor_texts) if executor_texts is not None else None,
+        finish=finish,
+        model_segments=list(segments) if segments is not None else None,
         statuses=extra.get("executor_statuses"),
         prompt_opens_think=extra.get("prompt_opens_think") is True,
     )
-    finish = str(extra.get("finish") or "stop")
     # A response cut by the budget never earns the reward, whatever or-score's reason says.
     correct = bool(score["correct"]) and finish != "length"
     code_blocks = extra.get("code_blocks")

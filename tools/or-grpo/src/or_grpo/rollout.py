@@ -12,8 +12,13 @@ One trajectory: the prompt's ids, then rounds of generation driven by the shared
   (`align_ids`). Kept ids carry the engine's log probs; a re-tokenized tail carries the log prob
   of the token it was cut from (the closest figure the engine gave for that text);
 - a closed ```python block runs in the sandbox (at most `max_executions` times, then the
-  "no longer available" block); the output block's ids are appended with mask 0 and log prob 0;
+  "no longer available" block); the output block's ids (`executor_ids`: no text a program
+  prints becomes a special token) are appended with mask 0 and log prob 0;
 - the response is cut to `response_length` at the end (verl pads but never truncates).
+
+The reward judges only the model's own tokens: `model_segments` decodes the runs of mask 1 on
+their own, and the agent loop hands them to the reward (decoded text cannot be split back into
+model text and program output: normalisation and special-token parsing change it).
 
 The token sequence is what `or_common.tokens.encode(tokenizer, messages, flow, finish)`
 produces for the same flow whenever each generation's ids are the tokenizer's own encoding of
@@ -39,11 +44,11 @@ from or_common.protocol import (
     after_generation,
     after_output,
     cut_completion,
+    model_text,
     next_request,
     output_segment,
 )
-from or_common.records import flow_text
-from or_common.tokens import align_ids, end_of_turn_id, text_ids
+from or_common.tokens import align_ids, end_of_turn_id, executor_ids
 
 #: generate(prompt_ids, sampling_params) -> an object with token_ids, log_probs, extra_fields
 #: (verl's TokenOutput); execute(code) -> an object with status, stdout, stderr, seconds,
@@ -116,13 +121,14 @@ def take_completion(
     stops: set[int],
 ) -> tuple[list[int], list[float] | None, str, str]:
     """(kept ids, their log probs, kept text, finish) for one engine completion; finish is the
-    protocol's: fence | fake_output | stop | length."""
+    protocol's: fence | fake_output | stop | length. `context` is the model's own text so far;
+    a completion that ended on a stop id ends the turn."""
     ids = list(token_ids)
     ended = bool(ids) and ids[-1] in stops
     body = ids[:-1] if ended else ids
     text = tokenizer.decode(body, skip_special_tokens=False)
     raw_finish = "stop" if ended or len(ids) < max_tokens else "length"
-    cut, finish = cut_completion(text, raw_finish, context)
+    cut, finish = cut_completion(text, raw_finish, context, ended)
     if cut == text:
         kept = ids if (ended and finish == "stop") else body
     else:
@@ -135,6 +141,28 @@ def take_completion(
         tail_lp = float(log_probs[verbatim]) if verbatim < len(log_probs) else 0.0
         lps = [float(x) for x in log_probs[:verbatim]] + [tail_lp] * (len(kept) - verbatim)
     return kept, lps, cut, finish
+
+
+def model_segments(
+    tokenizer: Any, ids: Sequence[int], mask: Sequence[int], stops: set[int]
+) -> list[str | None]:
+    """The response as the reward must see it: one entry per run of equal mask, the model's own
+    text (a run of mask 1, decoded on its own, without a final end-of-turn id) or None for
+    program output (a run of mask 0), whose text is never read."""
+    segments: list[str | None] = []
+    start = 0
+    for end in range(1, len(ids) + 1):
+        if end < len(ids) and mask[end] == mask[start]:
+            continue
+        if mask[start]:
+            run = list(ids[start:end])
+            if end == len(ids) and run and run[-1] in stops:
+                run.pop()
+            segments.append(tokenizer.decode(run, skip_special_tokens=False))
+        else:
+            segments.append(None)
+        start = end
+    return segments
 
 
 async def rollout(
@@ -180,7 +208,7 @@ async def rollout(
                 out.token_ids,
                 out_lps if want_logprobs else None,
                 action.max_tokens,
-                flow_text(turn.flow),
+                model_text(turn.flow),
                 stops,
             )
             ids.extend(kept)
@@ -195,7 +223,7 @@ async def rollout(
             assert isinstance(action, Skip)
             exec_result = SkippedResult(action.message)
         segment = output_segment(exec_result)
-        out_ids = text_ids(tokenizer, segment["text"])
+        out_ids = executor_ids(tokenizer, segment["text"])
         ids.extend(out_ids)
         mask.extend([0] * len(out_ids))
         if want_logprobs:

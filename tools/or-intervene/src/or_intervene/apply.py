@@ -23,11 +23,14 @@ class Intervention:
 
 
 def _tag(text: str, name: str) -> str | None:
-    m = re.search(rf"<\s*{name}\s*>(.*?)<\s*/\s*{name}\s*>", text, re.IGNORECASE | re.DOTALL)
-    if m:
-        return m.group(1)
-    m = re.search(rf"<\s*{name}\s*>(.*)$", text, re.IGNORECASE | re.DOTALL)  # an unclosed last tag
-    return m.group(1) if m else None
+    """The text between the first `<name>` and the first `</name>` after it, or to the end of
+    `text` when it is never closed. Found in two searches: a lazy `<name>(.*?)</name>` regex
+    rescans the rest of the text from every unclosed opening."""
+    opening = re.search(rf"<\s*{name}\s*>", text, re.IGNORECASE)
+    if opening is None:
+        return None
+    closing = re.compile(rf"<\s*/\s*{name}\s*>", re.IGNORECASE).search(text, opening.end())
+    return text[opening.end() : closing.start() if closing else len(text)]
 
 
 def parse_intervention(text: str) -> Intervention:
