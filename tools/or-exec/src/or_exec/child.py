@@ -54,8 +54,9 @@ def run_child(place: JobPlace, fds: tuple[int, int, int]) -> None:
         os.setsid()
         job = read_spec(place.jobfs)
         limits = job["limits"]
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
+        stdin = os.path.join(place.jobfs, "stdin")  # the client's input, else /dev/null
+        given = os.path.exists(stdin)
+        os.dup2(os.open(stdin if given else os.devnull, os.O_RDONLY), 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         if place.holder_pidfd >= 0:

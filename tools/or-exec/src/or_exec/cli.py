@@ -94,6 +94,20 @@ def main() -> None:
     metavar="URL",
     help="Use an `or-exec serve` pool at URL instead of a local one.",
 )
+@click.option(
+    "--sandbox-wait",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long to wait for an unreachable --sandbox server (default 120, or "
+    "OR_EXEC_SANDBOX_WAIT); the wait is announced on stderr.",
+)
+@click.option(
+    "--file",
+    "file_specs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="With FILE.py inputs: a data file put in the program's working directory as NAME.",
+)
 @io_options
 def run_cmd(
     io,
@@ -103,26 +117,46 @@ def run_cmd(
     workers: int | None,
     stateful: bool,
     sandbox_url: str | None,
+    sandbox_wait: float | None,
+    file_specs: tuple[str, ...],
 ) -> None:
-    """Execute the last ```python block of each trajectory.
+    """Execute the last ```python block of each trajectory, or plain Python programs.
 
     If the flow stops right after that block (a trajectory paused at the closing fence), an
     `executor` segment with the fenced ```output is appended to the flow. If the block was already
     answered, the flow is left as it is and the rerun's output goes to `exec.text`, with
     `exec.matches_flow` saying whether it agrees with the recorded output. Full details (status,
     exit code, stdout, stderr, seconds, per-phase timings) go under `exec`. Records without a
-    code block pass through unchanged.
+    code block pass through unchanged. A summary by status goes to stderr at the end.
+
+    Inputs named *.py are programs: `or-exec run prog.py --file data.csv=./data.csv` runs it as
+    `python prog.py` would (its output passes through, its exit status is ours); several
+    programs give one JSON record each.
     """
     from .pool import Pool
+    from .programs import looks_like_programs, not_jsonl_hint
     from .records import execute_stream
     from .server import RemotePool, SandboxUnavailable
 
     limits = Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
 
+    def make_pool():
+        if sandbox_url:
+            return RemotePool(sandbox_url, limits, retry_seconds=sandbox_wait)
+        return Pool(workers=workers, limits=limits)
+
+    if looks_like_programs(io.inputs):
+        sys.exit(_run_programs(io.inputs, make_pool(), limits, file_specs))
+    if file_specs:
+        raise click.UsageError("--file goes with FILE.py inputs (programs), not records")
+    for path in io.inputs:
+        hint = not_jsonl_hint(path) if path != "-" and not path.endswith(".gz") else None
+        if hint is not None:
+            raise click.UsageError(hint)
+    counts: dict[str, int] = {}
+
     async def go(run: ToolRun) -> None:
-        pool = (
-            RemotePool(sandbox_url, limits) if sandbox_url else Pool(workers=workers, limits=limits)
-        )
+        pool = make_pool()
         try:
             protections = await pool.start(["pulp"])  # the other tiers start on their first job
         except SandboxUnavailable as exc:  # nothing can run: one line, before the first record
@@ -139,13 +173,47 @@ def run_cmd(
                 else:
                     if "error" in out.get("exec", {}):
                         run.failed()  # the sandbox server was unreachable: redo with --resume
+                    status = out.get("exec", {}).get("status")
+                    if status:
+                        counts[status] = counts.get(status, 0) + 1
                     run.write(out)
         finally:
             await pool.close()
 
     with ToolRun("or-exec", io) as run:
         asyncio.run(go(run))
+    if counts and not io.quiet:
+        from collections import Counter
+
+        from .programs import summary
+
+        echo_err(f"or-exec: {summary(Counter(counts))}")
     sys.exit(run.exit_code)
+
+
+def _run_programs(paths, pool, limits: Limits, file_specs) -> int:
+    from .programs import parse_files, report, run_programs
+    from .server import SandboxUnavailable
+
+    try:
+        files = parse_files(file_specs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def go():
+        try:
+            await pool.start(["pulp"])
+            return await run_programs(paths, pool, limits, files)
+        finally:
+            await pool.close()
+
+    try:
+        pairs, counts = asyncio.run(go())
+    except SandboxUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename}: {exc.strerror}") from None
+    return report(pairs, counts)
 
 
 def _warn_missing(protections: dict[str, str]) -> None:
@@ -201,25 +269,81 @@ def doctor_cmd() -> None:
     asyncio.run(go())
 
 
-@main.command("serve", epilog=epilog("or-exec serve --host 127.0.0.1 --port 8711 --workers 16"))
+@main.command(
+    "serve",
+    epilog=epilog(
+        "or-exec serve --host 127.0.0.1 --port 8711 --workers 16",
+        "OR_EXEC_TOKEN=$(openssl rand -hex 16) or-exec serve --host 0.0.0.0 --workers 64",
+        "curl -s http://127.0.0.1:8711/openapi.json | jq '.paths | keys'",
+    ),
+)
 @with_limits
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8711, show_default=True)
+@click.option(
+    "--token",
+    envvar="OR_EXEC_TOKEN",
+    metavar="TOKEN",
+    help="Require `Authorization: Bearer TOKEN` on /run, /run_code and /stats "
+    "(default: OR_EXEC_TOKEN; clients send the same variable).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --host without a token (anyone who reaches the port runs code).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=0),
+    help="Requests that may wait for a worker before new ones get 503 + Retry-After "
+    "(default: 4 x workers).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="An access log on stderr.")
 def serve_cmd(
-    timeout: float, memory_mb: int, max_output: int, workers: int | None, host: str, port: int
+    timeout: float,
+    memory_mb: int,
+    max_output: int,
+    workers: int | None,
+    host: str,
+    port: int,
+    token: str | None,
+    insecure: bool,
+    max_queue: int | None,
+    verbose: bool,
 ) -> None:
-    """Serve one pool over HTTP/JSON so many generators or RL workers share it."""
+    """Serve one pool over HTTP/JSON so many generators or RL workers share it.
+
+    Two dialects: POST /run (or-exec's own) and POST /run_code (SandboxFusion's, which verl's
+    sandbox_fusion reward and tool call). GET /openapi.json describes both; GET /health shows
+    the ceilings (the limits given here: clients may ask for less, never more) and the
+    protections."""
     from .pool import Pool
     from .server import serve
 
+    if not token and not insecure and not _loopback(host):
+        raise click.UsageError(
+            f"--host {host} is reachable from other machines: give a --token (or OR_EXEC_TOKEN),"
+            " or --insecure to serve without one"
+        )
     pool = Pool(
         workers=workers, limits=Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
     )
     try:
-        asyncio.run(serve(pool, host, port))
+        asyncio.run(serve(pool, host, port, token=token, max_queue=max_queue, verbose=verbose))
     except KeyboardInterrupt:
-        pass
+        echo_err("or-exec: stopped")
     except OSError as exc:  # the address is in use or cannot be bound
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"
         ) from None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -66,6 +66,8 @@ class ExecResult:
     tier: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     message: str | None = None
+    files: dict[str, str | None] | None = None  # fetched files, base64 (None: not there)
+    limits: dict[str, Any] | None = None  # what the job ran under (a server's answers say it)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -84,4 +86,6 @@ class ExecResult:
             tier=d.get("tier"),
             timings=dict(d.get("timings") or {}),
             message=d.get("message"),
+            files=d.get("files"),
+            limits=d.get("limits"),
         )

@@ -4,6 +4,7 @@ printed. Nothing the job could write on a private channel after its code started
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 from typing import Any
@@ -59,6 +60,8 @@ def derive_status(
     exit_code = None if wait_status is None else os.waitstatus_to_exitcode(wait_status)
     timeout = float(limits["timeout"])
     cpu_limit = float(limits.get("cpu_seconds") or int(timeout) + 1)
+    if reason == "cancelled":
+        return "killed", exit_code, "cancelled: the client went away"
     if reason == "flood":
         return "killed", exit_code, f"output exceeded {limits['flood_bytes']} bytes"
     # The parent kills at the deadline; the job's namespace holder kills at the deadline plus
@@ -114,7 +117,7 @@ def result_message(job: Any, tier: str, oom_killed: bool, now: float) -> dict[st
         "program": round(max(0.0, seconds - setup.get("setup", 0.0)), 6),
         "teardown": round(now - ended, 6),
     }
-    return {
+    out = {
         "job": job.id,
         "status": status,
         "exit_code": exit_code,
@@ -126,3 +129,8 @@ def result_message(job: Any, tier: str, oom_killed: bool, now: float) -> dict[st
         "timings": timings,
         "message": message,
     }
+    if job.fetched is not None:  # base64, as the HTTP dialects carry files; None: not there
+        out["files"] = {
+            k: None if v is None else base64.b64encode(v).decode() for k, v in job.fetched.items()
+        }
+    return out

@@ -154,7 +154,17 @@ class Parent:
         data = orjson.dumps(message)
         self.writer.write(HEADER.pack(len(data)) + data)
         await self.writer.drain()
-        return await fut
+        return await asyncio.shield(fut)  # a cancelled caller leaves it for `cancel`
+
+    def cancel(self, job_id: int) -> asyncio.Future | None:
+        """Ask the parent to kill a job whose caller went away; the future of its result
+        (None if it is already over)."""
+        fut = self.pending.get(job_id)
+        if fut is None or fut.done() or self.writer is None:
+            return None
+        data = orjson.dumps({"op": "cancel", "job": job_id})
+        self.writer.write(HEADER.pack(len(data)) + data)
+        return fut
 
     def _remove_cgroups(self) -> None:
         """The ended parent's cgroups (its jobs' processes die with it, within moments)."""

@@ -6,6 +6,7 @@ parent measured (outcome.py).
 
 from __future__ import annotations
 
+import base64
 import os
 import selectors
 import signal
@@ -20,7 +21,7 @@ import orjson
 from . import linux
 from .cgroups import Cgroups
 from .factory import DOUBLE, Factory
-from .jobspace import Holder, Job, make_jobfs
+from .jobspace import Holder, Job, fetch_files, make_jobfs
 from .outcome import SETUP_RECORD_MAX, result_message
 from .template import Template, TemplateDied
 from .wire import HEADER, Capture, send, send_failure
@@ -31,6 +32,7 @@ HOLDER_GRACE = 0.25  # a holder ends its job this long after the deadline if we 
 SETUP_ALLOWANCE = 5.0  # the timeout counts from the end of the job's setup (at most this)
 FINISH_WAIT = 5.0  # longest wait for a job's processes to be gone after it ended
 MAX_MESSAGE = 64 << 20
+FETCH_CAP = 16 << 20  # bytes of files a client may fetch from one job
 
 
 class Zygote:
@@ -114,10 +116,13 @@ class Zygote:
             del self.buffer[: 4 + n]
             try:
                 message = orjson.loads(raw)
-                if not isinstance(message, dict) or message.get("op") != "run":
-                    raise ValueError("not a run message")
+                if not isinstance(message, dict) or message.get("op") not in ("run", "cancel"):
+                    raise ValueError("not a run or cancel message")
             except ValueError as exc:
                 print(f"or-exec: ignored a malformed control message: {exc}", file=sys.stderr)
+                continue
+            if message["op"] == "cancel":
+                self._cancel(message.get("job"))
                 continue
             uid = message.get("uid") if self.root else None
             if message.get("sweep_first") and isinstance(uid, int):
@@ -127,6 +132,19 @@ class Zygote:
             else:
                 self._admit(message)
         return True
+
+    def _cancel(self, job_id: Any) -> None:
+        """The client went away: kill its job (or drop it before it started)."""
+        for job in self.jobs.values():
+            if job.id == job_id and job.exit_status is None and job.reason is None:
+                job.reason = "cancelled"
+                self._kill(job)
+                return
+        for message in list(self.waiting):
+            if message.get("job") == job_id:
+                self.waiting.remove(message)
+                send_failure(self.sock, job_id, self.tier, "cancelled: the client went away")
+                return
 
     def _admit(self, message: dict[str, Any]) -> None:
         if self.holders_ok and not self.spares:
@@ -191,8 +209,17 @@ class Zygote:
         uid = int(uid) if uid is not None else None
         spec = {"limits": limits, "env": message.get("env") or {}}
         spec["prelude"] = message.get("prelude") or []
+        files = {k: base64.b64decode(v) for k, v in (message.get("files") or {}).items()}
+        stdin = message.get("stdin")
         jobfs, name = make_jobfs(
-            self.jobs_root, message["code"], spec, uid, self.disk_mb, self.factory.remove
+            self.jobs_root,
+            message["code"],
+            spec,
+            uid,
+            self.disk_mb,
+            self.factory.remove,
+            files=files,
+            stdin=stdin.encode("utf-8", "surrogateescape") if isinstance(stdin, str) else None,
         )
         now = time.monotonic()
         job = Job(
@@ -205,6 +232,8 @@ class Zygote:
             out=Capture(int(limits["max_output"])),
             err=Capture(int(limits["max_output"])),
             holder=holder,
+            cwd=os.path.join(jobfs, "tmp", name),
+            fetch=list(message.get("fetch") or ()),
         )
         place = {
             "jobfs": jobfs,
@@ -420,6 +449,8 @@ class Zygote:
                 pass
             job.holder.close()
         os.close(job.pidfd)
+        if job.fetch:  # before its file system goes
+            job.fetched = fetch_files(job.cwd, job.fetch, FETCH_CAP)
         if job.cgroup is not None and self.cgroups is not None:
             oom = self.cgroups.oom_kills(job.cgroup) > job.oom_base
             # its tmpfs pages are charged to the slot: they go before the slot's next job

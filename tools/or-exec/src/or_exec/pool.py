@@ -14,16 +14,18 @@ parent dies on every one of its attempts comes back `killed`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future as ThreadFuture
 from itertools import count
 from typing import Any
 
+from .jobspace import relative_parts
 from .limits import ExecResult, Limits
 from .parent import Parent, ParentDied, job_env
 
@@ -124,6 +126,7 @@ class Pool:
             parent.on_death = self._on_death
         self._free: asyncio.Queue[int] | None = None
         self._dirty: set[int] = set()
+        self._running: dict[int, tuple[Parent, int]] = {}  # slot -> (parent, job id)
         self._ids = count(1)
         self._closing = False
         self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0, "retries": 0}
@@ -156,9 +159,21 @@ class Pool:
         await self.close()
 
     async def run(
-        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
+        self,
+        code: str,
+        limits: Limits | None = None,
+        prelude: Sequence[str] = (),
+        *,
+        stdin: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+        fetch: Sequence[str] = (),
     ) -> ExecResult:
-        """Run `code` (after replaying `prelude` blocks quietly) and return its result."""
+        """Run `code` (after replaying `prelude` blocks quietly) and return its result.
+
+        `stdin` is the program's standard input (else /dev/null); `files` are put in its
+        working directory (relative names) before it starts; the files named in `fetch` are
+        read from there after it ended and come back in `result.files` (base64; None for one
+        that is missing, not a regular file, or over the 16 MiB all fetched files may take)."""
         if self._free is None:
             await self.start(tiers=[])
         assert self._free is not None
@@ -173,23 +188,66 @@ class Pool:
             problem = f"the code is longer than {MAX_CODE >> 20} MiB"
         if problem is not None:
             return ExecResult("error", None, "", f"SyntaxError: {problem}\n", 0.0, message=problem)
+        extra: dict[str, Any] = {}
         try:
-            tier = choose_tier("\n".join([*prelude, code]), self.tiers)
+            for name in (*(files or {}), *fetch):
+                relative_parts(name)
+        except ValueError as exc:
+            return ExecResult("error", None, "", f"{exc}\n", 0.0, message=str(exc))
+        if stdin is not None:
+            extra["stdin"] = stdin
+        if files:
+            extra["files"] = {k: base64.b64encode(v).decode() for k, v in files.items()}
+        if fetch:
+            extra["fetch"] = list(fetch)
+        try:
+            text = "\n".join([*prelude, code])
+            if len(text) > 1 << 18:  # a long program is scanned off the event loop
+                tier = await asyncio.to_thread(choose_tier, text, self.tiers)
+            else:
+                tier = choose_tier(text, self.tiers)
         except Exception as exc:  # never the tool's failure: that job's error
             problem = f"the sandbox could not prepare the job: {exc!r}"
             return ExecResult("error", None, "", problem + "\n", 0.0, message=problem)
         slot = await self._free.get()
+        held: asyncio.Future | None = None
         try:
-            result = await self._attempts(code, limits, prelude, tier, slot)
+            result = await self._attempts(code, limits, prelude, tier, slot, extra)
+        except asyncio.CancelledError:
+            # the caller went away (a server's client disconnected): kill the job, and keep
+            # its slot until the parent says it is over (its uid and cgroups are still in use)
+            running = self._running.pop(slot, None)
+            if running is not None:
+                held = running[0].cancel(running[1])
+            raise
         finally:
-            self._free.put_nowait(slot)
+            self._running.pop(slot, None)
+            if held is None:
+                self._free.put_nowait(slot)
+            else:
+                held.add_done_callback(lambda fut: self._cancelled(fut, slot, tier))
+        self._count(result, tier)
+        return result
+
+    def _cancelled(self, fut: asyncio.Future, slot: int, tier: str) -> None:
+        """A cancelled job is over: its slot is free again, and it counts in the stats."""
+        self._free.put_nowait(slot)
+        if not fut.cancelled() and fut.exception() is None:
+            self._count(fut.result(), tier)
+
+    def _count(self, result: ExecResult, tier: str) -> None:
         self.stats["jobs"] += 1
         self.stats["by_status"][result.status] = self.stats["by_status"].get(result.status, 0) + 1
         self.stats["by_tier"][tier] = self.stats["by_tier"].get(tier, 0) + 1
-        return result
 
     async def _attempts(
-        self, code: str, limits: Limits, prelude: Sequence[str], tier: str, slot: int
+        self,
+        code: str,
+        limits: Limits,
+        prelude: Sequence[str],
+        tier: str,
+        slot: int,
+        extra: dict[str, Any],
     ) -> ExecResult:
         for _ in range(ATTEMPTS):
             job_id = next(self._ids)
@@ -202,9 +260,11 @@ class Pool:
                 "limits": limits.to_dict(),
                 "env": job_env(),
                 "sweep_first": slot in self._dirty,
+                **extra,
             }
             self._dirty.discard(slot)
             parent = self._parents[tier]
+            self._running[slot] = (parent, job_id)
             # The parent bounds every wait of its own; this guard only catches a parent that
             # stopped working altogether: it is killed, and the job runs again on a new one.
             guard = limits.timeout + 30
@@ -254,9 +314,10 @@ class SyncPool:
         return fut.result()
 
     def run(
-        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = ()
+        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = (), **kw: Any
     ) -> ExecResult:
-        return self._call(self.pool.run(code, limits, prelude))
+        """As Pool.run (`stdin`, `files`, `fetch` included)."""
+        return self._call(self.pool.run(code, limits, prelude, **kw))
 
     def close(self) -> None:
         self._call(self.pool.close())
