@@ -93,7 +93,7 @@ def test_tier_choice():
     assert choose_tier("import math, itertools\nimport pulp as p", DEFAULT_TIERS) == "pulp"
     assert choose_tier("import numpy as np", DEFAULT_TIERS) == "numpy"
     assert choose_tier("import sympy", DEFAULT_TIERS) == "full"
-    assert choose_tier("def (:", DEFAULT_TIERS) == "pulp"
+    assert choose_tier("def (:", DEFAULT_TIERS) == "python"
 
 
 def test_infinite_loop_times_out(pool):
@@ -429,7 +429,8 @@ def test_parent_death_is_noticed_and_the_job_runs_again(pool):
 
     async def scenario():
         retries = pool.pool.stats["retries"]
-        job = asyncio.create_task(pool.pool.run("import time\ntime.sleep(1)\nprint('done')"))
+        code = "import pulp, time\ntime.sleep(1)\nprint('done')"  # on the pulp tier
+        job = asyncio.create_task(pool.pool.run(code))
         await asyncio.sleep(0.5)
         os.kill(pool.pool.parent_pids()["pulp"], signal.SIGKILL)
         return await job, pool.pool.stats["retries"] - retries

@@ -18,6 +18,7 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from or_exec import solvers
 from conftest import ROOT
 from or_exec.limits import Limits
 from or_exec.pool import SyncPool
@@ -150,13 +151,17 @@ def mask(text: str) -> str:
     return DURATION.sub("T", TIMES.sub(r"\1 T", text))
 
 
+#: what jobs run in: the solver environment's interpreter when it is installed (or-exec solvers)
+PLAIN_PYTHON = str(solvers.installed()[0] or sys.executable)
+
+
 def plain_run(code: str, tmp_path_factory) -> tuple[int, str]:
     """`python main.py` in a fresh directory, with the plain environment a user's shell has."""
     workdir = tmp_path_factory.mktemp("plain")
     (workdir / "main.py").write_text(code)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir)}
     proc = subprocess.run(
-        [sys.executable, "main.py"],
+        [PLAIN_PYTHON, "main.py"],
         capture_output=True,
         text=True,
         cwd=workdir,

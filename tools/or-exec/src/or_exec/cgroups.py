@@ -170,11 +170,31 @@ def setup(tag: str) -> tuple[Cgroups | None, str]:
     return None, "; ".join(reasons)
 
 
+def _sweep_stale(parent: str) -> None:
+    """Remove what sandbox parents that died without their pool's cleanup left in `parent`
+    (`or-exec-<pid>` of a pid that no longer runs)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len("or-exec-") :]
+        if not name.startswith("or-exec-") or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            remove_tree(os.path.join(parent, name))
+        except OSError:
+            pass
+
+
 def _setup_v1(tag: str, mounts: dict[str, str], own: dict[str, str]) -> Cgroups:
     fds: dict[str, int] = {}
     paths: list[str] = []
     try:
         for controller in V1_CONTROLLERS:
+            _sweep_stale(mounts[controller] + own[controller])
             path = os.path.join(mounts[controller] + own[controller], tag)
             os.mkdir(path, 0o755)
             paths.append(path)
@@ -190,6 +210,7 @@ def _setup_v1(tag: str, mounts: dict[str, str], own: dict[str, str]) -> Cgroups:
 
 
 def _setup_v2(tag: str, mount: str, own: str) -> Cgroups:
+    _sweep_stale(mount + own)
     path = os.path.join(mount + own, tag)
     os.mkdir(path, 0o755)
     fds = {"unified": os.open(path, os.O_RDONLY | os.O_DIRECTORY)}

@@ -86,7 +86,10 @@ def run_child(place: JobPlace, fds: tuple[int, int, int]) -> None:
         # CPU: SIGXCPU at the soft limit, SIGKILL a second later (the parent reads rusage).
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         for res, value in (
-            (resource.RLIMIT_AS, mem),
+            # with a memory cgroup counting the real pages, the per-process address-space
+            # limit only stops single huge allocations early (a MemoryError rather than an OOM
+            # kill): the parent's own mappings (the preloaded libraries) are not charged to it
+            (resource.RLIMIT_AS, mem + int(job.get("address_space_extra") or 0)),
             (resource.RLIMIT_FSIZE, int(limits["file_mb"]) << 20),
             (resource.RLIMIT_NOFILE, int(limits["open_files"])),
             (resource.RLIMIT_CORE, 0),

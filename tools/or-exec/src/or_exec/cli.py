@@ -254,7 +254,7 @@ def doctor_cmd() -> None:
                         limits = Limits(**{**pool.limits.to_dict(), **probe.limits})
                         result = await pool.run(probe.code, limits)
                     output = result.stdout if result.status == "ok" else result.stderr
-                    if name.startswith("default solver") and result.status == "ok":
+                    if name.startswith(("default solver", "solver ")) and result.status == "ok":
                         output = output.strip().splitlines()[-1]  # CBC's banner comes first
                     if result.status != "ok" and result.message:
                         output = result.message
@@ -336,6 +336,39 @@ def serve_cmd(
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"
         ) from None
+
+
+@main.group("solvers", invoke_without_command=True, epilog=epilog("or-exec solvers install"))
+@click.pass_context
+def solvers_cmd(ctx: click.Context) -> None:
+    """The jobs' own solver environment (PuLP/CBC, HiGHS, OR-Tools, Pyomo, numpy, scipy,
+    sympy, networkx, locked): where it is and whether it is in use."""
+    if ctx.invoked_subcommand is None:
+        from . import solvers
+
+        python, note = solvers.installed()
+        click.echo(f"solver environment: {note}")
+
+
+@solvers_cmd.command(
+    "install",
+    epilog=epilog("or-exec solvers install", "or-exec solvers install --add gurobipy==12.0.3"),
+)
+@click.option("--add", "extra", multiple=True, metavar="PACKAGE", help="Another package for jobs.")
+@click.option("-q", "--quiet", is_flag=True)
+def solvers_install_cmd(extra: tuple[str, ...], quiet: bool) -> None:
+    """Make (or update) the solver environment jobs run in (OR_EXEC_SOLVERS, else
+    ~/.cache/or-exec/solvers). A licensed solver also needs its licence: OR_EXEC_BIND=/path/to/
+    gurobi.lic (bound read-only into every job) and OR_EXEC_PASS_ENV=GRB_LICENSE_FILE."""
+    import subprocess
+
+    from . import solvers
+
+    try:
+        env = solvers.install(list(extra), quiet)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise click.ClickException(f"could not make the solver environment: {exc}") from None
+    echo_err(f"or-exec: solver environment ready at {env}")
 
 
 def _loopback(host: str) -> bool:

@@ -91,7 +91,7 @@ def _remount_readonly(skip: list[str], warnings: list[str]) -> None:
             warnings.append(f"could not make {point} read-only: {exc}")
 
 
-def isolate(disk_mb: int) -> tuple[str, bool, dict[str, str]]:
+def isolate(disk_mb: int, binds: list[str] | None = None) -> tuple[str, bool, dict[str, str]]:
     """Enter new namespaces and build the job filesystem.
 
     Returns (where job directories go, whether the minimal root is in place, protections)."""
@@ -131,7 +131,7 @@ def isolate(disk_mb: int) -> tuple[str, bool, dict[str, str]]:
     protections["mount namespace"] = "on"
     protections["per-slot uid"] = "on"
     try:
-        trees = rootfs.build_and_enter()
+        trees = rootfs.build_and_enter(binds=binds or [])
     except OSError as exc:
         protections["minimal root"] = f"off: {exc} (the host is visible read-only)"
     else:

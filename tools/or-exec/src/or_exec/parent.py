@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from . import solvers
 from .cgroups import remove_tree
 from .limits import ExecResult
 
@@ -34,6 +35,7 @@ def job_env() -> dict[str, str]:
     }
     env.update({k: "1" for k in THREAD_VARS})  # forking a process with BLAS threads is unsafe
     env.update({k: os.environ[k] for k in PASSED_VARS if k in os.environ})
+    env.update(solvers.licence_binds()[1])  # OR_EXEC_PASS_ENV: e.g. GRB_LICENSE_FILE
     return env
 
 
@@ -73,13 +75,18 @@ class Parent:
 
     async def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = {**job_env(), "PYTHONPATH": src}
+        python, note = solvers.installed()
+        if python is not None:  # jobs run in the solver environment, with or_exec alone added
+            exe, path = str(python), solvers.package_dir()
+        else:
+            exe, path = sys.executable, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**job_env(), "PYTHONPATH": path}
+        binds = solvers.licence_binds()[0]
         # -P and cwd "/": the caller's working directory is not put on the parent's sys.path,
         # so it is not exposed to jobs either.
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                exe,
                 "-P",
                 "-m",
                 "or_exec.zygote",
@@ -92,6 +99,9 @@ class Parent:
                 "--disk-mb",
                 str(self.disk_mb),
                 *([] if self.job_namespaces else ["--no-job-namespaces"]),
+                "--solvers",
+                note,
+                *(["--bind", ":".join(binds)] if binds else []),
             ],
             env=env,
             pass_fds=(theirs.fileno(),),

@@ -44,6 +44,7 @@ class Zygote:
         self.factory: Factory = opts["factory"]
         self.template: Template = opts["template"]
         self.cgroups: Cgroups | None = opts.get("cgroups")
+        self.vm_size = _vm_size()  # bytes of address space mapped before any job
         self.slots: dict[int, Template] = {}  # uid -> its slot template (with cgroups only)
         self.unmounting: dict[str, tuple[Job, bool]] = {}  # jobfs -> (job, oom killed)
         self.holders_ok: bool = opts["holders_ok"]
@@ -208,6 +209,8 @@ class Zygote:
         uid = message.get("uid") if self.root else None
         uid = int(uid) if uid is not None else None
         spec = {"limits": limits, "env": message.get("env") or {}}
+        if self.cgroups is not None:
+            spec["address_space_extra"] = self.vm_size
         spec["prelude"] = message.get("prelude") or []
         files = {k: base64.b64decode(v) for k, v in (message.get("files") or {}).items()}
         stdin = message.get("stdin")
@@ -462,3 +465,14 @@ class Zygote:
 
     def _finish(self, job: Job, oom_killed: bool) -> None:
         send(self.sock, result_message(job, self.tier, oom_killed, time.monotonic()))
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

@@ -32,9 +32,18 @@ from .parent import Parent, ParentDied, job_env
 log = logging.getLogger("or_exec")
 
 DEFAULT_TIERS: dict[str, tuple[str, ...]] = {
+    "python": (),  # code without heavy imports forks the smallest parent
     "pulp": ("pulp",),
     "numpy": ("pulp", "numpy"),
-    "full": ("pulp", "numpy", "scipy", "scipy.optimize", "sympy"),
+    "full": ("pulp", "numpy", "scipy", "scipy.optimize", "sympy", "networkx"),
+    "highs": ("pulp", "numpy", "highspy"),
+    "ortools": (
+        "numpy",
+        "ortools",
+        "ortools.linear_solver.pywraplp",
+        "ortools.sat.python.cp_model",
+    ),
+    "pyomo": ("numpy", "highspy", "pyomo", "pyomo.environ", "pyomo.contrib.appsi.solvers"),
 }
 UID_BASE = 1_000_000
 MAX_WORKERS = 128
@@ -86,15 +95,17 @@ def imported_roots(code: str) -> set[str]:
 
 
 def choose_tier(code: str, tiers: dict[str, tuple[str, ...]]) -> str:
-    """The smallest tier whose preloaded modules cover the heavy modules the code imports."""
+    """The first tier whose preloaded modules cover the heavy modules the code imports (the
+    tiers go from small to large); if none covers them all, the one that covers the most."""
     order = list(tiers)
     roots = imported_roots(code)
     known = {m.split(".")[0] for mods in tiers.values() for m in mods}
     needed = roots & known
+    covered = {name: {m.split(".")[0] for m in tiers[name]} for name in order}
     for name in order:
-        if needed <= {m.split(".")[0] for m in tiers[name]}:
+        if needed <= covered[name]:
             return name
-    return order[-1]
+    return max(order, key=lambda name: len(needed & covered[name]))
 
 
 class Pool:

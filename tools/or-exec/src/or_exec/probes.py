@@ -96,7 +96,69 @@ def probes(port: int, here: str) -> dict[str, list[Probe]]:
     out["CPU per job"] = [Probe(CGROUP_PROBE)]
     out["host name and /proc hidden"] = [Probe(HOST_PROBE)]
     out["no inotify, fadvise, RWF_NOWAIT"] = [Probe(PAGE_CACHE_PROBE)]
+    out["tools' packages hidden"] = [Probe(TOOLS_PROBE)]
+    for name, code in SOLVER_PROBES.items():
+        out[f"solver {name}"] = [Probe(code)]
     return out
+
+
+#: The same LP for every solver: max 3x + 2y, x + y <= 4, x + 3y <= 6, 0 <= x <= 3, y >= 0;
+#: the optimum is 11 (x = 3, y = 1). Each probe prints `objective 11.0`.
+_PULP = """
+import pulp
+m = pulp.LpProblem('probe', pulp.LpMaximize)
+x = pulp.LpVariable('x', 0, 3)
+y = pulp.LpVariable('y', 0)
+m += 3 * x + 2 * y
+m += x + y <= 4
+m += x + 3 * y <= 6
+m.solve(pulp.{solver}(msg=False))
+print('objective', round(pulp.value(m.objective), 6))
+"""
+SOLVER_PROBES = {
+    "PuLP + CBC": _PULP.format(solver="PULP_CBC_CMD"),
+    "PuLP + HiGHS": _PULP.format(solver="HiGHS"),
+    "highspy": """
+import highspy
+h = highspy.Highs()
+h.setOptionValue('output_flag', False)
+x = h.addVariable(0, 3)
+y = h.addVariable(0, highspy.kHighsInf)
+h.addConstr(x + y <= 4)
+h.addConstr(x + 3 * y <= 6)
+h.maximize(3 * x + 2 * y)
+print('objective', round(h.getInfo().objective_function_value, 6))
+""",
+    "OR-Tools": """
+from ortools.linear_solver import pywraplp
+s = pywraplp.Solver.CreateSolver('GLOP')
+x = s.NumVar(0, 3, 'x')
+y = s.NumVar(0, s.infinity(), 'y')
+s.Add(x + y <= 4)
+s.Add(x + 3 * y <= 6)
+s.Maximize(3 * x + 2 * y)
+s.Solve()
+print('objective', round(s.Objective().Value(), 6))
+""",
+    "Pyomo + HiGHS (appsi)": """
+import pyomo.environ as pyo
+m = pyo.ConcreteModel()
+m.x = pyo.Var(bounds=(0, 3))
+m.y = pyo.Var(bounds=(0, None))
+m.c1 = pyo.Constraint(expr=m.x + m.y <= 4)
+m.c2 = pyo.Constraint(expr=m.x + 3 * m.y <= 6)
+m.o = pyo.Objective(expr=3 * m.x + 2 * m.y, sense=pyo.maximize)
+pyo.SolverFactory('appsi_highs').solve(m)
+print('objective', round(pyo.value(m.o), 6))
+""",
+}
+
+TOOLS_PROBE = """
+import importlib.util
+seen = [m for m in ('or_common', 'litellm', 'torch', 'transformers', 'openai', 'click')
+        if importlib.util.find_spec(m) is not None]
+print('importable: ' + ', '.join(seen) if seen else 'none of or_common, litellm, torch, transformers, openai, click')
+"""
 
 
 #: Three processes of one job touch 96 MiB each under a 192 MiB limit: together they go over.
@@ -112,13 +174,12 @@ for _ in range(3):
         time.sleep(2)
         os._exit(0)
     kids.append(pid)
-for pid in kids:
-    os.waitpid(pid, 0)
-print('all three children held 96 MiB: NOT CONTAINED')
+held = sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in kids)
+print(f'{held} of 3 children held 96 MiB' + (': NOT CONTAINED' if held == 3 else ''))
 """
 
 CGROUP_PROBE = """
-lines = [l for l in open('/proc/self/cgroup').read().splitlines() if '/job-' in l]
+lines = [l for l in open('/proc/self/cgroup').read().splitlines() if '/slot-' in l]
 print('; '.join(l.split(':', 2)[1] + ' ' + l.rsplit('/', 1)[1][:12] + '…' for l in lines) or 'NO job cgroup')
 """
 

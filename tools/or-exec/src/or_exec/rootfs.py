@@ -13,6 +13,7 @@ namespace a job sees that tmpfs as `/tmp` (and `/dev/shm`).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from . import linux
@@ -65,18 +66,21 @@ def _touch(path: str) -> None:
         pass
 
 
-def build_and_enter(jobs_mb: int = 64) -> list[str]:
+def build_and_enter(jobs_mb: int = 64, binds: list[str] | None = None) -> list[str]:
     """Build the minimal root and pivot into it (in our own mount namespace, as root).
-    Returns the trees bound from the host. Raises OSError where the kernel refuses a step."""
+    `binds`: host files or directories a user wants jobs to read (a solver's licence), bound
+    read-only at the same place. Returns the trees bound from the host. Raises OSError where
+    the kernel refuses a step."""
     trees = needed_trees()
+    extra = [os.path.realpath(b) for b in binds or () if os.path.exists(b)]
     # A checkout cloned under /tmp (CI does) has its venv there: a job's own tmpfs becomes its
     # /tmp and would hide it, so each job binds these trees back into its tmpfs (read-only).
-    TMP_TREES[:] = [t for t in trees if t == "/tmp" or t.startswith("/tmp/")]
+    TMP_TREES[:] = [t for t in trees + extra if t == "/tmp" or t.startswith("/tmp/")]
     if "/tmp" in TMP_TREES:
         raise OSError(0, "the interpreter lives in /tmp itself")
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     # Open every source before anything is covered (the venv may live under /tmp).
-    sources = {p: os.open(p, os.O_PATH) for p in ["/usr", *trees]}
+    sources = {p: os.open(p, os.O_PATH) for p in ["/usr", *trees, *extra]}
     etc = {}
     for name in ETC_FILES:
         path = os.path.join("/etc", name)
@@ -108,6 +112,13 @@ def build_and_enter(jobs_mb: int = 64) -> list[str]:
         for tree in trees:
             os.makedirs(new + tree, mode=0o755, exist_ok=True)
             _bind_ro(sources[tree], new + tree)
+        for path in extra:
+            if os.path.isdir(path):
+                os.makedirs(new + path, mode=0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(new + path), mode=0o755, exist_ok=True)
+                _touch(new + path)
+            _bind_ro(sources[path], new + path)
         os.makedirs(new + "/etc", mode=0o755)
         for name, (kind, value) in etc.items():
             if kind == "link":
@@ -146,7 +157,7 @@ def build_and_enter(jobs_mb: int = 64) -> list[str]:
     linux.mount("proc", "/proc", "proc", flags, "hidepid=2")
     linux.mount("tmpfs", JOBS, "tmpfs", flags, f"size={jobs_mb}m,mode=0700")
     linux.mount(None, "/", None, linux.MS_REMOUNT | RO)
-    return trees
+    return trees + extra
 
 
 #: Host-wide /proc files a job sees replaced (see `proc_masks`).
@@ -199,8 +210,12 @@ def enter_job_root(jobfs: str, limits: dict) -> None:
             fh.write(text)
     keep = {tree: os.open(tree, os.O_PATH) for tree in TMP_TREES}
     linux.mount(jobfs + "/tmp", "/tmp", None, linux.MS_BIND)
-    for tree, fd in keep.items():  # the venv of a checkout under /tmp, back on top
-        os.makedirs(tree, mode=0o755, exist_ok=True)
+    for tree, fd in keep.items():  # the venv of a checkout under /tmp (or a bound file), on top
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.makedirs(tree, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(tree), mode=0o755, exist_ok=True)
+            _touch(tree)
         _bind_ro(fd, tree)
         os.close(fd)
     linux.mount(jobfs + "/shm", "/dev/shm", None, linux.MS_BIND)

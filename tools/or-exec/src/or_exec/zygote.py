@@ -67,12 +67,19 @@ def main() -> None:
     parser.add_argument("--modules", default="")
     parser.add_argument("--disk-mb", type=int, default=256, help="each job's own tmpfs")
     parser.add_argument("--no-job-namespaces", action="store_true")
+    parser.add_argument("--solvers", default="", help="what the pool says of the solver env")
+    parser.add_argument("--bind", default="", help="host paths bound read-only into jobs' root")
     args = parser.parse_args()
     sock = socket.socket(fileno=args.fd)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the pool
     # made while the host's cgroup file system is still visible, used through fds from then on
     groups, no_groups = cgroups.setup(f"or-exec-{os.getpid()}")
-    jobs_root, own_root, protections = isolate(args.disk_mb)
+    binds = [p for p in args.bind.split(":") if p]
+    jobs_root, own_root, protections = isolate(args.disk_mb, binds)
+    if args.solvers:
+        protections["solver environment"] = args.solvers
+    if binds:
+        protections["host files for jobs"] = "on (read-only: " + ", ".join(binds) + ")"
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of jobs come back to us to be reaped
     root = os.geteuid() == 0
     # forked before the heavy imports: its forks stay cheap
