@@ -18,8 +18,8 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from or_exec import solvers
 from conftest import ROOT
+from or_exec import solvers
 from or_exec.limits import Limits
 from or_exec.pool import SyncPool
 
