@@ -372,3 +372,14 @@ def test_records_get_a_summary_by_status():
 
 if sys.platform != "linux":  # pragma: no cover
     pytest.skip("or-exec needs Linux", allow_module_level=True)
+
+
+def test_ctrl_c_stops_the_server_without_a_traceback():
+    import signal
+
+    s = Server("--workers", "1")
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(60) == 0
+    time.sleep(0.2)
+    text = "".join(s.lines)
+    assert "Traceback" not in text and text.rstrip().endswith("or-exec: stopped")
