@@ -330,7 +330,9 @@ async def serve(
             f"{'token required' if token else 'no token'}); starting the sandbox parents…"
         )
         started = time.monotonic()
-        protections.update(await pool.start())
+        # the tiers most jobs use now; the solver tiers start on their first job
+        eager = [t for t in ("python", "pulp") if t in pool.tiers] or None
+        protections.update(await pool.start(eager))
         echo_err(f"or-exec: ready in {time.monotonic() - started:.1f} s")
         if ready is not None:
             ready.set()
