@@ -19,15 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future as ThreadFuture
 from typing import Any
 
 from or_common.usage import echo_err
 
 from .limits import ExecResult, Limits
+from .syncloop import SyncFace
 
 DEFAULT_WAIT = 120.0
 SAY_EVERY = 15.0  # seconds between "still waiting" lines
@@ -187,36 +186,12 @@ class RemotePool:
         await self.close()
 
 
-class SyncRemotePool:
+class SyncRemotePool(SyncFace):
     """RemotePool for synchronous callers: its event loop runs in a thread of its own."""
 
     def __init__(self, url: str, **kwargs: Any):
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="or-exec-client", daemon=True
-        )
-        self._thread.start()
+        super().__init__("or-exec-client")
         self.pool = RemotePool(url, **kwargs)
-
-    def _call(self, coro: Any) -> Any:
-        fut: ThreadFuture = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result()
 
     def health(self) -> dict[str, Any]:
         return self._call(self.pool.health())
-
-    def run(
-        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = (), **kw: Any
-    ) -> ExecResult:
-        return self._call(self.pool.run(code, limits, prelude, **kw))
-
-    def close(self) -> None:
-        self._call(self.pool.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-
-    def __enter__(self) -> SyncRemotePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -19,15 +19,14 @@ import itertools
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future as ThreadFuture
 from itertools import count
 from typing import Any
 
 from .jobspace import relative_parts
 from .limits import ExecResult, Limits
 from .parent import Parent, ParentDied, job_env
+from .syncloop import SyncFace
 
 log = logging.getLogger("or_exec")
 
@@ -308,35 +307,10 @@ class Pool:
         await asyncio.gather(*(p.close() for p in self._parents.values()))
 
 
-class SyncPool:
+class SyncPool(SyncFace):
     """A Pool for synchronous callers (e.g. RL reward workers): its event loop runs in a thread."""
 
     def __init__(self, **kwargs: Any):
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="or-exec-pool", daemon=True
-        )
-        self._thread.start()
+        super().__init__("or-exec-pool")
         self.pool = Pool(**kwargs)
         self.protections = self._call(self.pool.start())
-
-    def _call(self, coro: Any) -> Any:
-        fut: ThreadFuture = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result()
-
-    def run(
-        self, code: str, limits: Limits | None = None, prelude: Sequence[str] = (), **kw: Any
-    ) -> ExecResult:
-        """As Pool.run (`stdin`, `files`, `fetch` included)."""
-        return self._call(self.pool.run(code, limits, prelude, **kw))
-
-    def close(self) -> None:
-        self._call(self.pool.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-
-    def __enter__(self) -> SyncPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
