@@ -267,10 +267,9 @@ def test_abandoned_requests_are_cancelled_and_their_jobs_killed():
                 requests.post(
                     f"{s.url}/run", json={"code": "import time\ntime.sleep(30)"}, timeout=0.5
                 )
-        started = time.monotonic()
-        honest = requests.post(f"{s.url}/run", json={"code": "print(7)"}, timeout=60).json()
+        # not behind 4 x 30 s of abandoned jobs: it would time out here if they still ran
+        honest = requests.post(f"{s.url}/run", json={"code": "print(7)"}, timeout=25).json()
         assert honest["stdout"] == "7\n"
-        assert time.monotonic() - started < 20  # not behind 4 x 30 s of abandoned jobs
         for _ in range(50):  # the killed jobs are counted once their parent reported them
             stats = requests.get(f"{s.url}/stats").json()
             if stats["by_status"].get("killed", 0) == 4:
