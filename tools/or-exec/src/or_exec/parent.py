@@ -65,6 +65,9 @@ class Parent:
     async def start(self) -> dict[str, Any]:
         if self.ready is None:
             self.ready = asyncio.get_running_loop().create_future()
+            # a run that ends before anyone awaited the start must not print "Future exception
+            # was never retrieved": whoever awaits it still gets the exception
+            self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             try:
                 await self._spawn()
             except BaseException as exc:
