@@ -56,7 +56,8 @@ class FakeServer:
         self._memo: dict[tuple, tuple[str, list[int], str]] = {}
         self.requests: list[dict] = []
         self.responses: list[dict] = []  # the choice answered to each successful request
-        self.faults: list[str] = []  # consumed one per request: "429", "500", "hang", "truncate"
+        # consumed one per request: "429", "500", "hang", "truncate", "dead" (vLLM's engine died)
+        self.faults: list[str] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -107,6 +108,11 @@ class FakeServer:
                 {"error": {"message": f"injected {code}", "type": "fault"}},
                 status=int(code),
                 headers={"Retry-After": wait} if wait else None,
+            )
+        if fault == "dead":  # what vLLM answers once its engine core died (then it exits)
+            message = "EngineCore encountered an issue. See stack trace (above) for the root cause."
+            return web.json_response(
+                {"error": {"message": message, "type": "InternalServerError"}}, status=500
             )
         if fault == "hang":
             await asyncio.sleep(30)

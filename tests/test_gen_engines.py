@@ -56,7 +56,12 @@ SERVED = ["--model", "m", "--api-base", "http://127.0.0.1:9/v1"]
         ),
         ([*SERVED, "--tokenizer", "/no/such/dir"], None, "/no/such/dir: no such folder"),
         ([*SERVED, "--tokenizer", "nobody/no-model"], {"HF_HUB_OFFLINE": "1"}, "cannot be reached"),
-        (["--backend", "vllm", "--model", "m", "--tokenizer", QWEN], None, "needs vLLM"),
+        (
+            ["--backend", "vllm", "--model", "nobody/no-model", "--tokenizer", QWEN],
+            {"HF_HUB_OFFLINE": "1"},
+            "--model nobody/no-model: not a local folder",
+        ),
+        (["--backend", "vllm", "--model", "/no/model", "--tokenizer", QWEN], None, "no such model"),
         (["--model", "served-name", "--tokenizer", QWEN], None, "give --api-base URL"),
     ],
 )
@@ -68,15 +73,16 @@ def test_an_impossible_run_stops_before_the_first_record(args, env, message):
     assert result.stdout == "" and time.monotonic() - t < 30  # no hub retries (48 s before)
 
 
-def test_transformers_backend_without_torch_stops_at_once(monkeypatch):
+@pytest.mark.parametrize("backend,package", [("transformers", "torch"), ("vllm", "vllm")])
+def test_a_local_backend_without_its_engine_stops_at_once(monkeypatch, backend, package):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a)
     )
-    result = invoke("--backend", "transformers", "--model", "m", "--tokenizer", QWEN, input="")
-    assert result.exit_code == 2 and "needs torch" in result.stderr
+    result = invoke("--backend", backend, "--model", "m", "--tokenizer", QWEN, input="")
+    assert result.exit_code == 2 and f"needs {package}" in result.stderr.replace("vLLM", "vllm")
 
 
 # -- no exception is ever lost -------------------------------------------------------------------
@@ -157,13 +163,18 @@ def test_bugs_are_not_retried_and_api_errors_are_classified():
 # -- vLLM, against a fake of its API -------------------------------------------------------------
 
 
+class EngineDeadError(Exception):
+    """vllm.v1.engine.exceptions.EngineDeadError"""
+
+
 class FakeVLLM:
     """The parts of vllm 0.31.0 or-gen uses, with the same names and shapes: `AsyncEngineArgs`
     (a dataclass of keyword fields), `AsyncLLMEngine.from_engine_args`, `model_config.
     get_diff_sampling_param()`, `generate(prompt, sampling_params, request_id)` as an async
     generator of RequestOutput (`outputs[0].text/token_ids/finish_reason`, `prompt_token_ids`),
     `SamplingParams(**kw)`, `vllm.inputs.TokensPrompt` (a TypedDict: a dict) and
-    `vllm.sampling_params.RequestOutputKind`."""
+    `vllm.sampling_params.RequestOutputKind`, `vllm.platforms.current_platform` (a GPU one) and
+    `vllm.v1.engine.exceptions.EngineDeadError`."""
 
     def __init__(self, tokenizer, finish: str | None = None):
         self.tokenizer, self.finish = tokenizer, finish
@@ -189,6 +200,8 @@ class FakeVLLM:
 
             async def generate(self, prompt, sampling_params, request_id):
                 fake.calls.append((prompt, sampling_params))
+                if fake.finish == "dead":  # the engine core died (vLLM's own message)
+                    raise EngineDeadError("EngineCore encountered an issue.")
                 text = fake.tokenizer.decode(prompt["prompt_token_ids"])
                 out = script(text, {})
                 cut = min((out.find(s) + len(s) for s in STOPS[:1] if s in out), default=None)
@@ -215,7 +228,20 @@ class FakeVLLM:
         inputs.TokensPrompt = lambda **kw: dict(kw)
         sampling = types.ModuleType("vllm.sampling_params")
         sampling.RequestOutputKind = RequestOutputKind
-        for name, module in (("vllm", vllm), ("vllm.inputs", inputs), ("vllm.sampling_params", sampling)):  # fmt: skip
+        platforms = types.ModuleType("vllm.platforms")
+        platforms.current_platform = SimpleNamespace(is_cpu=lambda: False)
+        exceptions = types.ModuleType("vllm.v1.engine.exceptions")
+        exceptions.EngineDeadError = EngineDeadError
+        modules = {
+            "vllm": vllm,
+            "vllm.inputs": inputs,
+            "vllm.sampling_params": sampling,
+            "vllm.platforms": platforms,
+            "vllm.v1": types.ModuleType("vllm.v1"),
+            "vllm.v1.engine": types.ModuleType("vllm.v1.engine"),
+            "vllm.v1.engine.exceptions": exceptions,
+        }
+        for name, module in modules.items():
             monkeypatch.setitem(sys.modules, name, module)
 
 
@@ -223,7 +249,7 @@ def test_vllm_engine_sends_token_ids_with_exact_text_settings(monkeypatch, fake_
     qwen = load_tokenizer(QWEN)
     fake = FakeVLLM(qwen)
     fake.install(monkeypatch)
-    result = invoke("--backend", "vllm", "--model", "m", "--tokenizer", QWEN, "--n", "1",
+    result = invoke("--backend", "vllm", "--model", QWEN, "--tokenizer", QWEN, "--n", "1",
                     "--max-model-len", "20000", "-q", input=problems("good"))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     rec = read_jsonl(result.stdout)[0]
@@ -242,11 +268,20 @@ def test_vllm_engine_sends_token_ids_with_exact_text_settings(monkeypatch, fake_
 @pytest.mark.parametrize("finish", ["abort", "error", "repetition"])
 def test_vllm_abnormal_finishes_are_errors(monkeypatch, finish, fake_sandbox):
     FakeVLLM(load_tokenizer(QWEN), finish=finish).install(monkeypatch)
-    result = invoke("--backend", "vllm", "--model", "m", "--tokenizer", QWEN, "--n", "1", "-q",
+    result = invoke("--backend", "vllm", "--model", QWEN, "--tokenizer", QWEN, "--n", "1", "-q",
                     input=problems("good"))  # fmt: skip
     rec = read_jsonl(result.stdout)[0]
     assert result.exit_code == 1 and rec["gen"]["finish"] == "error"
     assert rec["gen"]["error"]["type"] == f"finish_{finish}"
+
+
+def test_an_in_process_engine_death_stops_the_run_in_one_line(monkeypatch, fake_sandbox):
+    FakeVLLM(load_tokenizer(QWEN), finish="dead").install(monkeypatch)
+    result = invoke("--backend", "vllm", "--model", QWEN, "--tokenizer", QWEN, "--n", "3", "-q",
+                    input=problems("good", "good"))  # fmt: skip
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: the vLLM engine died")
+    assert result.stderr.strip().count("\n") == 0
 
 
 # -- transformers, with a tiny random Qwen3 ------------------------------------------------------

@@ -209,7 +209,7 @@ def test_a_lone_fence_printed_by_a_program_leaves_the_final_answer_alone(monkeyp
     final = "The solver agrees.\n</think>\n\nThe maximum profit is \\boxed{145}."
     rec, requests, _ = run_gen(monkeypatch, "```\n", [code, final])
     assert rec["flow"][1]["text"] == "```output\n```\n```\n"
-    assert rec["flow"][-1] == {"role": "reasoner", "text": final}
+    assert rec["flow"][-1]["text"] == final and rec["flow"][-1]["role"] == "reasoner"
     assert len(requests) == 2 and rec["gen"]["finish"] == "stop"
 
 
@@ -217,7 +217,8 @@ def test_a_turn_that_ended_on_end_of_turn_gets_no_fence(monkeypatch):
     """The model's own text leaves a fence open, then ends its turn: the turn is over."""
     final = "A table:\n```text\nx = 145\n</think>\n\n\\boxed{145}"
     rec, requests, _ = run_gen(monkeypatch, "", [final])
-    assert rec["flow"] == [{"role": "reasoner", "text": final}] and len(requests) == 1
+    assert [(s["role"], s["text"]) for s in rec["flow"]] == [("reasoner", final)]
+    assert len(requests) == 1
     assert cut_completion("```text\nx", "stop", "", ended=True) == ("```text\nx", "stop")
 
 

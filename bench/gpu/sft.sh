@@ -6,25 +6,28 @@
 # collates itself; max_length raised to ours so nothing is cut), same model, same launch.
 # Prints training tokens/s per GPU for both, from the steps after the first (warm-up).
 #
-#   bash bench/gpu/sft.sh                # needs: CUDA GPUs, torch, trl, deepspeed, accelerate
-#   GPUS=8 STEPS=5 RECORDS=64 bash bench/gpu/sft.sh
+#   bash bench/gpu/sft.sh                # needs: CUDA GPUs, `uv sync --extra gpu` (no venv
+#   GPUS=8 STEPS=5 RECORDS=64 bash bench/gpu/sft.sh            # activation: all through uv run)
 set -euo pipefail
 
-GPUS=${GPUS:-$(python -c "import torch; print(torch.cuda.device_count())")}
+cd "$(dirname "$0")/../.."
+run() { uv run --no-sync "$@"; }
+GPUS=${GPUS:-$(run python -c "import torch; print(torch.cuda.device_count())")}
+[ "$GPUS" -ge 1 ] || { echo "bench/gpu/sft.sh: no CUDA GPU visible" >&2; exit 2; }
 STEPS=${STEPS:-5}
-RECORDS=${RECORDS:-$((GPUS * 8 * STEPS))}
+# a global batch of 8 per GPU: any GPU count divides it (8 alone fails on 3, 5, 6, 7 GPUs)
+GLOBAL_BATCH=${GLOBAL_BATCH:-$((GPUS * 8))}
+RECORDS=${RECORDS:-$((GLOBAL_BATCH * STEPS))}
 WORK=${WORK:-$(mktemp -d /tmp/or-sft-gpu-bench.XXXX)}
 MAX_LENGTH=${MAX_LENGTH:-22000}
-cd "$(dirname "$0")/../.."
-[ "$GPUS" -ge 1 ] || { echo "bench/gpu/sft.sh: no CUDA GPU visible" >&2; exit 2; }
 
-python bench/sft.py --records "$RECORDS" --write "$WORK/traj.jsonl"
-python -c "import sys; sys.path.insert(0, 'tests'); from tiny_qwen import make_tiny_qwen; make_tiny_qwen('$WORK/tiny')"
+run python bench/sft.py --records "$RECORDS" --write "$WORK/traj.jsonl"
+run python -c "import sys; sys.path.insert(0, 'tests'); from tiny_qwen import make_tiny_qwen; make_tiny_qwen('$WORK/tiny')"
 
 # 1. or-sft: the token layer's input_ids + labels, ZeRO-3 from recipes/deepspeed/zero3.json
-or-sft "$WORK/traj.jsonl" --model "$WORK/tiny" -o "$WORK/or-sft" --num-processes "$GPUS" \
+run or-sft "$WORK/traj.jsonl" --model "$WORK/tiny" -o "$WORK/or-sft" --num-processes "$GPUS" \
     --deepspeed recipes/deepspeed/zero3.json --precision bf16 --max-steps "$STEPS" \
-    --max-length "$MAX_LENGTH" --save-steps 100000 -q "$@"
+    --global-batch "$GLOBAL_BATCH" --max-length "$MAX_LENGTH" --save-steps 100000 -q "$@"
 
 # 2. trl's default: messages in, trl's own chat-template rendering, tokenization and collation
 cat > "$WORK/trl_default.py" <<'PY'
@@ -32,7 +35,7 @@ import json, sys, time
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
-work, steps, max_length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, steps, max_length, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rows = [json.loads(l) for l in open(f"{work}/traj.jsonl")]
 data = Dataset.from_list([{"messages": r["messages"] + [{"role": "assistant",
         "content": "".join(s["text"] for s in r["flow"])}]} for r in rows])
@@ -43,15 +46,22 @@ class Log(TrainerCallback):
                 fh.write(json.dumps({"step": state.global_step, "time": time.time(),
                                      "num_tokens": logs.get("num_tokens")}) + "\n")
 args = SFTConfig(output_dir=f"{work}/trl-default", max_steps=steps, bf16=True, logging_steps=1,
-                 per_device_train_batch_size=1, gradient_accumulation_steps=1,
+                 per_device_train_batch_size=1, gradient_accumulation_steps=accum,
                  gradient_checkpointing=True, max_length=max_length, report_to="none",
                  save_strategy="no", deepspeed="recipes/deepspeed/zero3.json")
 SFTTrainer(model=f"{work}/tiny", args=args, train_dataset=data, callbacks=[Log()]).train()
 PY
 mkdir -p "$WORK/trl-default"
-accelerate launch --num_processes "$GPUS" "$WORK/trl_default.py" "$WORK" "$STEPS" "$MAX_LENGTH"
+# one process: accelerate's simple launcher sets no torch.distributed variables and DeepSpeed
+# would fall back to MPI (`No module named mpi4py`); or-sft's launch sets the same ones
+single=()
+if [ "$GPUS" -eq 1 ]; then
+    single=(env MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 RANK=0 LOCAL_RANK=0 WORLD_SIZE=1)
+fi
+"${single[@]}" uv run --no-sync accelerate launch --num_processes "$GPUS" "$WORK/trl_default.py" \
+    "$WORK" "$STEPS" "$MAX_LENGTH" "$((GLOBAL_BATCH / GPUS))"
 
-python - "$WORK" "$GPUS" <<'PY'
+run python - "$WORK" "$GPUS" <<'PY'
 import json, sys
 work, gpus = sys.argv[1], int(sys.argv[2])
 ours = [json.loads(l) for l in open(f"{work}/or-sft/metrics.jsonl")][1:]

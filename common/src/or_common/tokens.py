@@ -4,7 +4,10 @@ A trajectory is the prompt rendered by the model's chat template, then each flow
 tokenized on its own and appended, then the end-of-turn token when the turn ended normally.
 Segment-wise tokenization is what a rollout engine produces (the generated ids, then the output
 block's ids appended after them), so evaluation (or-gen), SFT (or-sft) and RL (or-grpo) all see
-the same sequence. Every token count in the project (or-gen's budget, or-filter --max-tokens,
+the same sequence. A model segment written by or-gen carries the engine's own ids (`ids`: the
+model often writes a text with ids that are not the tokenizer's encoding of it, and byte tokens
+that are not valid UTF-8 on their own), and `encode` uses them while they still decode to the
+segment's text; so `encode_record` is token for token what the engine saw and produced. Every token count in the project (or-gen's budget, or-filter --max-tokens,
 or-intervene's funnel) comes from here.
 
 The loss mask is 1 on what the model is trained to write (reasoner and intervener segments, and
@@ -17,7 +20,6 @@ with the Hugging Face interface (`apply_chat_template`, `encode`/`__call__`, `de
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .light_tokenizer import LightTokenizer
 from .records import TRAINED_ROLES, RecordError
 
 #: A turn that ended with these finishes ended on the end-of-turn token; any other finish (the
@@ -58,90 +61,6 @@ def _quiet_transformers() -> None:
     only need its tokenizers."""
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-
-class LightTokenizer:
-    """A local folder's fast tokenizer (`tokenizer.json`) and chat template, with the part of the
-    Hugging Face interface the token layer uses, loaded without transformers (whose import,
-    torch included, costs seconds before a generator's first request). Renders the template
-    the way transformers does (a sandboxed jinja2 environment with trim_blocks, lstrip_blocks,
-    loopcontrols, a non-escaping `tojson`, `raise_exception`, `strftime_now`, and the special
-    tokens as variables); tests check it against transformers token for token."""
-
-    def __init__(self, folder: Path):
-        from tokenizers import Tokenizer
-
-        config = json.loads((folder / "tokenizer_config.json").read_text())
-        template = config.get("chat_template")
-        if template is None and (folder / "chat_template.jinja").is_file():
-            template = (folder / "chat_template.jinja").read_text()
-        if not isinstance(template, str) or config.get("clean_up_tokenization_spaces"):
-            raise TokenizerError(f"{folder}: needs the full tokenizer")
-        self.name_or_path = str(folder)
-        self.chat_template = template
-        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._specials = {
-            k: _token_text(config.get(k))
-            for k in ("bos_token", "eos_token", "pad_token", "unk_token")
-        }
-        self._specials["additional_special_tokens"] = config.get("additional_special_tokens", [])
-        self.eos_token_id = self.convert_tokens_to_ids(self._specials["eos_token"])
-        self.pad_token_id = self.convert_tokens_to_ids(self._specials["pad_token"])
-        self._template: Any = None
-
-    def convert_tokens_to_ids(self, token: str | None) -> int | None:
-        return None if token is None else self._tok.token_to_id(token)
-
-    def get_added_vocab(self) -> dict[str, int]:
-        return {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
-
-    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict[str, Any]:
-        batch = self._tok.encode_batch(texts, add_special_tokens=add_special_tokens)
-        return {"input_ids": [e.ids for e in batch]}
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-    def apply_chat_template(
-        self, messages: Sequence[Mapping[str, Any]], tokenize: bool = False, **kwargs: Any
-    ) -> Any:
-        if self._template is None:
-            self._template = _compile_template(self.chat_template)
-        text = self._template.render(
-            messages=list(messages), tools=None, documents=None, **self._specials, **kwargs
-        )
-        return self.encode(text, add_special_tokens=False) if tokenize else text
-
-
-def _token_text(value: Any) -> str | None:
-    return value.get("content") if isinstance(value, dict) else value
-
-
-def _compile_template(source: str) -> Any:
-    from datetime import datetime
-
-    import jinja2
-    from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x: Any, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
-        return json.dumps(
-            x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-        )
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-    )
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(source)
 
 
 def _hub_offline() -> bool:
@@ -233,6 +152,23 @@ def load_tokenizer(name_or_path: str, light: bool = False) -> Any:
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TokenizerError(f"{name_or_path}: cannot load its tokenizer ({first})") from None
+
+
+def check_model(name_or_path: str) -> None:
+    """Raise TokenizerError (one line) when a model's weights cannot be had: a path that does
+    not exist, or a hub name neither in the local cache nor reachable (said before an engine
+    spends a minute retrying the hub)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or path.exists():
+        raise TokenizerError(f"{name_or_path}: no such model folder")
+    found = _cached_file(name_or_path, "config.json")
+    if found is None and (_hub_offline() or not _hub_reachable()):
+        raise TokenizerError(
+            f"{name_or_path}: not a local folder, not in the Hugging Face cache, and the hub "
+            "cannot be reached; pass the path of the model's folder"
+        )
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
@@ -330,7 +266,9 @@ def encode(
     finish: str | None,
 ) -> Encoded:
     """The prompt (mask 0), each segment on its own (reasoner/intervener 1, executor 0, through
-    `executor_ids`), then the end-of-turn token (1) when `finish` says the turn ended normally."""
+    `executor_ids`), then the end-of-turn token (1) when `finish` says the turn ended normally.
+    A model segment that carries the engine's ids (`ids`, written by or-gen) is encoded as
+    those ids (`segment_ids`), so the sequence is the one the engine saw and produced."""
     ids = prompt_ids(tokenizer, messages)
     mask = [0] * len(ids)
     prompt_len = len(ids)
@@ -340,13 +278,23 @@ def encode(
             raise EncodeError(f"flow[{i}].text must be a string")
         if seg.get("role") not in ("reasoner", "intervener", "executor"):
             raise EncodeError(f"flow[{i}].role must be reasoner, intervener or executor")
-    model = [t for seg, t in zip(flow, texts, strict=True) if t and seg.get("role") != "executor"]
+    kept = [
+        segment_ids(tokenizer, seg) if seg.get("role") != "executor" and t else None
+        for seg, t in zip(flow, texts, strict=True)
+    ]
+    model = [
+        t
+        for seg, t, k in zip(flow, texts, kept, strict=True)
+        if t and seg.get("role") != "executor" and k is None
+    ]
     encoded = iter(tokenizer(model, add_special_tokens=False)["input_ids"] if model else [])
-    for seg, text in zip(flow, texts, strict=True):
+    for seg, text, seg_kept in zip(flow, texts, kept, strict=True):
         if not text:
             continue
         if seg.get("role") == "executor":
             seg_ids = executor_ids(tokenizer, text)
+        elif seg_kept is not None:
+            seg_ids = seg_kept
         else:
             seg_ids = list(next(encoded))
         ids.extend(seg_ids)
@@ -385,18 +333,14 @@ def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
     return encode(tokenizer, messages, flow, record_finish(record))
 
 
-def align_ids(tokenizer: Any, ids: Sequence[int], text: str, line_window: int = 64) -> list[int]:
+def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
     """Ids that decode to exactly `text`, a prefix of `decode(ids)`: the generated ids verbatim
-    as far as they stay inside `text`, then the rest of `text` tokenized. A server's last token
-    may run past a stop string (`` `\\n\\n `` past a closing fence), and a server that ignored
-    the stop list may run far past it.
-
-    When the cut falls inside a token, the re-tokenized piece starts at the beginning of its
-    line (looked for within `line_window` tokens): "```" + "\\n" and "```\\n" tokenize
-    differently, and the closing fence line must come out as the token layer encodes it, so
-    the sequence the model continues from is the one training sees. Ids that decode to `text`
-    exactly are kept as they are, canonical or not. One decode when nothing was cut; a binary
-    search over the prefix length otherwise."""
+    as far as they stay inside `text`, then only the rest of `text` tokenized. A server's last
+    token may run past a stop string (`` `\\n\\n `` past a closing fence), and a server that
+    ignored the stop list may run far past it. A cut at a token boundary keeps every id before
+    it; a cut inside a token re-tokenizes only that token's kept piece (records keep these
+    ids, so the sequence the model continues from is the one training sees, canonical or not).
+    One decode when nothing was cut; a binary search over the prefix length otherwise."""
 
     def inside(k: int) -> bool:
         return text.startswith(tokenizer.decode(list(ids[:k]), skip_special_tokens=False))
@@ -411,13 +355,21 @@ def align_ids(tokenizer: Any, ids: Sequence[int], text: str, line_window: int = 
             else:
                 hi = mid
         k = lo
-        for j in range(k, max(k - line_window, 0), -1):  # back to the start of the cut line
-            if tokenizer.decode([ids[j - 1]], skip_special_tokens=False).endswith("\n"):
-                if inside(j):
-                    k = j
-                break
-        else:
-            if k <= line_window:
-                k = 0
     head = tokenizer.decode(list(ids[:k]), skip_special_tokens=False) if k else ""
     return list(ids[:k]) + text_ids(tokenizer, text[len(head) :])
+
+
+def segment_ids(tokenizer: Any, segment: Mapping[str, Any]) -> list[int] | None:
+    """The ids a generator recorded for a model segment (`ids`, as the engine produced them),
+    when they still decode to its text; a flow cut inside the segment (or-intervene) keeps them
+    up to the cut (`align_ids`). None when there are none, or the text was edited since."""
+    ids = segment.get("ids")
+    text = segment.get("text", "")
+    if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+        return None
+    decoded = tokenizer.decode(ids, skip_special_tokens=False)
+    if decoded == text:
+        return list(ids)
+    if decoded.startswith(text):
+        return align_ids(tokenizer, ids, text)
+    return None

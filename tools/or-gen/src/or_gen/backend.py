@@ -118,6 +118,13 @@ class Backend:
                 "--backend transformers needs torch, which is not installed: "
                 "`uv run just test-deps` (CPU) or install torch for your GPU"
             )
+        if backend in ("vllm", "transformers"):
+            from or_common.tokens import check_model
+
+            try:
+                check_model(o["model"])
+            except TokenizerError as exc:
+                raise RunImpossible(f"--model {exc}") from None
         if o["chat"] and not o["tokenizer"]:
             self.tokenizer = None  # a chat API renders its own template
         else:

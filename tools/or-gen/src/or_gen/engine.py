@@ -15,12 +15,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import click
 from or_common.protocol import STOPS
 
 #: Engine finishes that mean the request did not end as the model meant it: recorded as errors.
 ERROR_FINISHES = frozenset({"abort", "error", "repetition"})
 
-__all__ = ["ERROR_FINISHES", "STOPS", "Completion", "Engine", "Request", "Sampling", "stop_ids"]
+#: What vLLM answers (HTTP 500, then it shuts down) once its engine core has died.
+ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue"
+
+__all__ = [
+    "ENGINE_DEAD_MESSAGE",
+    "ERROR_FINISHES",
+    "STOPS",
+    "Completion",
+    "Engine",
+    "EngineDied",
+    "Request",
+    "Sampling",
+    "stop_ids",
+]
+
+
+class EngineDied(click.ClickException):
+    """The inference engine itself died (vLLM's EngineDeadError, in process or behind a
+    server): no later request can succeed, so the run stops with this one line (exit 1)
+    instead of writing every remaining trajectory as an ordinary error record."""
 
 
 @dataclass
@@ -108,3 +128,28 @@ def stop_ids(tokenizer: Any, model_dir: str | None = None) -> set[int]:
                 v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)
             )
     return ids
+
+
+#: generation_config keys that are sampling settings (what `vllm serve` and or-gen's vllm
+#: backend take from the model as defaults under the request's own fields)
+SAMPLING_DEFAULTS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
+
+
+def sampling_defaults(model_dir: str) -> dict[str, Any]:
+    """The sampling settings a local model's generation_config.json gives (Qwen3: top_k 20):
+    what vLLM applies to or-gen's requests, so what a trainer's rollouts must use too for
+    evaluation and training to sample alike. Empty for a hub name or a folder without one."""
+    path = Path(model_dir) / "generation_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: config[k] for k in SAMPLING_DEFAULTS if config.get(k) is not None}

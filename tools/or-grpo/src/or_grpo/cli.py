@@ -177,6 +177,12 @@ def _need_gpu_stack() -> None:
 @click.option("--n", "n", default=8, show_default=True, help="Samples per prompt.")
 @click.option("--temperature", default=0.6, show_default=True)
 @click.option("--top-p", default=0.95, show_default=True)
+@click.option(
+    "--top-k",
+    type=int,
+    default=None,
+    help="Default: the model's generation_config top_k (as or-gen's evaluation), else -1.",
+)
 @click.option("--max-prompt-length", default=3000, show_default=True)
 @click.option("--max-response-length", default=16384, show_default=True)
 @click.option("--max-executions", default=4, show_default=True)

@@ -37,6 +37,9 @@ class TrainConfig:
     n: int = 8
     temperature: float = 0.6
     top_p: float = 0.95
+    #: None: the model's generation_config top_k (Qwen3: 20), which or-gen's evaluation gets
+    #: from vLLM too, so rollouts, validation and evaluation sample alike; else -1 (off)
+    top_k: int | None = None
     max_prompt_length: int = 3000
     max_response_length: int = 16384
     max_executions: int = 4
@@ -61,6 +64,21 @@ class TrainConfig:
     def verl_metrics_path(self) -> Path:
         name = f"verl-metrics-{self.launch}.jsonl" if self.launch else "verl-metrics.jsonl"
         return self.out_dir / name
+
+    @property
+    def model_path(self) -> str:
+        """A local folder as an absolute path (Ray workers on other nodes, in other working
+        directories, would read a relative one as a hub name); a hub name as given."""
+        path = Path(self.model).expanduser()
+        return str(path.resolve()) if path.exists() else self.model
+
+    @property
+    def sampling_top_k(self) -> int:
+        if self.top_k is not None:
+            return self.top_k
+        from or_gen.engine import sampling_defaults
+
+        return int(sampling_defaults(self.model_path).get("top_k", -1))
 
     @property
     def out_dir(self) -> Path:
@@ -122,6 +140,7 @@ def overrides(cfg: TrainConfig) -> list[str]:
     rollout = "actor_rollout_ref.rollout"
     actor = "actor_rollout_ref.actor"
     val_files = cfg.val_files or cfg.train_files[:1]
+    top_k = cfg.sampling_top_k
     ours = [
         "algorithm.adv_estimator=grpo",
         "algorithm.use_kl_in_reward=False",
@@ -132,7 +151,7 @@ def overrides(cfg: TrainConfig) -> list[str]:
         f"data.max_response_length={cfg.max_response_length}",
         "data.filter_overlong_prompts=True",
         "data.truncation=error",
-        f"actor_rollout_ref.model.path={cfg.model}",
+        f"actor_rollout_ref.model.path={cfg.model_path}",
         "actor_rollout_ref.model.use_remove_padding=False",
         "actor_rollout_ref.model.enable_gradient_checkpointing=True",
         f"+actor_rollout_ref.model.override_config.attn_implementation={cfg.attn_implementation}",
@@ -146,6 +165,10 @@ def overrides(cfg: TrainConfig) -> list[str]:
         f"{rollout}.n={cfg.n}",
         f"{rollout}.temperature={cfg.temperature}",
         f"{rollout}.top_p={cfg.top_p}",
+        f"{rollout}.top_k={top_k}",
+        # vLLM reserves KV cache for max_model_len (Qwen3-2507 declares 262,144: 36 GiB for
+        # the 4B in bf16, more than a 40/48 GB GPU has); no sequence is longer than this
+        f"{rollout}.max_model_len={cfg.max_prompt_length + cfg.max_response_length}",
         f"{rollout}.calculate_log_probs=True",
         f"{rollout}.tensor_model_parallel_size={cfg.rollout_tp}",
         f"{rollout}.gpu_memory_utilization={cfg.gpu_memory_utilization}",
@@ -153,6 +176,7 @@ def overrides(cfg: TrainConfig) -> list[str]:
         f"{rollout}.val_kwargs.n={cfg.val_n}",
         f"{rollout}.val_kwargs.temperature={cfg.temperature}",
         f"{rollout}.val_kwargs.top_p={cfg.top_p}",
+        f"{rollout}.val_kwargs.top_k={top_k}",
         f"{rollout}.val_kwargs.do_sample=True",
         f"{rollout}.agent.agent_loop_config_path={cfg.agent_loop_path}",
         f"{rollout}.agent.default_agent_loop={AGENT_NAME}",

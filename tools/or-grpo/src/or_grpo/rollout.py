@@ -14,7 +14,9 @@ One trajectory: the prompt's ids, then rounds of generation driven by the shared
 - a closed ```python block runs in the sandbox (at most `max_executions` times, then the
   "no longer available" block); the output block's ids (`executor_ids`: no text a program
   prints becomes a special token) are appended with mask 0 and log prob 0;
-- the response is cut to `response_length` at the end (verl pads but never truncates).
+- the response is cut to `response_length` at the end (verl pads but never truncates);
+- a request the engine aborted (verl's `stop_reason == "aborted"`: a weight update paused the
+  replica) is asked again from the same point, never scored as a finished turn.
 
 The reward judges only the model's own tokens: `model_segments` decodes the runs of mask 1 on
 their own, and the agent loop hands them to the reward (decoded text cannot be split back into
@@ -27,6 +29,7 @@ its text (asserted in tests/test_grpo.py); ids the engine produced differently s
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +60,14 @@ GenerateFn = Callable[[list[int], dict[str, Any]], Awaitable[Any]]
 ExecuteFn = Callable[[str], Awaitable[Any]]
 
 
+#: How often one trajectory's request may be aborted (and asked again) before it fails.
+MAX_ABORTS = 8
+
+
+class RolloutAborted(RuntimeError):
+    """The engine kept aborting a trajectory's request: it has no honest reward."""
+
+
 @dataclass
 class SkippedResult:
     """What the Reasoner sees for a block run after the execution budget was spent."""
@@ -78,6 +89,7 @@ class Rollout:
     response_logprobs: list[float] | None
     turn: Turn
     requests: int = 0
+    aborted: int = 0  # requests the engine aborted (asked again)
     global_steps: list[Any] = field(default_factory=list)
 
     @property
@@ -98,6 +110,7 @@ class Rollout:
             "response_tokens": len(self.response_ids),
             "finish": self.finish,
             "requests": self.requests,
+            "aborted_requests": self.aborted,
         }
 
 
@@ -194,6 +207,16 @@ async def rollout(
             }
             out = await generate(prompt_ids + ids, params)
             result.requests += 1
+            if getattr(out, "stop_reason", None) == "aborted":
+                # verl aborted the request (weights being updated, a paused replica): what it
+                # returned is not what the model meant; ask again from the same point
+                result.aborted += 1
+                if result.aborted > MAX_ABORTS:
+                    raise RolloutAborted(
+                        f"the engine aborted this trajectory's request {result.aborted} times"
+                    )
+                await asyncio.sleep(min(0.1 * 2**result.aborted, 5.0))
+                continue
             result.global_steps.append(
                 (getattr(out, "extra_fields", None) or {}).get("global_steps")
             )

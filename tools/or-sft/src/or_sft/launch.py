@@ -9,7 +9,9 @@ into its output folder, so the checkpoint says how it was trained.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +65,11 @@ def write_deepspeed(choice: str | None, output_dir: str) -> str | None:
         return None
     path = Path(output_dir) / "deepspeed.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    # every machine of a multi-node run writes it (a shared folder) while others may read it:
+    # a whole file under a temporary name, then renamed over the old one (atomic on POSIX)
+    tmp = path.with_name(f".deepspeed.json.{os.getpid()}.{socket.gethostname()}")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, path)
     return str(path)
 
 
