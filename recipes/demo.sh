@@ -10,7 +10,7 @@
 #   5. or-sft: a few steps of a tiny randomly initialised Qwen3 (real tokenizer) on the golden
 #      records, then or-gen from that checkpoint with the transformers backend (it scores ~0:
 #      the point is the machinery, not the model)
-#   6. or-score and or-annotate reports
+#   6. or-score and or-annotate reports; or-view's page of the trajectories (view.html) and its lint
 #
 # A real served model instead of the stand-in:
 #   MODEL=Qwen/Qwen3-4B-Thinking-2507 API_BASE=http://127.0.0.1:8000/v1 TOKENIZER=... just demo
@@ -75,8 +75,7 @@ log "5. or-sft: $SFT_STEPS steps of a tiny random Qwen3 on the golden records"
 python "$here/demo/tiny_model.py" -o "$OUT/06-tiny-init"
 or-sft "$OUT/05-golden.jsonl" --model "$OUT/06-tiny-init" -o "$OUT/06-sft" --max-steps "$SFT_STEPS" \
     --max-length 4096 --global-batch 2 --per-device-batch 2 --lr 1e-3 --warmup 0 \
-    --no-gradient-checkpointing --save-steps "$SFT_STEPS" -q 2> "$OUT/06-sft.log"
-tail -n 5 "$OUT/06-sft.log" >&2
+    --no-gradient-checkpointing --save-steps "$SFT_STEPS" 2>&1 | tee "$OUT/06-sft.log" >&2
 or-gen "$OUT/problems.jsonl" --backend transformers --model "$OUT/06-sft" --n 1 --max-tokens 48 \
     -o "$OUT/07-tiny-gen.jsonl" 2> "$OUT/07-tiny-gen.log"
 
@@ -89,6 +88,10 @@ or-score report "$OUT/08-scored-gen.jsonl" "$OUT/08-scored-calm.jsonl" "$OUT/08-
     --label "$label" --label "$label + CALM hints" --label "tiny random Qwen3 after $SFT_STEPS SFT steps" \
     --format markdown --plot "$OUT/08-scores.png" > "$OUT/08-scores.md"
 or-annotate "$OUT/03-gen.jsonl" -q > "$OUT/09-flaws.jsonl"
-or-annotate report "$OUT/09-flaws.jsonl" --format markdown --plot "$OUT/09-flaws.png" > "$OUT/09-flaws.md"
+or-annotate report "$OUT/09-flaws.jsonl" --label "$label" --format markdown --plot "$OUT/09-flaws.png" > "$OUT/09-flaws.md"
+# the trajectories to look at (before and after CALM side by side) and the lint of the CALM run
+or-view "$OUT/08-scored-gen.jsonl" "$OUT/08-scored-calm.jsonl" --label "$label" \
+    --label "$label + CALM hints" --title "calm-storm demo: generation vs CALM" -o "$OUT/view.html" -q
+or-view "$OUT/08-scored-calm.jsonl" --check -q > "$OUT/10-lint.txt" || [ $? -eq 1 ]
 python3 "$here/demo/report.py" "$OUT" --model "$label"
 echo "report: $OUT/report.md" >&2

@@ -25,6 +25,7 @@ TOOLS = (
     "or-sft",
     "or-grpo",
     "or-score",
+    "or-view",
 )
 
 

@@ -359,6 +359,8 @@ def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(qwen):
         assert (
             c["rounds"][0]["at"] == len(KEPT) and c["rounds"][0]["target"] == "The model is done."
         )
+        # what the cut threw away is kept verbatim: the whole tail of the flow it replaced
+        assert c["rounds"][0]["removed"] == "The model is done.</think>\n\n\\boxed{999}"
         assert [s["role"] for s in rec["flow"]] == [
             "reasoner",
             "executor",

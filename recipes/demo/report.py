@@ -169,6 +169,30 @@ def sft_section(out: Path, check: Checks) -> str:
     return "\n".join(lines)
 
 
+def view_section(out: Path, check: Checks) -> str:
+    lint = (
+        (out / "10-lint.txt").read_text(encoding="utf-8") if (out / "10-lint.txt").exists() else ""
+    )
+    check("7. or-view", (out / "view.html").exists(), "no view.html")
+    flagged = sorted({line.split(": ")[1] for line in lint.splitlines() if ": " in line})
+    lines = [
+        "## 7. Looking at the trajectories\n",
+        "[`view.html`](view.html): every trajectory before and after CALM side by side, in one "
+        "static page (sortable and filterable table; each flow segment by segment with the "
+        "Intervener's cuts, the text they removed and the hints they inserted). In a terminal: "
+        f"`or-view {out}/08-scored-calm.jsonl --id ID --sample S`.\n",
+    ]
+    if flagged:
+        lines += [
+            f"`or-view --check` finds malformed trajectories in {len(flagged)} records of the "
+            "CALM run (the pipeline let them through; see the page's `lint` column):\n",
+            fenced(lint),
+        ]
+    else:
+        lines.append("`or-view --check` finds nothing malformed in the CALM run.\n")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
@@ -206,6 +230,7 @@ def main() -> None:
         "Flaw triggers found by or-annotate's rules in the first generation:\n",
         (out / "09-flaws.md").read_text(encoding="utf-8") if (out / "09-flaws.md").exists() else "",
         "\n![flaws](09-flaws.png)\n",
+        view_section(out, check),
     ]
     check("6. reports", (out / "08-scores.png").exists(), "no score chart")
     (out / "report.md").write_text("\n".join(parts), encoding="utf-8")

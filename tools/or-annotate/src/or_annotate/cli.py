@@ -20,8 +20,8 @@ from or_common.cli import (
 )
 from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.llm import close_judge_clients
+from or_common.providers import check_api_key
 from or_common.records import RecordError, check_trajectory
-from or_common.usage import check_api_key
 
 
 @click.group(
@@ -114,7 +114,10 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
     type=click.Path(dir_okay=False),
     help="Save a PNG chart of flaws per category.",
 )
-def report_cmd(runs: tuple[str, ...], fmt: str, plot_path: str | None) -> None:
+@click.option("--label", multiple=True, help="A name per run, in order (default: its file name).")
+def report_cmd(
+    runs: tuple[str, ...], fmt: str, plot_path: str | None, label: tuple[str, ...]
+) -> None:
     """Mean flaws per trajectory by category and trigger, per benchmark, runs side by side."""
     from .report import distribution, label_of, load, plot, to_markdown
 
@@ -122,11 +125,16 @@ def report_cmd(runs: tuple[str, ...], fmt: str, plot_path: str | None) -> None:
     complaints = Complaints()
     results = []
     unannotated = []
-    for path in runs:
+    annotators: set[str] = set()
+    for i, path in enumerate(runs):
         records = load(path, complaints.bad_line)
         if not records:
             unannotated.append(path)
-        results.append((label_of(path), distribution(records)))
+        annotators.update(
+            f"{r['flaws'].get('annotator', '?')} ({r['flaws'].get('prompt_version', '?')})"
+            for r in records
+        )
+        results.append((label[i] if i < len(label) else label_of(path), distribution(records)))
     complaints.close()
     bad = complaints.total
     for path in unannotated:
@@ -140,7 +148,8 @@ def report_cmd(runs: tuple[str, ...], fmt: str, plot_path: str | None) -> None:
         text = to_markdown(results)
         click.echo(text, err=fmt == "table" and not sys.stdout.isatty())
     if plot_path and any(dist for _, dist in results):
-        plot(results, plot_path)
+        title = "Flaw triggers per trajectory · annotator " + (", ".join(sorted(annotators)))
+        plot(results, plot_path, title, list(runs))
         echo_err(f"or-annotate: wrote {plot_path}")
     elif plot_path:
         echo_err(f"or-annotate: nothing to plot, {plot_path} not written")

@@ -6,7 +6,7 @@ import os
 from collections import Counter, defaultdict
 from typing import Any
 
-from or_common.flaws import CATEGORIES
+from or_common.flaws import CATEGORIES, TRIGGER_NAMES
 from or_common.jsonl import BadLine, read_records
 
 CATEGORY_ORDER = ["code-utilization distrust", "lack of OR expertise", "protocol"]
@@ -56,32 +56,71 @@ def to_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
     return "mean flaws per trajectory\n\n" + "\n".join(lines)
 
 
-def plot(runs: list[tuple[str, dict[str, Any]]], path: str) -> None:
-    import matplotlib
+def figure(runs: list[tuple[str, dict[str, Any]]], title: str = "", files: list[str] = ()) -> Any:
+    """One panel per benchmark, all seven triggers by name on a shared axis (flaws per
+    trajectory, the same scale in every panel), one colour per run, each non-zero bar's value at
+    its end; a run without flaws shows empty bars on that same scale, not a -0.04..0.04 axis."""
+    from matplotlib.ticker import MaxNLocator
+    from or_common.figures import COLORS, legend_below, plain_axes, pyplot, source_line
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     benches = sorted({b for _, d in runs for b in d})
-    fig, axes = plt.subplots(1, len(benches), figsize=(4 * len(benches), 3.5), squeeze=False)
-    width = 0.8 / len(runs)
+    top = max(
+        (m["per_trigger"][str(t)] for _, d in runs for m in d.values() for t in range(1, 8)),
+        default=0.0,
+    )
+    n = len(runs)
+    height = 0.8 / n
+    width_in = 2.0 + 2.3 * len(benches)
+    fig, axes = plt.subplots(
+        1,
+        len(benches),
+        figsize=(width_in, 1.2 + 7 * max(0.32, 0.16 * n)),
+        sharey=True,
+        sharex=True,
+        squeeze=False,
+    )
+    names = [f"T{t} {TRIGGER_NAMES[t]}" for t in range(1, 8)]
     for ax, bench in zip(axes[0], benches, strict=True):
         for i, (label, dist) in enumerate(runs):
             m = dist.get(bench)
-            values = [m["per_category"][c] if m else 0 for c in CATEGORY_ORDER]
-            ax.bar(
-                [j + (i - (len(runs) - 1) / 2) * width for j in range(3)],
-                values,
-                width,
-                label=label,
-            )
-        ax.set_xticks(range(3), ["distrust", "OR expertise", "protocol"])
-        ax.set_title(bench)
-        ax.set_ylabel("flaws per trajectory")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            values = [m["per_trigger"][str(t)] if m else 0.0 for t in range(1, 8)]
+            ys = [t + (i - (n - 1) / 2) * height for t in range(7)]
+            ax.barh(ys, values, height * 0.9, color=COLORS[i % len(COLORS)], label=label)
+            for y, v in zip(ys, values, strict=True):
+                if v:
+                    ax.text(v, y, f" {v:.2f}", va="center", ha="left", fontsize=6.5)
+        count = ", ".join(str(d[bench]["trajectories"]) if bench in d else "–" for _, d in runs)
+        ax.set_title(f"{bench} (n = {count})", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+        ax.grid(axis="y", visible=False)
+        for between in (2.5, 5.5):  # distrust | OR expertise | protocol
+            ax.axhline(between, color="0.75", linewidth=0.6, linestyle=":")
+        plain_axes(ax)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    axes[0][0].set_yticks(range(7), names)
+    axes[0][0].invert_yaxis()
+    axes[0][0].set_xlim(0, max(top * 1.3, 0.1))
+    for ax in axes[0]:
+        ax.set_xlabel("flaws per trajectory")
+    fig.suptitle(
+        (title or "Flaw triggers per trajectory") + "\n" + source_line(files, width_in),
+        x=0.01,
+        ha="left",
+        fontsize=10,
+    )
+    legend_below(fig, axes[0][0], width_in)
+    fig.tight_layout(w_pad=2.5)  # the last tick of a panel never meets the next panel's first
+    return fig
+
+
+def plot(
+    runs: list[tuple[str, dict[str, Any]]], path: str, title: str = "", files: list[str] = ()
+) -> None:
+    """Save `figure(...)` as a PNG."""
+    from or_common.figures import save
+
+    save(figure(runs, title, files), path)
 
 
 def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:

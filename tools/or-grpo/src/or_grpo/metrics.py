@@ -146,30 +146,40 @@ CURVES = (
 )
 
 
-def plot_runs(runs: list[tuple[str, list[dict[str, Any]]]], path: str | Path) -> None:
+def plot_runs(
+    runs: list[tuple[str, list[dict[str, Any]]]], path: str | Path, title: str = ""
+) -> None:
     """The behaviour curves (accuracy, validation accuracy, code blocks, response length per
-    step), one line per run, as a PNG."""
-    import matplotlib
+    step), one line per run, as a PNG: whole steps on the shared x axis, plain numbers, accuracy
+    panels on one 0..1 scale, the legend under the panels."""
+    from or_common.figures import COLORS, legend_below, plain_axes, pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
-    for ax, (key, title) in zip(axes.flat, CURVES, strict=True):
-        for label, records in runs:
+    for ax, (key, name) in zip(axes.flat, CURVES, strict=True):
+        for i, (label, records) in enumerate(runs):
             points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, label=label)
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
+                ax.plot(
+                    xs,
+                    ys,
+                    marker="o" if len(xs) < 30 else None,
+                    label=label,
+                    color=COLORS[i % len(COLORS)],
+                )
+        ax.set_title(name, loc="left")
+        if "accuracy" in key:
+            ax.set_ylim(0, 1)
+        plain_axes(ax, integer_x=True)
     for ax in axes[1]:
         ax.set_xlabel("training step")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if not handles:
-        handles, labels = axes.flat[2].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4))
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with_lines = next((ax for ax in axes.flat if ax.get_legend_handles_labels()[0]), axes.flat[0])
+    legend_below(fig, with_lines, 11)
+    fig.suptitle(
+        title or "GRPO behaviour per step · " + ", ".join(label for label, _ in runs),
+        x=0.01,
+        ha="left",
+    )
+    fig.tight_layout()
+    save(fig, path)

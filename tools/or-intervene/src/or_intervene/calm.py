@@ -56,6 +56,8 @@ async def calm_record(
         if k == max_interventions:
             break  # the judgement after the last allowed intervention still found a flaw
         assert offset is not None
+        # the exact text the cut throws away, so a viewer can show what the hint replaced
+        removed = "".join(s["text"] for s in flow)[offset:]
         generator = await get_generator()
         cut = cut_and_hint(flow, offset, intervention.hint, intervention.trigger)
         # the same protocol path as or-gen: a resumed Turn over the token layer's sequence
@@ -71,6 +73,7 @@ async def calm_record(
                 "target": intervention.target,
                 "hint": intervention.hint,
                 "at": offset,
+                "removed": removed,
             }
         )
     if rounds:

@@ -295,7 +295,10 @@ def _run(inputs, settings, plan, counts, items, tokenizer, ds_path, quiet) -> No
     if not done["is_main"]:
         return
     out = Path(settings.output_dir)
-    png = plot_loss(out / METRICS, out / LOSS_PNG, f"or-sft {Path(settings.model).name}")
+    from or_common.figures import source_line
+
+    title = f"or-sft · model {Path(settings.model).name} · lr {settings.learning_rate:g} · global batch {settings.global_batch}\n"
+    png = plot_loss(out / METRICS, out / LOSS_PNG, title + source_line(inputs, 6.5))
     write_run_json(
         settings.output_dir,
         {

@@ -1,0 +1,1 @@
+"""or-view: look at trajectories (terminal and static HTML) and lint them."""
