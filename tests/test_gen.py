@@ -151,10 +151,10 @@ def test_requests_are_token_exact(qwen, kind):
         assert cur[: len(prev)] == prev
         middle = cur[len(prev) :]
         out_block = qwen.decode(middle, skip_special_tokens=False).split(FENCE_STOP, 1)[-1]
-        if kind == "spill":  # "```" + "\n\n\n" ran past the fence: the fence line re-aligned
-            n = len(gen_ids) - 2
-            assert middle[:n] == gen_ids[:n] and gen_ids[n:] != FENCE_IDS
-            assert middle[n : n + 2] == FENCE_IDS  # "```\n" as the token layer encodes it
+        if kind == "spill":  # "```" + "\n\n\n" ran past the fence: only its kept "\n" re-tokenized
+            n = len(gen_ids) - 1
+            assert middle[:n] == gen_ids[:n] and gen_ids[n - 1 :] != FENCE_IDS
+            assert middle[n : n + 1] == text_ids(qwen, "\n")  # every id before the cut kept
         else:
             assert middle[: len(gen_ids)] == gen_ids
         assert middle[-len(text_ids(qwen, out_block)) :] == text_ids(qwen, out_block)
@@ -346,17 +346,16 @@ def test_progress_counts_trajectories_with_a_rate():
     from types import SimpleNamespace
 
     from or_common.cli import IOOptions
+    from or_common.progress import RunProgress
     from or_gen.cli import GenRun
-    from rich.progress import Progress
 
-    run = GenRun("or-gen", IOOptions(), unit="trajectories")
-    run._progress = Progress()
-    run._task = run._progress.add_task("or-gen", total=None, n=0, rate="-", extra="")
-    run._progress.start_task(run._task)
-    run.n_in, run.n_out = 1, 3  # one problem read, three of its samples written
-    run._tick()
-    run.trajectory_done(SimpleNamespace(tokens=3000, executions=3))
-    fields = run._progress.tasks[0].fields
+    run = GenRun("or-gen", IOOptions(), unit="trajectories", per_record=3)
+    run._progress = RunProgress("or-gen", "trajectories", None, per_record=3)
+    run._progress.take()  # one problem read, three of its samples written
+    for _ in range(3):
+        run._progress.finish(1)
+        run.trajectory_done(SimpleNamespace(tokens=3000, executions=3))
+    fields = run._progress.fields()
     assert fields["n"] == 3 and fields["rate"] != "-" and "tok/s" in fields["extra"]
 
 

@@ -156,7 +156,7 @@ def test_missing_fields_are_bad_input_with_location():
     assert result.returncode == 1
     err = result.stderr.decode()
     assert "<stdin>:1: missing field 'answer'" in err
-    assert "<stdin>:2: missing field 'flow'" in err
+    assert "<stdin>:2: no response to score: expected 'flow' (or-gen), a string 'response'" in err
     assert "<stdin>:3: field 'answer'" in err
     assert result.stdout == b""
 

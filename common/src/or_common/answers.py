@@ -177,6 +177,44 @@ def answer_in(region: str) -> tuple[str | None, Prediction]:
     return boxes[-1], parse_number(boxes[-1])
 
 
+_LATEX_WORD = re.compile(r"\\[A-Za-z]+")
+_RELATION = re.compile(r"=|<|>|\\approx|\\le|\\ge|\\neq|≈|≤|≥")
+#: A variable: a letter after a digit (`20x`, not the `e` of `1.5e3`), or a lone letter next
+#: to an operator (`x + y`).
+_VARIABLE = re.compile(
+    r"\d\s*(?![eE][-+]?\d)[A-Za-z](?![A-Za-z])|(?<![A-Za-z\d.])[A-Za-z](?![A-Za-z])\s*[-+*/^]"
+    r"|[-+*/^]\s*[A-Za-z](?![A-Za-z])"
+)
+_PLAIN_NUMBER = re.compile(r"\s*[-+]?\d[\d.]*\s*")
+_UNIT_MARK = re.compile(r"\\\$|\$|€|£|¥|₹|%|\\euro|\\yen|\\pounds|[A-Za-z]{2,}")
+_ALLOWED_WORDS = re.compile(
+    r"\\(?:times|cdot|frac|dfrac|tfrac|left|right|displaystyle)(?![A-Za-z])"
+    r"|\b(?:infeasible|unbounded)\b",
+    re.IGNORECASE,
+)
+
+
+def answer_format(boxes: list[str], prediction: Prediction) -> str:
+    """How the final answer is written, as the paper's trigger 7 wants it (a lone number in one
+    box): `several_boxes` (more than one box after the thinking), `formula` (an equation or an
+    expression in variables: `20x + 30y = 950`, `x = 3, z = 7`), `units` (a unit, currency or
+    percent sign: `327.66 \\text{ dollars}`, `\\$215,000`, `12\\%`), else `ok`. Only a flag:
+    the verdict is the protocol's."""
+    if len(boxes) > 1:
+        return "several_boxes"
+    if _PLAIN_NUMBER.fullmatch(boxes[-1]):  # the common case, decided without the rules below
+        return "ok"
+    content = _unwrap_text(boxes[-1])
+    if prediction in ("infeasible", "unbounded") and not re.search(r"\d", content):
+        return "ok"
+    bare = _ALLOWED_WORDS.sub(" ", content)
+    if _RELATION.search(bare) or _VARIABLE.search(_LATEX_WORD.sub(" ", bare)):
+        return "formula"
+    if _UNIT_MARK.search(bare):
+        return "units"
+    return "ok"
+
+
 def parse_truth(value: object) -> Prediction:
     """Normalise a reference answer: numbers, numeric strings, or infeasible/unbounded words."""
     if value is None or isinstance(value, bool):

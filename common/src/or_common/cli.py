@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .errors import FailureTally
 from .guard import stdout_guard
 from .jsonl import (
     STDIN,
@@ -26,6 +27,7 @@ from .jsonl import (
     read_lines,
     repair_tail,
 )
+from .progress import RecordStream, RunProgress, stderr_is_terminal
 from .records import TOOL_KEYS, Key, RecordError, record_key
 from .usage import Complaints, UsageLine, check_output_path, echo_err
 
@@ -149,6 +151,8 @@ class ToolRun:
     #: Decides whether an input record is already done given the keys found in the output.
     is_done: Callable[[dict[str, Any], set[Key]], bool] | None = None
     unit: str = "records"
+    #: output records each input record becomes (or-gen: samples per problem), for progress
+    per_record: int = 1
 
     n_in: int = 0
     n_out: int = 0
@@ -159,11 +163,13 @@ class ToolRun:
     complaints: Complaints = field(default_factory=Complaints)
     _stack: ExitStack = field(default_factory=ExitStack)
     _writer: Writer | None = None
-    _progress: Any = None
-    _task: Any = None
+    failures: FailureTally | None = None
+    _progress: RunProgress | None = None
+    _ahead: bool = False
 
     def __enter__(self) -> ToolRun:
         setup_logging(self.io.verbose, self.io.quiet)
+        self.failures = FailureTally(self.tool, self._say, every=self.io.verbose > 0)
         real_stdout = self._stack.enter_context(stdout_guard())
         if self.io.output:
             try:
@@ -209,76 +215,71 @@ class ToolRun:
             sys.exit(EXIT_OK)
         if exc_type is None and not self.io.quiet:
             echo_err(self.summary())
+            if self.failures is not None:
+                for line in self.failures.lines():
+                    echo_err(line)
         return False
 
     # -- input -------------------------------------------------------------------------------
     def _start_progress(self) -> None:
-        if self.io.quiet or not sys.stderr.isatty():
+        if self.io.quiet or not stderr_is_terminal():
             return
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         total = None
         if all(p != STDIN and not p.endswith(".gz") and os.path.isfile(p) for p in self.io.inputs):
             total = sum(os.path.getsize(p) for p in self.io.inputs)
-        self._progress = Progress(
-            TextColumn(f"[bold]{self.tool}"),
-            BarColumn(),
-            TextColumn(
-                "{task.fields[n]} " + self.unit + " · {task.fields[rate]}/s {task.fields[extra]}"
-            ),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
+        self._progress = RunProgress(self.tool, self.unit, total, self.per_record)
         self._progress.start()
-        self._task = self._progress.add_task(self.tool, total=total, n=0, rate="-", extra="")
 
-    def _advance(self, nbytes: int) -> None:
+    def _finish(self, units: int) -> None:
         if self._progress is not None:
-            self._progress.advance(self._task, nbytes)
-
-    def _tick(self) -> None:
-        if self._progress is None or self.n_in % 64:
-            return
-        task = self._progress.tasks[0]
-        rate = self.n_in / task.elapsed if task.elapsed else 0
-        self._progress.update(self._task, n=self.n_in, rate=f"{rate:,.0f}")
+            self._progress.finish(units)
 
     def status(self, text: str) -> None:
         """Tool-specific figures shown after the counts (e.g. tokens/s), when progress is on."""
         if self._progress is not None:
-            self._progress.update(self._task, extra=text)
+            self._progress.status(text)
 
     def records(self) -> Iterator[Line]:
-        """Yield each usable input record; bad lines are reported and skipped."""
-        on_bytes = self._advance if self._progress is not None else None
+        """Yield each usable input record; bad lines are reported and skipped. A consumer that
+        reads ahead (`threaded_aiter`) says so, and its records count as finished when written."""
+        return RecordStream(self._read(), self._reading_ahead)
+
+    def _reading_ahead(self) -> None:
+        self._ahead = True
+
+    def _read(self) -> Iterator[Line]:
+        progress = self._progress
+        on_bytes = progress.read if progress is not None else None
+        handed_out = False  # a record is with the consumer
         for item in read_lines(self.io.inputs, on_bytes):
+            if handed_out and not self._ahead:  # the consumer is back: that record is done
+                self._finish(self.per_record)
+            handed_out = False
             if self.io.limit is not None and self.n_in >= self.io.limit:
                 break
+            if progress is not None:
+                progress.take()
             if isinstance(item, BadLine):
                 if item.lineno:
                     self.n_in += 1
                 self.bad(item.source, item.lineno, item.message, item.kind)
+                self._finish(self.per_record)
                 continue
             self.n_in += 1
-            self._tick()
             record = item.record
             if self.io.shard is not None:
                 i, n = self.io.shard
                 if shard_of(record.get("id"), n) != i:
+                    self._finish(self.per_record)
                     continue
             if self.done and self._already_done(record):
                 self.n_skipped += 1
+                self._finish(self.per_record)
                 continue
+            handed_out = True
             yield item
+        if handed_out and not self._ahead:
+            self._finish(self.per_record)
 
     def _already_done(self, record: dict[str, Any]) -> bool:
         if self.is_done is not None:
@@ -290,26 +291,36 @@ class ToolRun:
 
     # -- output ------------------------------------------------------------------------------
     def write(self, record: dict[str, Any]) -> None:
+        """Write one output record; one that carries an error under the tool's own key is
+        said on stderr when it is the first of its cause, and counted by cause for the summary."""
         assert self._writer is not None
         self._writer.write(record)
         self.n_out += 1
+        if self.failures is not None:
+            self.failures.add_record(record, TOOL_KEYS.get(self.tool, self.tool))
+        if self._ahead:
+            self._finish(1)
+
+    def _say(self, text: str) -> None:
+        """One line on stderr, above the progress display when there is one."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            echo_err(text)
 
     def bad(self, source: str, lineno: int, message: str, kind: str | None = None) -> None:
         """Report unusable input as `FILE:LINE: message` (repeats of one kind are capped); with
         --strict, stop at once."""
         self.n_bad += 1
-        if self._progress is not None:
-            self.complaints.emit = lambda text: self._progress.console.print(
-                text, markup=False, highlight=False
-            )
-        else:
-            self.complaints.emit = echo_err
+        self.complaints.emit = self._say
         self.complaints(f"{source}:{lineno}" if lineno else source, message, kind)
         if self.io.strict:
             raise click.ClickException("stopping at the first bad line (--strict)")
 
     def bad_record(self, line: Line, error: RecordError) -> None:
         self.bad(line.source, line.lineno, str(error))
+        if self._ahead:  # a record read ahead is done once it is judged unusable
+            self._finish(self.per_record)
 
     def failed(self) -> None:
         """Count a record that was written with an error under the tool's key."""

@@ -10,7 +10,11 @@ from typing import Any
 
 async def threaded_aiter(items: Iterator[Any]) -> Any:
     """Iterate a blocking iterator (e.g. `ToolRun.records()` on stdin) from asyncio without
-    stalling the event loop while it waits for the next line."""
+    stalling the event loop while it waits for the next line. The items are taken ahead of
+    their work being done: a source that counts finished records (`ToolRun.records()`) is told."""
+    read_ahead = getattr(items, "read_ahead", None)
+    if read_ahead is not None:
+        read_ahead()
     loop = asyncio.get_running_loop()
     done = object()
     while (item := await loop.run_in_executor(None, next, items, done)) is not done:

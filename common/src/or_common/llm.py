@@ -24,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .errors import one_line
+
 log = logging.getLogger("calm_storm.llm")
 T = TypeVar("T")
 
@@ -92,6 +94,13 @@ def import_litellm() -> Any:
     litellm.drop_params = True  # a provider that lacks a sampling field ignores it
     litellm.turn_off_message_logging = True  # prompts hold problem data: keep them out of logs
     litellm.disable_token_counter = True  # usage comes from the server; counting again costs CPU
+    # litellm logs each failure with its traceback through a handler of its own and again through
+    # ours; the failed record says the cause in one line, so its loggers speak only with -v
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        library_log = logging.getLogger(name)
+        library_log.handlers.clear()
+        library_log.setLevel(logging.CRITICAL if quiet else logging.NOTSET)
     return litellm
 
 
@@ -235,7 +244,7 @@ def _with_cause(exc: BaseException) -> str:
     root = exc
     while root.__cause__ is not None and root.__cause__ is not root:
         root = root.__cause__
-    text, why = str(exc).strip(), str(root).strip()
+    text, why = one_line(str(exc), 10_000), one_line(str(root), 10_000)
     return f"{text} ({why})" if root is not exc and why and why not in text else text
 
 

@@ -1,26 +1,39 @@
 """Scoring protocols: whether a prediction matches the reference answer.
 
 Published numbers on these benchmarks use different tolerances, so every score names the
-protocol that produced it. Each protocol is a pure function `(prediction, truth) -> (correct,
-rel_error)` over parsed values (see `answers.parse_truth`).
+protocol that produced it, with its tolerance when that is not the protocol's own default:
+`orlm:1e-4` is ORLM's rule with a 1e-4 tolerance (as Evo-Step runs ORLM's harness). Each
+protocol is a pure function `(prediction, truth, tolerance) -> (correct, rel_error)` over parsed
+values (see `answers.parse_truth`).
 
-- `strict` (default; the CALM/STORM paper): |pred - gt| / |gt| <= 1e-3, or |pred| <= 1e-3 when
-  gt = 0. An infeasible (unbounded) truth is matched only by an infeasible (unbounded) answer.
-- `orlm` (ORLM's published harness): both values rounded to integers with Python's `round`
-  (halves to even, as the harness does: 2.5 -> 2), then relative error <= 5 %, or |pred| <= 0.05
-  when gt = 0. A "no best solution" truth (our
-  `infeasible` / `unbounded`) is matched only by an answer saying there is no optimum.
-- `sirl` (SIRL's harness, without its re-running tricks): |pred - gt| / (|gt| + 1) <= 1e-6.
+- `strict` (default; the CALM/STORM paper; tolerance 1e-3): |pred - gt| / |gt| <= tol, or
+  |pred| <= tol when gt = 0. An infeasible (unbounded) truth is matched only by an infeasible
+  (unbounded) answer.
+- `orlm` (ORLM's published harness, `eval/execute.py`; tolerance 0.05): both values rounded to
+  integers with Python's `round` (halves to even, as the harness does: 2.5 -> 2), then relative
+  error <= tol, or |pred| <= tol when gt = 0. A "no best solution" truth (our `infeasible` /
+  `unbounded`) is matched only by an answer saying there is no optimum.
+- `sirl` (SIRL's harness, without its re-running tricks; tolerance 1e-6):
+  |pred - gt| / (|gt| + 1) <= tol.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .answers import THINK_END, Prediction, answer_in, answer_region, parse_truth
+from .answers import (
+    THINK_END,
+    Prediction,
+    answer_format,
+    answer_region,
+    extract_boxed_all,
+    parse_number,
+    parse_truth,
+)
 from .records import RecordError, flow_text
 
 #: Bumped whenever a verdict can change. v2: a cut turn (token budget, round cap) or unfinished
@@ -34,7 +47,9 @@ FAILED_EXEC = frozenset({"error", "timeout", "memory", "killed"})
 class Protocol:
     name: str
     description: str
-    compare: Callable[[float, float], tuple[bool, float]]
+    compare: Callable[[float, float, float], tuple[bool, float]]
+    #: The tolerance of the published harness; `name:TOL` takes another.
+    tolerance: float
     #: Whether any "no optimum" answer matches any "no optimum" truth (orlm) or the words must agree.
     lump_special: bool = False
 
@@ -43,39 +58,86 @@ def _relative(pred: float, gt: float) -> float:
     return abs(pred - gt) / abs(gt) if gt != 0 else abs(pred)
 
 
-def _strict(pred: float, gt: float) -> tuple[bool, float]:
+def _strict(pred: float, gt: float, tol: float) -> tuple[bool, float]:
     err = _relative(pred, gt)
-    return err <= 1e-3, err
+    return err <= tol, err
 
 
-def _orlm(pred: float, gt: float) -> tuple[bool, float]:
+def _orlm(pred: float, gt: float, tol: float) -> tuple[bool, float]:
     # ORLM's harness calls Python's round(): halves go to the even neighbour (2.5 -> 2).
     p, g = round(pred), round(gt)
     if g == 0:
-        return abs(p) <= 0.05, abs(p)
+        return abs(p) <= tol, abs(p)
     err = abs(p - g) / abs(g)
-    return err <= 0.05, err
+    return err <= tol, err
 
 
-def _sirl(pred: float, gt: float) -> tuple[bool, float]:
+def _sirl(pred: float, gt: float, tol: float) -> tuple[bool, float]:
     err = abs(pred - gt) / (abs(gt) + 1)
-    return err <= 1e-6, err
+    return err <= tol, err
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "strict": Protocol("strict", "relative error <= 1e-3 (absolute when the truth is 0)", _strict),
-    "orlm": Protocol(
-        "orlm", "ORLM: round both to integers, then relative error <= 5%", _orlm, lump_special=True
+    "strict": Protocol(
+        "strict", "relative error <= TOL (absolute when the truth is 0)", _strict, 1e-3
     ),
-    "sirl": Protocol("sirl", "SIRL: |pred - gt| / (|gt| + 1) <= 1e-6", _sirl),
+    "orlm": Protocol(
+        "orlm",
+        "ORLM: round both to integers, then relative error <= TOL",
+        _orlm,
+        0.05,
+        lump_special=True,
+    ),
+    "sirl": Protocol("sirl", "SIRL: |pred - gt| / (|gt| + 1) <= TOL", _sirl, 1e-6),
 }
+
+
+def _short(tol: float) -> str:
+    """1e-4 for 0.0001, 5e-2 for 0.05: the spelling papers use."""
+    mantissa, exponent = f"{tol:.12e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+@functools.lru_cache(maxsize=64)
+def parse_protocol(spec: str) -> tuple[Protocol, float]:
+    """`name` or `name:TOL` -> (protocol, tolerance). Raises ValueError with a message that
+    names the protocols."""
+    name, colon, tol_text = spec.partition(":")
+    proto = PROTOCOLS.get(name)
+    if proto is None:
+        raise ValueError(
+            f"unknown protocol {spec!r}: use one of {', '.join(sorted(PROTOCOLS))},"
+            " optionally with a tolerance (orlm:1e-4)"
+        )
+    if not colon:
+        return proto, proto.tolerance
+    try:
+        tol = float(tol_text)
+    except ValueError:
+        tol = float("nan")
+    if not (tol > 0 and tol < float("inf")):
+        raise ValueError(f"protocol {spec!r}: the tolerance must be a positive number")
+    return proto, tol
+
+
+@functools.lru_cache(maxsize=64)
+def canonical_protocol(spec: str) -> str:
+    """The name a score is stamped with: `orlm` for ORLM's own tolerance (`orlm:0.05` too),
+    `orlm:1e-4` for another. Raises ValueError for an unknown protocol."""
+    proto, tol = parse_protocol(spec)
+    return proto.name if tol == proto.tolerance else f"{proto.name}:{_short(tol)}"
 
 
 def compare(
     prediction: Prediction, truth: Prediction, protocol: str = "strict"
 ) -> tuple[bool, float | None]:
     """Return `(correct, rel_error)`; rel_error is None when either side is not a number."""
-    proto = PROTOCOLS[protocol]
+    proto = PROTOCOLS.get(protocol)
+    if proto is not None:  # a bare name: its own tolerance (the hot path of every score)
+        tol = proto.tolerance
+    else:
+        proto, tol = parse_protocol(protocol)
     if prediction is None:
         return False, None
     if isinstance(truth, str) or isinstance(prediction, str):
@@ -83,7 +145,7 @@ def compare(
             return (True if proto.lump_special else truth == prediction), None
         return False, None
     assert truth is not None
-    return proto.compare(float(prediction), float(truth))
+    return proto.compare(float(prediction), float(truth), tol)
 
 
 #: Finish reasons of a turn the model did not end itself: the token budget, the cap on
@@ -93,29 +155,74 @@ THINK_START = "<think>"
 
 
 def finish_reason(record: Mapping[str, Any]) -> str | None:
-    """How the turn ended; or-intervene's final flow (`calm.final.finish`) wins over `gen`."""
+    """How the turn ended; or-intervene's final flow (`calm.final.finish`) wins over `gen`; a
+    record from another harness may say it OpenAI's way (`finish_reason`, at the top or in
+    its first `choices` entry)."""
     calm = record.get("calm")
     final = calm.get("final") if isinstance(calm, dict) else None
     if isinstance(final, dict) and final.get("finish"):
         return final["finish"]
     gen = record.get("gen")
-    return gen.get("finish") if isinstance(gen, dict) else None
+    if isinstance(gen, dict):
+        return gen.get("finish")
+    if isinstance(record.get("finish_reason"), str):
+        return record["finish_reason"]
+    choice = _first_choice(record)
+    return choice.get("finish_reason") if choice is not None else None
+
+
+#: What `response_text` reads, in its order: named in the error for a record it cannot read.
+RESPONSE_SHAPES = (
+    "'flow' (or-gen), a string 'response' or 'completion', chat 'messages' ending with an"
+    " assistant turn, or OpenAI 'choices'"
+)
+
+
+def _first_choice(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    choices = record.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return None
+
+
+def _foreign_response(record: Mapping[str, Any]) -> str | None:
+    """The answer text of a record another tool wrote, or None."""
+    for key in ("response", "completion"):
+        if isinstance(record.get(key), str):
+            return record[key]
+    messages = record.get("messages")
+    if isinstance(messages, list) and messages:
+        last = messages[-1]
+        if (
+            isinstance(last, dict)
+            and last.get("role") == "assistant"
+            and isinstance(last.get("content"), str)
+        ):
+            return last["content"]
+    choice = _first_choice(record)
+    if choice is not None:
+        message = choice.get("message")
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            return message["content"]
+        if isinstance(choice.get("text"), str):
+            return choice["text"]
+    return None
 
 
 def response_text(record: Mapping[str, Any]) -> str:
     """The model's own text, where its answer is looked for: the flow without its executor
-    segments (a `\\boxed{}` a program printed is never the model's answer), or a plain
-    `response` string from other harnesses."""
+    segments (a `\\boxed{}` a program printed is never the model's answer), or the response of
+    another harness (see RESPONSE_SHAPES). A record in none of these shapes is an error."""
     flow = record.get("flow")
     if isinstance(flow, list):
         try:
             return flow_text(seg for seg in flow if seg.get("role") != "executor")
         except (AttributeError, KeyError, TypeError):
             raise RecordError("flow segments must be objects with a string 'text'") from None
-    response = record.get("response")
-    if isinstance(response, str):
-        return response
-    raise RecordError("missing field 'flow' (or a string 'response')")
+    text = _foreign_response(record)
+    if text is None:
+        raise RecordError(f"no response to score: expected {RESPONSE_SHAPES}")
+    return text
 
 
 def upstream_failure(record: Mapping[str, Any]) -> str | None:
@@ -169,14 +276,15 @@ def judge(
     `gen_error` / `exec_error`; a turn cut before it ended (`finish` in CUT_FINISHES) or still
     inside a think block it opened -> `truncated`, with no prediction; a parsed number ->
     `correct` / `wrong`; a last code block that failed -> `exec_error`; else `no_answer`.
+    `format` says how the answer was written (`answers.answer_format`: ok, units, formula,
+    several_boxes; null without a box): a check shown beside the verdict, never changing it.
     A turn without `</think>` whose prompt opened the think block (`gen.prompt_opens_think`,
     stamped by or-gen: Qwen3 thinking templates end the prompt with `<think>`) ended inside its
     thinking: `truncated`. Without that stamp and without an opening `<think>` in its text, a
     turn that ended on its own is read whole: it cannot be told apart from the answer of a model
     that does not think in tags.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}")
+    protocol = canonical_protocol(protocol)
     if text is None:
         text = response_text(record)
     if finish is False:
@@ -190,7 +298,9 @@ def judge(
         or THINK_START in region
         or (_prompt_opens_think(record) and THINK_END not in text)
     )
-    boxed, prediction = (None, None) if cut else answer_in(region)
+    boxes = [] if cut else extract_boxed_all(region)
+    boxed = boxes[-1] if boxes else None
+    prediction = parse_number(boxed) if boxed is not None else None
     correct: bool | None = None
     rel_error: float | None = None
     if truth is not None:
@@ -217,7 +327,21 @@ def judge(
         "protocol": protocol,
         "version": SCORING_VERSION,
         "checksum": checksum(text, finish),  # type: ignore[arg-type]
+        "format": answer_format(boxes, prediction) if boxes else None,
     }
+
+
+def rejudge_prediction(
+    record: Mapping[str, Any], stored: Mapping[str, Any], protocol: str
+) -> dict[str, Any]:
+    """A score's own prediction compared under another protocol (its reason kept unless it
+    was correct/wrong)."""
+    score = dict(stored, protocol=protocol)
+    truth = parse_truth(record.get("answer"))
+    if score.get("reason") in ("correct", "wrong") and truth is not None:
+        correct, rel_error = compare(score.get("prediction"), truth, protocol)
+        score.update(correct=correct, rel_error=rel_error, reason="correct" if correct else "wrong")
+    return score
 
 
 def current_score(record: Mapping[str, Any], protocol: str | None = None) -> dict[str, Any]:
@@ -227,12 +351,20 @@ def current_score(record: Mapping[str, Any], protocol: str | None = None) -> dic
     score = record.get("score")
     stored = score if isinstance(score, dict) else {}
     protocol = protocol or stored.get("protocol") or "strict"
-    if protocol not in PROTOCOLS:
+    try:
+        protocol = canonical_protocol(protocol)
+    except ValueError:
         protocol = "strict"
     if stored.get("version") == SCORING_VERSION and stored.get("protocol") == protocol:
         text = response_text(record)
         if stored.get("checksum") == checksum(text, finish_reason(record)):
             return stored
+        return judge(record, protocol, text)
+    if stored.get("by") == "execution" and stored.get("version") == SCORING_VERSION:
+        # the optimum a program printed (or-score --execute), judged under another protocol
+        text = response_text(record)
+        if stored.get("checksum") == checksum(text, finish_reason(record)):
+            return rejudge_prediction(record, stored, protocol)
         return judge(record, protocol, text)
     return judge(record, protocol)
 

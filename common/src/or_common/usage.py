@@ -44,41 +44,6 @@ def check_output_path(path: str | None, inputs: tuple[str, ...] = (), option: st
         raise UsageLine(f"{option} {path}: directory {parent} does not exist; create it first")
 
 
-#: The environment variable litellm reads for each hosted provider's key.
-PROVIDER_KEYS = {
-    "gemini": "GEMINI_API_KEY",
-    "openai": "OPENAI_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "xai": "XAI_API_KEY",
-    "groq": "GROQ_API_KEY",
-}
-
-
-def check_api_key(
-    model: str,
-    api_base: str | None,
-    api_key: str | None,
-    option: str = "--intervener",
-    key_flag: str = "--intervener-api-key",
-    base_flag: str = "--intervener-api-base",
-) -> None:
-    """Fail now, not after retries on every record, when a hosted provider's model has no key:
-    neither `api_key` nor the provider's environment variable. A model behind `api_base` (a
-    self-hosted endpoint) needs none; unknown providers are left to litellm."""
-    if api_base or api_key:
-        return
-    provider = model.split("/", 1)[0] if "/" in model else ""
-    variable = PROVIDER_KEYS.get(provider)
-    if variable and not os.environ.get(variable):
-        raise UsageLine(
-            f"{option} {model} needs an API key: set {variable} "
-            f"(or pass {key_flag}), or point {base_flag} at a self-hosted server"
-        )
-
-
 def echo_err(message: str) -> None:
     """One line on stderr."""
     click.echo(message, err=True)

@@ -11,6 +11,8 @@ from or_common.cli import ToolRun, UsageLine, check_output_path, echo_err, epilo
 from or_common.jsonl import Writer, open_output
 from or_common.records import TOOL_VERSION, flow_text
 
+from .dedup import MIN_CONTAINMENT_WORDS
+
 
 def _token_counter(tokenizer_name: str):
     """Tokens of a record as the trainers see them: the token layer's sequence (prompt by the
@@ -89,6 +91,21 @@ def _token_counter(tokenizer_name: str):
     help="Jaccard of word 3-grams for --decontaminate.",
 )
 @click.option(
+    "--containment-min-words",
+    type=click.IntRange(min=1),
+    default=MIN_CONTAINMENT_WORDS,
+    show_default=True,
+    help="--decontaminate also drops a question contained in another (or holding it) when the"
+    " shorter has at least N words; a shorter one is judged by Jaccard alone.",
+)
+@click.option(
+    "--text-key",
+    metavar="KEY",
+    help="Where the problem text is, in the inputs and in each --decontaminate file"
+    " (a string, or chat messages: their last user turn). Default: 'question', then the last"
+    " user message of 'messages'. A record without it is an error.",
+)
+@click.option(
     "--one-per-problem", is_flag=True, help="Keep the shortest correct record of each problem."
 )
 @click.option(
@@ -150,7 +167,7 @@ def main(io, rejects: str | None, **opts: Any) -> None:
             )
 
     with ToolRun("or-filter", io) as run:
-        passed = run_stages(run.records(), stages, funnel, reject)
+        passed = run_stages(run.records(), stages, funnel, reject, run.bad_record)
         if not buffered:
             for _, record in passed:
                 run.write(record)

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.answers import parse_truth
-from or_common.jsonl import BadLine, read_records
+from or_common.jsonl import BadLine, read_lines, read_records
 from or_common.records import RecordError, completion_tokens, flow_text
 from or_common.scoring import current_score
+from or_common.texts import problem_text
+from or_common.usage import UsageLine
 
 from .dedup import NearDupIndex
 
@@ -33,9 +35,8 @@ def norm_bench(name: str) -> str:
 
 def is_correct(record: dict[str, Any]) -> bool:
     """Correct by or-score's rules: its `score` when that still belongs to this flow and this
-    scoring version, else scored afresh (under the stored score's protocol, else strict)."""
-    if not isinstance(record.get("flow"), list) and not isinstance(record.get("response"), str):
-        return False
+    scoring version, else scored afresh (under the stored score's protocol, else strict). A
+    record in no shape or-score reads (a problem, not a response) is not correct."""
     try:
         return bool(current_score(record)["correct"])
     except RecordError:
@@ -52,11 +53,29 @@ def ids_in(paths: Iterable[str]) -> set[str]:
     return {str(r["id"]) for r in read_records(paths) if not isinstance(r, BadLine) and "id" in r}
 
 
-def reference_index(paths: Iterable[str], jaccard: float) -> NearDupIndex:
-    index = NearDupIndex(jaccard=jaccard)
-    for r in read_records(paths):
-        if not isinstance(r, BadLine) and isinstance(r.get("question"), str):
-            index.add(str(r.get("id")), r["question"])
+def reference_index(
+    paths: Iterable[str], jaccard: float, text_key: str | None, min_words: int
+) -> NearDupIndex:
+    """The questions of the reference files, read before any input: a reference file that is
+    empty, or a line that is not a record or holds no problem text, is a usage error
+    (`FILE:LINE`), never a reference that silently matches nothing."""
+    index = NearDupIndex(jaccard=jaccard, min_words=min_words)
+    for path in paths:
+        before = len(index)
+        lines = 0
+        for item in read_lines([path]):
+            if isinstance(item, BadLine):
+                raise UsageLine(f"--decontaminate {item.source}:{item.lineno}: {item.message}")
+            lines += 1
+            try:
+                text = problem_text(item.record, text_key)
+            except RecordError as err:
+                raise UsageLine(f"--decontaminate {item.where()}: {err}") from None
+            index.add(str(item.record.get("id")), text)
+        if not lines:
+            raise UsageLine(f"--decontaminate {path} holds no record: nothing to compare with")
+        if len(index) == before:
+            raise UsageLine(f"--decontaminate {path}: no question has a word to compare")
     return index
 
 
@@ -86,10 +105,13 @@ def streaming_stages(
             )
         )
     if opts["decontaminate"]:
-        index = reference_index(opts["decontaminate"], opts["threshold"])
+        text_key = opts["text_key"]
+        index = reference_index(
+            opts["decontaminate"], opts["threshold"], text_key, opts["containment_min_words"]
+        )
 
         def decontaminate(r: dict[str, Any]) -> str | None:
-            hit = index.match(str(r.get("question", "")))
+            hit = index.match(problem_text(r, text_key))  # RecordError: a FILE:LINE error
             return f"near_duplicate_of:{hit[0]}:{hit[1]}" if hit else None
 
         stages.append(("decontaminate", decontaminate))
@@ -202,13 +224,20 @@ def run_stages(
     stages: list[Stage],
     funnel: Funnel,
     reject: Callable[[dict[str, Any], str, str], None],
+    on_bad: Callable[[Any, RecordError], None],
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Records that pass every streaming stage, numbered in input order."""
+    """Records that pass every streaming stage, numbered in input order. A record a stage
+    cannot judge (RecordError: e.g. no problem text to decontaminate) goes to `on_bad(line,
+    error)`, neither kept nor counted as rejected."""
     for order, line in enumerate(lines):
         record = line.record
         funnel.seen("input", record, True)
         for name, decide in stages:
-            reason = decide(record)
+            try:
+                reason = decide(record)
+            except RecordError as err:
+                on_bad(line, err)
+                break
             funnel.seen(name, record, reason is None)
             if reason is not None:
                 reject(record, name, reason)

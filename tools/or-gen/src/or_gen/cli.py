@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from typing import Any
 
 import click
@@ -14,6 +13,7 @@ from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.records import RecordError, check_problem, record_key
 
 from .backend import Backend
+from .engine import EngineDied
 
 log = logging.getLogger("or_gen")
 
@@ -200,6 +200,8 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
             generator = await backend.get()
             try:
                 record = await generator.trajectory(problem, sample)
+            except EngineDied:  # no later request can succeed: the run stops, saying so
+                raise
             except Exception as exc:  # a bug must not lose the trajectory: an error record, exit 1
                 log.error(
                     "trajectory %s/%s failed", problem.get("id"), sample, exc_info=not run.n_failed
@@ -229,32 +231,22 @@ def main(io, n_samples: int, cache_path: str | None, **opts: Any) -> None:
         finally:
             await backend.close()
 
-    with GenRun("or-gen", io, is_done=is_done, unit="trajectories") as run:
+    with GenRun("or-gen", io, is_done=is_done, unit="trajectories", per_record=n_samples) as run:
         asyncio.run(go(run))
     sys.exit(run.exit_code)
 
 
 class GenRun(ToolRun):
-    """or-gen reads problems and writes trajectories: progress counts trajectories (with
-    tokens/s and executions/s), the summary names both units."""
-
-    _t0: float = 0.0
-
-    def _tick(self) -> None:  # progress follows trajectories written, not problems read
-        return None
+    """or-gen reads problems and writes trajectories: progress counts trajectories as they are
+    written (with tokens/s and executions/s), the summary names both units."""
 
     def trajectory_done(self, generator: Any) -> None:
         if self._progress is None:
             return
-        if not self._t0:
-            self._t0 = self._progress.tasks[0].start_time or time.monotonic()
-        elapsed = max(time.monotonic() - self._t0, 1e-6)
-        self._progress.update(
-            self._task,
-            n=self.n_out,
-            rate=f"{self.n_out / elapsed:,.2f}",
-            extra=f"· {generator.tokens / elapsed:,.0f} tok/s · "
-            f"{generator.executions / elapsed:,.1f} exec/s",
+        elapsed = self._progress.elapsed()
+        self.status(
+            f"· {generator.tokens / elapsed:,.0f} tok/s · "
+            f"{generator.executions / elapsed:,.1f} exec/s"
         )
 
     def summary(self) -> str:

@@ -11,8 +11,8 @@ import click
 from or_common.cli import ToolRun, echo_err, epilog, io_options
 from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.llm import close_judge_clients
+from or_common.providers import check_api_key
 from or_common.records import RecordError
-from or_common.usage import check_api_key
 from or_gen.backend import Backend
 from or_gen.cli import reasoner_options
 

@@ -18,16 +18,33 @@ from or_common.cli import (
     map_records,
     report_format_option,
 )
-from or_common.scoring import PROTOCOLS
+from or_common.scoring import canonical_protocol
 
 from .scorer import score_record
 
+
+class ProtocolSpec(click.ParamType):
+    """`NAME` or `NAME:TOL` (strict, orlm, sirl), turned into the name scores are stamped with."""
+
+    name = "PROTOCOL"
+
+    def convert(self, value, param, ctx):
+        try:
+            return canonical_protocol(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+PROTOCOL_HELP = (
+    "strict: rel. error <= 1e-3 (the paper); orlm: ORLM's harness (rounded, 5 %); sirl: SIRL's"
+    " harness (1e-6). NAME:TOL sets the tolerance (orlm:1e-4, strict:1e-6); it is stamped."
+)
 protocol_option = click.option(
     "--protocol",
-    type=click.Choice(sorted(PROTOCOLS)),
+    type=ProtocolSpec(),
     default="strict",
     show_default=True,
-    help="strict: rel. error <= 1e-3 (the paper); orlm: ORLM's harness; sirl: SIRL's harness.",
+    help=PROTOCOL_HELP,
 )
 
 
@@ -55,11 +72,30 @@ def main() -> None:
     epilog=epilog(
         "or-gen --model ckpt/storm < test.jsonl | or-score > scored.jsonl",
         "or-score run.jsonl --protocol sirl -o scored.jsonl --resume",
+        "or-score orlm_outputs.jsonl --protocol orlm:1e-4 --execute > scored.jsonl",
     ),
 )
 @protocol_option
+@click.option(
+    "--execute",
+    is_flag=True,
+    help="Score a turn with no boxed answer by its last python block: the optimum it printed"
+    " (its recorded output, else run now in or-exec's sandbox). Stamped `by: execution`.",
+)
+@click.option(
+    "--exec-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds per program run by --execute.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=128),
+    help="Programs run at once by --execute (default: or-exec's).",
+)
 @io_options
-def score_cmd(io, protocol: str) -> None:
+def score_cmd(io, protocol: str, execute: bool, exec_timeout: float, workers: int | None) -> None:
     """Score each trajectory's final answer against its reference `answer`.
 
     Reasons: correct, wrong, no_answer (no number in a box after the thinking), truncated (the
@@ -69,7 +105,16 @@ def score_cmd(io, protocol: str) -> None:
     code block failed and no answer followed), gen_error (an error under `gen`; errors other
     tools recorded, such as the Intervener's, do not change the verdict), no_reference (answer
     null: correct is null and the record is left out of accuracy).
+
+    Besides or-gen's `flow`, a record may hold its response as a string `response` or
+    `completion`, chat `messages` ending with the assistant turn, or OpenAI `choices`; an
+    OpenAI `finish_reason` of `length` makes it truncated. `score.format` flags an answer not
+    written as a lone number (units, formula, several_boxes) without changing the verdict.
     """
+    if execute:
+        from .scorer import score_by_execution
+
+        sys.exit(score_by_execution(io, protocol, exec_timeout, workers))
     sys.exit(map_records("or-score", io, lambda record: score_record(record, protocol)))
 
 
@@ -82,7 +127,16 @@ def score_cmd(io, protocol: str) -> None:
     ),
 )
 @click.argument("runs", nargs=-1, required=True, type=click.Path(allow_dash=True, dir_okay=False))
-@protocol_option
+@click.option(
+    "--protocol",
+    "protocols",
+    type=ProtocolSpec(),
+    multiple=True,
+    help="Judge every run under this protocol (once), or each run under its own (once per run,"
+    " in order: one file twice under two protocols puts them side by side). Default: each"
+    " run's own, when all its records carry a current score of one protocol, else strict. "
+    + PROTOCOL_HELP,
+)
 @click.option(
     "--label", "labels", multiple=True, help="Name of each run, in order (default: file name)."
 )
@@ -100,42 +154,84 @@ def score_cmd(io, protocol: str) -> None:
     type=click.Path(dir_okay=False),
     help="Also save a PNG bar chart of pass@1.",
 )
+@click.option(
+    "--failures",
+    "with_failures",
+    is_flag=True,
+    help="Also list every sample that is not correct: benchmark, id, sample, reason, prediction.",
+)
 def report_cmd(
     runs: tuple[str, ...],
-    protocol: str,
+    protocols: tuple[str, ...],
     labels: tuple[str, ...],
     k: int | None,
     fmt: str,
     plot_path: str | None,
+    with_failures: bool,
 ) -> None:
     """Accuracy per benchmark and macro average, several runs side by side with deltas.
 
     Each RUN is one file of scored (or unscored: they are scored on the fly) trajectories; the
-    first run is the baseline the others are compared with.
+    first run is the baseline the others are compared with. Deltas are over the problems both
+    runs judged; runs over different problem sets, duplicated (id, sample) pairs and protocols
+    other than a run's own are warned of on stderr. pass@1 comes with its standard error over
+    problems (±se).
     """
-    from .report import load_run, plot, print_tables, summarize, to_markdown
+    from .report import one_protocol, plot, print_tables, summarize, to_markdown
+    from .runs import deltas, load_run
 
     if labels and len(labels) != len(runs):
         raise click.UsageError(f"got {len(labels)} --label for {len(runs)} runs")
+    if len(protocols) not in (0, 1, len(runs)):
+        raise click.UsageError(
+            f"got {len(protocols)} --protocol for {len(runs)} runs: give one, or one per run"
+        )
     check_output_path(plot_path, runs, "--plot")
     complaints = Complaints()
-    summaries = []
+    loaded = []
     for i, path in enumerate(runs):
-        run = load_run(path, protocol, labels[i] if labels else None, complaints.bad_line)
-        summaries.append(summarize(run, k))
+        asked = protocols[i] if len(protocols) > 1 else (protocols[0] if protocols else None)
+        run = load_run(path, asked, labels[i] if labels else None, complaints.bad_line)
+        for warning in run.warnings:
+            echo_err(f"or-score report: warning: {warning}")
+        for pid, sample, n in run.duplicates()[:5]:
+            echo_err(
+                f"or-score report: warning: {run.label}: ({pid}, sample {sample}) appears {n}"
+                " times; each copy is counted"
+            )
+        if len(run.duplicates()) > 5:
+            echo_err(
+                f"or-score report: warning: {run.label}: {len(run.duplicates())} duplicated"
+                " (id, sample) pairs in all"
+            )
+        loaded.append(run)
     complaints.close()
     bad = complaints.total
-    for summary in summaries:
-        if not summary["benchmarks"]:  # an empty table must not pass for a result
+    kept = []
+    for run in loaded:
+        if not run.problems:  # an empty table must not pass for a result
             bad += 1
-            echo_err(f"or-score report: {summary['file']} holds no scorable record")
-    summaries = [s for s in summaries if s["benchmarks"]]
-    if not summaries:  # nothing to show: no table, no plot
+            echo_err(f"or-score report: {run.source} holds no scorable record")
+        else:
+            kept.append(run)
+    if not kept:  # nothing to show: no table, no plot
         sys.exit(EXIT_FAILED)
+    summaries = [summarize(run, k, with_failures) for run in kept]
+    for run, summary in zip(kept[1:], summaries[1:], strict=True):
+        by_bench, warnings = deltas(kept[0], run)
+        for warning in warnings:
+            echo_err(f"or-score report: warning: {warning}")
+        if by_bench:
+            macro = sum(d["pass@1"] for d in by_bench.values()) / len(by_bench)
+            by_bench["macro"] = {"pass@1": macro, "benchmarks": len(by_bench)}
+        summary["delta"] = by_bench
     try:
         if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
             sys.stdout.buffer.write(
-                orjson.dumps({"protocol": protocol, "runs": summaries}, option=orjson.OPT_INDENT_2)
+                orjson.dumps(
+                    {"protocol": one_protocol(summaries), "runs": summaries},
+                    option=orjson.OPT_INDENT_2,
+                )
                 + b"\n"
             )
         if fmt == "markdown":
@@ -151,3 +247,118 @@ def report_cmd(
         plot(summaries, plot_path)
         echo_err(f"or-score: wrote {plot_path}")
     sys.exit(EXIT_FAILED if bad else EXIT_OK)
+
+
+@main.command(
+    "audit",
+    epilog=epilog(
+        "or-score audit run.jsonl --versions ../shared/data/alt --report audit.md > suspects.jsonl",
+        "or-score audit ../shared/data/*.jsonl --versions ../shared/data/alt -q | jq -r .id",
+    ),
+)
+@click.argument("runs", nargs=-1, required=True, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option(
+    "--versions",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Other versions of the benchmarks (a .jsonl file or a folder of them): a question"
+    " found there with another answer is a suspect.",
+)
+@click.option("--protocol", type=ProtocolSpec(), default="strict", show_default=True)
+@click.option(
+    "--min-agree",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Fewest samples agreeing on an answer that differs from the reference.",
+)
+@click.option(
+    "--text-key",
+    metavar="KEY",
+    help="Where the question is (default: 'question', then the last user message of 'messages').",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the markdown report here.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Suspects here, not stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def audit_cmd(
+    runs: tuple[str, ...],
+    versions: tuple[str, ...],
+    protocol: str,
+    min_agree: int,
+    text_key: str | None,
+    report_path: str | None,
+    output: str | None,
+    quiet: bool,
+) -> None:
+    """Find reference answers that look wrong; write each suspect, with its evidence, as JSONL.
+
+    RUN files are scored or unscored trajectories (or plain problem files: then only the
+    version and duplicate checks apply). Checks: majority_disagrees (most samples agree on one
+    answer that differs from the reference, and their code ran ok), version_conflict (the same
+    question in a --versions file has another answer), duplicate_question (the same question
+    under several ids with different answers). Questions match when equal after normalisation.
+    """
+    from or_common.jsonl import BadLine, Writer, open_output, read_lines
+    from or_common.records import RecordError
+
+    from .audit import (
+        Audit,
+        duplicate_suspects,
+        majority_suspects,
+        markdown,
+        version_index,
+        version_suspects,
+    )
+
+    for path in (output, report_path):
+        check_output_path(path, runs + versions, "-o" if path == output else "--report")
+    index = version_index(versions, text_key) if versions else None
+    audit = Audit(protocol, text_key)
+    complaints = Complaints()
+    for item in read_lines(runs):
+        if isinstance(item, BadLine):
+            complaints.bad_line(item)
+            continue
+        try:
+            audit.add(item.record, item.where())
+        except RecordError as err:
+            complaints.bad_line(BadLine(item.source, item.lineno, str(err)))
+    complaints.close()
+    audit.finish()
+    if not audit.problems:
+        echo_err(f"or-score audit: {', '.join(runs)} holds no usable record")
+        sys.exit(EXIT_FAILED)
+    suspects = majority_suspects(audit, min_agree)
+    suspects += version_suspects(audit, index) if index is not None else []
+    suspects += duplicate_suspects(audit)
+    writer = Writer(open_output(output, append=False) if output else sys.stdout.buffer)
+    try:
+        for suspect in suspects:
+            writer.write(suspect)
+        writer.stream.flush()
+    except BrokenPipeError:
+        from or_common.cli import silence_stdout
+
+        silence_stdout()
+    if report_path:
+        with open(report_path, "w") as f:
+            f.write(markdown(audit, suspects, list(runs)) + "\n")
+    if not quiet:
+        counts = ", ".join(
+            f"{check} {sum(1 for s in suspects if s['check'] == check)}"
+            for check in ("majority_disagrees", "version_conflict", "duplicate_question")
+        )
+        echo_err(
+            f"or-score audit: {len(audit.problems)} problems, {len(suspects)} suspects ({counts})"
+        )
+        if audit.no_text:
+            echo_err(
+                f"or-score audit: {audit.no_text} problems have no question text: the version"
+                " and duplicate checks could not look at them"
+            )
+    sys.exit(EXIT_FAILED if complaints.total else EXIT_OK)

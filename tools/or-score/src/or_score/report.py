@@ -1,95 +1,29 @@
 """Accuracy reports over scored runs: per benchmark and macro-averaged, several runs side by
-side (the layout of the paper's main table), as terminal table, markdown, JSON or PNG."""
+side (the layout of the paper's main table), as terminal table, markdown, JSON or PNG.
+
+Each pass@1 comes with its standard error over problems (the sample standard deviation of the
+per-problem pass@1 divided by the square root of the number of problems, as
+lm-evaluation-harness prints `stderr`); the macro average's is the root of the summed squares
+over the number of benchmarks."""
 
 from __future__ import annotations
 
 import math
-import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.records import RecordError, completion_tokens
-from or_common.scoring import SCORING_VERSION, current_score
+from or_common.scoring import SCORING_VERSION
 
-from .scorer import REASONS, check_scorable
+from .runs import Run, Sample, data_version, load_run, usage  # noqa: F401  (re-exported)
+from .scorer import REASONS
 
 #: The paper's headline benchmarks, in its column order; others follow alphabetically.
 HEADLINE = ("nl4opt", "mamo-easy", "mamo-complex", "industryor", "optmath")
-PYTHON_FENCE = "```python"
-
-
-@dataclass(slots=True)
-class Sample:
-    sample: int | None
-    correct: bool | None
-    prediction: Any
-    reason: str
-    tokens: int | None
-    blocks: int
-    executions: int
-
-
-@dataclass
-class Run:
-    """Every scored sample of one run file, grouped by benchmark and problem."""
-
-    source: str
-    label: str
-    protocol: str
-    problems: dict[str, dict[str, list[Sample]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
-    )
-    models: Counter = field(default_factory=Counter)
-    data_files: Counter = field(default_factory=Counter)
-
-    def add(self, record: dict[str, Any]) -> None:
-        check_scorable(record)
-        score = current_score(record, self.protocol)  # a stale or older score is redone
-        bench = str(record.get("benchmark") or "unknown")
-        sample = record.get("sample")
-        self.problems[bench][str(record["id"])].append(
-            Sample(
-                sample if isinstance(sample, int) and not isinstance(sample, bool) else None,
-                score["correct"],
-                score["prediction"],
-                score["reason"],
-                *usage(record),
-            )
-        )
-        gen = record.get("gen")
-        if isinstance(gen, dict) and gen.get("model"):
-            self.models[str(gen["model"])] += 1
-        if record.get("source"):
-            self.data_files[data_version(str(record["source"]))] += 1
-
-
-def data_version(source: str) -> str:
-    """`owner/repo@<sha>:path/file.jsonl` -> `owner/repo@<sha7>:file.jsonl`, the data's version."""
-    repo, _, rest = source.partition("@")
-    commit, _, path = rest.partition(":")
-    if not rest:
-        return source
-    return f"{repo}@{commit[:7]}:{os.path.basename(path)}"
-
-
-def usage(record: dict[str, Any]) -> tuple[int | None, int, int]:
-    """(completion tokens, code blocks written, executions run) of one trajectory."""
-    flow = record.get("flow") if isinstance(record.get("flow"), list) else []
-    blocks = sum(
-        seg.get("text", "").count(PYTHON_FENCE)
-        for seg in flow
-        if isinstance(seg, dict) and seg.get("role") != "executor"
-    )
-    executions = sum(
-        1
-        for seg in flow
-        if isinstance(seg, dict)
-        and seg.get("role") == "executor"
-        and seg.get("status") != "skipped"
-    )
-    return completion_tokens(record), blocks, executions
+SE_NOTE = (
+    "±se: standard error of pass@1 over problems (sample sd / √problems, as"
+    " lm-evaluation-harness); macro: √(Σ se²) / benchmarks"
+)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -136,6 +70,15 @@ def _mean(values: Iterable[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def standard_error(values: list[float]) -> float | None:
+    """Sample standard deviation / √n (None for fewer than two values)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
 def benchmark_metrics(problems: dict[str, list[Sample]], k: int | None) -> dict[str, Any]:
     scored = {pid: s for pid, s in problems.items() if any(x.correct is not None for x in s)}
     samples = [x for s in problems.values() for x in s]
@@ -154,15 +97,18 @@ def benchmark_metrics(problems: dict[str, list[Sample]], k: int | None) -> dict[
             # a vote over every sample would report maj@n under the name maj@k.
             maj.append(majority_correct(first_k(judged, k)))
     reasons = Counter(x.reason for x in samples)
+    formats = Counter(x.format for x in samples if x.format not in (None, "ok"))
     return {
         "problems": len(scored),
         "samples": sum(len(s) for s in scored.values()),
         "samples_per_problem": n_min,
         "pass@1": _mean(per_problem),
+        "pass@1_se": standard_error(per_problem),
         "k": k,
         "pass@k": _mean(passk),
         "maj@k": _mean(float(m) for m in maj),
         "reasons": {r: reasons[r] for r in REASONS if reasons[r]},
+        "formats": dict(sorted(formats.items())),
         "mean_completion_tokens": _mean(x.tokens for x in samples if x.tokens is not None),
         "mean_code_blocks": _mean(x.blocks for x in samples),
         "mean_executions": _mean(x.executions for x in samples),
@@ -178,14 +124,38 @@ def bench_order(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=key)
 
 
-def summarize(run: Run, k: int | None = None) -> dict[str, Any]:
+def failures(run: Run) -> list[dict[str, Any]]:
+    """Every judged sample that is not correct: benchmark, id, sample, reason, prediction."""
+    return [
+        {
+            "benchmark": bench,
+            "id": pid,
+            "sample": s.sample,
+            "reason": s.reason,
+            "prediction": s.prediction,
+            "format": s.format,
+        }
+        for bench in bench_order(run.problems)
+        for pid, samples in run.problems[bench].items()
+        for s in samples
+        if s.correct is False
+    ]
+
+
+def summarize(run: Run, k: int | None = None, with_failures: bool = False) -> dict[str, Any]:
     benches = {b: benchmark_metrics(run.problems[b], k) for b in bench_order(run.problems)}
     judged = [m for m in benches.values() if m["problems"]]
     macro = {
         metric: _mean(m[metric] for m in judged if m[metric] is not None)
         for metric in ("pass@1", "pass@k", "maj@k")
     }
-    return {
+    ses = [m["pass@1_se"] for m in judged]
+    macro["pass@1_se"] = (
+        math.sqrt(sum(se**2 for se in ses)) / len(ses)
+        if ses and all(se is not None for se in ses)
+        else None
+    )
+    summary = {
         "label": run.label,
         "file": run.source,
         "protocol": run.protocol,
@@ -195,30 +165,9 @@ def summarize(run: Run, k: int | None = None) -> dict[str, Any]:
         "benchmarks": benches,
         "macro": macro,
     }
-
-
-def load_run(path: str, protocol: str, label: str | None, on_bad) -> Run:
-    """Read one run file (`-` for stdin), scoring records that lack a current score under
-    `protocol`. `on_bad(BadLine)` hears of every line that cannot be used."""
-    from or_common.jsonl import BadLine, read_lines, source_name
-
-    name = label or (
-        "stdin"
-        if path == "-"
-        else os.path.basename(path).removesuffix(".gz").removesuffix(".jsonl")
-    )
-    run = Run(source=source_name(path), label=name, protocol=protocol)
-    for item in read_lines([path]):
-        if isinstance(item, BadLine):
-            on_bad(item)
-            continue
-        try:
-            if "id" not in item.record:
-                raise RecordError("missing field 'id'")
-            run.add(item.record)
-        except RecordError as err:
-            on_bad(BadLine(item.source, item.lineno, str(err)))
-    return run
+    if with_failures:
+        summary["failures"] = failures(run)
+    return summary
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -228,49 +177,53 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
-def _delta(x: float | None, base: float | None) -> str:
-    if x is None or base is None:
-        return ""
-    return f" ({100 * (x - base):+.1f})"
+def _signed(delta: float | None) -> str:
+    return "" if delta is None else f" ({100 * delta:+.1f})"
+
+
+def one_protocol(summaries: list[dict[str, Any]]) -> str | None:
+    protocols = {s["protocol"] for s in summaries}
+    return protocols.pop() if len(protocols) == 1 else None
 
 
 def headline_rows(
     summaries: list[dict[str, Any]], metric: str = "pass@1"
 ) -> tuple[list[str], list[list[str]]]:
-    """Rows = runs, columns = benchmarks + macro; later runs show their delta to the first."""
+    """Rows = runs, columns = benchmarks + macro; later runs show their delta to the first
+    (over the problems both judged: `summary["delta"]`). A `protocol` column appears when the
+    runs were judged under different protocols."""
     benches = bench_order(b for s in summaries for b in s["benchmarks"])
-    header = ["run", *benches, "macro"]
-    base = summaries[0]
+    several = one_protocol(summaries) is None
+    header = ["run", *(["protocol"] if several else []), *benches, "macro"]
     rows = []
     for i, s in enumerate(summaries):
-        row = [s["label"]]
+        row = [s["label"], *([s["protocol"]] if several else [])]
+        delta = s.get("delta") or {}
         for b in benches:
             v = s["benchmarks"].get(b, {}).get(metric)
-            ref = base["benchmarks"].get(b, {}).get(metric)
-            row.append(_pct(v) + (_delta(v, ref) if i else ""))
-        v, ref = s["macro"][metric], base["macro"][metric]
-        row.append(_pct(v) + (_delta(v, ref) if i else ""))
+            d = delta.get(b, {}).get(metric) if i else None
+            row.append(_pct(v) + _signed(d if v is not None else None))
+        d = delta.get("macro", {}).get(metric) if i else None
+        row.append(_pct(s["macro"][metric]) + _signed(d))
         rows.append(row)
     return header, rows
 
 
+def _se(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
 def detail_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per benchmark and the macro row; with k = 1 only one pass@1 column (pass@1,
+    pass@1 and maj@1 are the same number)."""
     k = next((m["k"] for m in summary["benchmarks"].values() if m["k"]), None)
-    header = [
-        "benchmark",
-        "problems",
-        "n",
-        "pass@1",
-        f"pass@{k}",
-        f"maj@{k}",
-        "tokens",
-        "blocks",
-        "execs",
-        "failures",
-    ]
+    at_k = [f"pass@{k}", f"maj@{k}"] if k != 1 else []
+    header = ["benchmark", "problems", "n", "pass@1", "±se", *at_k]
+    header += ["tokens", "blocks", "execs", "failures", "format"]
     rows = []
     for b, m in summary["benchmarks"].items():
         fails = ", ".join(f"{r} {c}" for r, c in m["reasons"].items() if r != "correct")
+        formats = ", ".join(f"{f} {c}" for f, c in m["formats"].items())
         tokens = (
             "–" if m["mean_completion_tokens"] is None else f"{m['mean_completion_tokens']:.0f}"
         )
@@ -280,12 +233,13 @@ def detail_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 str(m["problems"]),
                 str(m["samples_per_problem"]),
                 _pct(m["pass@1"]),
-                _pct(m["pass@k"]),
-                _pct(m["maj@k"]),
+                _se(m["pass@1_se"]),
+                *([_pct(m["pass@k"]), _pct(m["maj@k"])] if at_k else []),
                 tokens,
                 f"{m['mean_code_blocks'] or 0:.2f}",
                 f"{m['mean_executions'] or 0:.2f}",
                 fails or "–",
+                formats or "–",
             ]
         )
     macro = summary["macro"]
@@ -295,14 +249,27 @@ def detail_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             "",
             "",
             _pct(macro["pass@1"]),
-            _pct(macro["pass@k"]),
-            _pct(macro["maj@k"]),
-            "",
-            "",
-            "",
-            "",
+            _se(macro["pass@1_se"]),
+            *([_pct(macro["pass@k"]), _pct(macro["maj@k"])] if at_k else []),
+            *[""] * 5,
         ]
     )
+    return header, rows
+
+
+def failure_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["benchmark", "id", "sample", "reason", "prediction", "format"]
+    rows = [
+        [
+            f["benchmark"],
+            str(f["id"]),
+            "–" if f["sample"] is None else str(f["sample"]),
+            f["reason"],
+            "–" if f["prediction"] is None else str(f["prediction"]),
+            f["format"] or "–",
+        ]
+        for f in summary.get("failures", [])
+    ]
     return header, rows
 
 
@@ -312,20 +279,23 @@ def stamp(summary: dict[str, Any]) -> str:
     return f"{summary['label']}: file {summary['file']} · model {models} · data {data} · protocol {summary['protocol']} ({summary['scoring_version']})"
 
 
+def title(summaries: list[dict[str, Any]]) -> str:
+    protocol = one_protocol(summaries)
+    return f"pass@1 (%), protocol {protocol}" if protocol else "pass@1 (%), protocol per run"
+
+
 def to_markdown(summaries: list[dict[str, Any]]) -> str:
     def table(header: list[str], rows: list[list[str]]) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
 
-    out = [
-        f"## pass@1 (%), protocol {summaries[0]['protocol']}",
-        "",
-        table(*headline_rows(summaries)),
-        "",
-    ]
+    out = [f"## {title(summaries)}", "", table(*headline_rows(summaries)), ""]
     for s in summaries:
         out += [f"### {s['label']}", "", stamp(s), "", table(*detail_rows(s)), ""]
+        if "failures" in s:
+            out += [f"#### failures of {s['label']}", "", table(*failure_rows(s)), ""]
+    out += [SE_NOTE, ""]
     return "\n".join(out)
 
 
@@ -338,41 +308,65 @@ def print_tables(summaries: list[dict[str, Any]], file) -> None:
     def table(title: str, header: list[str], rows: list[list[str]]) -> Table:
         t = Table(title=title, title_justify="left")
         for i, h in enumerate(header):
-            t.add_column(h, justify="left" if i == 0 or h == "failures" else "right")
+            t.add_column(h, justify="left" if i == 0 or h in ("failures", "format") else "right")
         for r in rows:
             t.add_row(*r)
         return t
 
-    console.print(
-        table(f"pass@1 (%), protocol {summaries[0]['protocol']}", *headline_rows(summaries))
-    )
+    console.print(table(title(summaries), *headline_rows(summaries)))
     for s in summaries:
         console.print(table(stamp(s), *detail_rows(s)))
+        if "failures" in s:
+            console.print(table(f"failures of {s['label']}", *failure_rows(s)))
+    console.print(SE_NOTE, markup=False, highlight=False)
+
+
+def figure(summaries: list[dict[str, Any]]) -> Any:
+    """Grouped bars of pass@1 per benchmark (and macro), one colour per run, each bar's value
+    written vertically above it (labels of neighbouring bars never meet), the legend under the
+    chart, the protocol and the data files in the title."""
+    from or_common.figures import COLORS, legend_below, pyplot, source_line
+
+    plt = pyplot()
+    benches = bench_order(b for s in summaries for b in s["benchmarks"]) + ["macro"]
+    n = len(summaries)
+    width = 0.8 / n
+    width_in = max(6.5, 1.0 + len(benches) * max(1.2, 0.3 * n))
+    fig, ax = plt.subplots(figsize=(width_in, 4.2))
+    for i, s in enumerate(summaries):
+        points = [
+            (j + (i - (n - 1) / 2) * width, 100 * value)
+            for j, b in enumerate(benches)
+            # a benchmark with no judged problem in this run gets no bar (not a zero)
+            if (value := (s["macro"] if b == "macro" else s["benchmarks"].get(b, {})).get("pass@1"))
+            is not None
+        ]
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        ax.bar(xs, ys, width * 0.92, color=COLORS[i % len(COLORS)], label=s["label"])
+        for x, y in points:
+            ax.text(x, y + 1.5, f"{y:.1f}", rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(benches)), benches)
+    ax.set_xlim(-0.6, len(benches) - 0.4)
+    ax.axvline(len(benches) - 1.5, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_ylim(0, 118)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("pass@1 (%)")
+    protocols = ", ".join(sorted({s["protocol"] for s in summaries}))
+    files = [f for s in summaries for f in s["data_files"]]
+    ax.set_title(
+        f"pass@1 by benchmark · protocol {protocols} ({summaries[0]['scoring_version']})\n"
+        + source_line(files, width_in),
+        loc="left",
+    )
+    legend_below(fig, ax, width_in)
+    fig.tight_layout()
+    return fig
 
 
 def plot(summaries: list[dict[str, Any]], path: str) -> None:
-    """A grouped bar chart of pass@1 per benchmark (and macro), one bar per run."""
-    import matplotlib
+    """Save `figure(summaries)` as a PNG."""
+    from or_common.figures import save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    benches = bench_order(b for s in summaries for b in s["benchmarks"]) + ["macro"]
-    width = 0.8 / len(summaries)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(benches)), 4))
-    for i, s in enumerate(summaries):
-        values = [
-            100 * ((s["macro"] if b == "macro" else s["benchmarks"].get(b, {})).get("pass@1") or 0)
-            for b in benches
-        ]
-        xs = [j + (i - (len(summaries) - 1) / 2) * width for j in range(len(benches))]
-        bars = ax.bar(xs, values, width, label=s["label"])
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(range(len(benches)), benches, rotation=20)
-    ax.set_ylabel("pass@1 (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title(f"pass@1 by benchmark · protocol {summaries[0]['protocol']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(figure(summaries), path)
