@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 from conftest import ROOT, SHARED_DATA
+from or_exec import solvers
 from or_exec.factory import live_processes
 from or_exec.limits import Limits
 from or_exec.outcome import derive_status, parse_setup_record
@@ -251,7 +252,8 @@ def test_job_directories_have_random_names_and_see_no_other(pool):
     code = "import os\nprint(os.getcwd(), sorted(os.listdir('/tmp')), os.path.exists('/.jobs/' ))"
     # a checkout cloned under /tmp (as CI does) has its venv bound back, read-only, into each
     # job's /tmp: its top folder is the one other entry a job may see there
-    venv = os.path.realpath(sys.prefix)
+    # (the environment jobs run in: the solver environment where it is installed)
+    venv = os.path.realpath(str(solvers.location()) if solvers.installed()[0] else sys.prefix)
     bound = [venv.split("/")[2]] if venv.startswith("/tmp/") else []
     a, b = together(pool, code + "\nimport time\ntime.sleep(0.3)", code)
     cwd_a, cwd_b = a.stdout.split()[0], b.stdout.split()[0]
