@@ -47,6 +47,7 @@ class Zygote:
         self.vm_size = _vm_size()  # bytes of address space mapped before any job
         self.slots: dict[int, Template] = {}  # uid -> its slot template (with cgroups only)
         self.unmounting: dict[str, tuple[Job, bool]] = {}  # jobfs -> (job, oom killed)
+        self.to_read: set[Template] = set()  # templates that may hold exit reports
         self.holders_ok: bool = opts["holders_ok"]
         self.seccomp_ok: bool = opts["seccomp_ok"]
         self.disk_mb: int = opts["disk_mb"]
@@ -69,7 +70,7 @@ class Zygote:
         self.sel.register(self.sock, selectors.EVENT_READ, "control")
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
         self.sel.register(self.factory.sock, selectors.EVENT_READ, "factory")
-        self.sel.register(self.template.sock, selectors.EVENT_READ, "template")
+        self.sel.register(self.template.sock, selectors.EVENT_READ, ("template", self.template))
         self._want_holders()
         while True:
             for key, _ in self.sel.select(self._next_timeout()):
@@ -84,8 +85,8 @@ class Zygote:
                         pass
                 elif what == "factory":
                     self._factory_answer()
-                elif what == "template":
-                    pass  # its exit reports are read below
+                elif what[0] == "template":
+                    self.to_read.add(what[1])  # its exit reports are read below
                 elif what[0] == "holder":
                     self._world_gone(what[1])
                 else:
@@ -258,6 +259,7 @@ class Zygote:
             out_r, out_w, err_r, err_w, info_r, info_w = pipes
             t = time.perf_counter()
             fds = [out_w, err_w, info_w, *([holder.pidfd] if holder else [])]
+            self.to_read.add(template)  # it may buffer other jobs' exits while we wait for it
             pid, pidfd = template.fork(place, fds)
         except BaseException:
             for fd in pipes:
@@ -290,7 +292,7 @@ class Zygote:
                 for fd in fds:
                     os.close(fd)
             self.slots[uid] = template
-            self.sel.register(template.sock, selectors.EVENT_READ, "template")
+            self.sel.register(template.sock, selectors.EVENT_READ, ("template", template))
         return template
 
     def _tell_holder(self, job: Job) -> None:
@@ -400,7 +402,8 @@ class Zygote:
                 break
             if pid == self.template.pid:
                 raise SystemExit("or-exec: the sandbox template died")
-        for template in (self.template, *self.slots.values()):
+        templates, self.to_read = self.to_read, set()
+        for template in templates:  # only those that reported, not every slot's each time
             try:
                 exits = template.read_exits()
             except (TemplateDied, OSError):  # a slot template died: start afresh
