@@ -54,10 +54,6 @@ def plain_axes(ax: Any, integer_x: bool = False) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def shorten(text: str, limit: int = 90) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def source_line(files: Iterable[str], width_in: float) -> str:
     """`data: a.jsonl, b.jsonl` (base names), wrapped to lines that fit `width_in` inches of a
     title at the style's font size."""

@@ -355,17 +355,13 @@ def current_score(record: Mapping[str, Any], protocol: str | None = None) -> dic
         protocol = canonical_protocol(protocol)
     except ValueError:
         protocol = "strict"
-    if stored.get("version") == SCORING_VERSION and stored.get("protocol") == protocol:
+    same = stored.get("protocol") == protocol
+    # the optimum a program printed (or-score --execute) is judged again under another protocol
+    if stored.get("version") == SCORING_VERSION and (same or stored.get("by") == "execution"):
         text = response_text(record)
-        if stored.get("checksum") == checksum(text, finish_reason(record)):
-            return stored
-        return judge(record, protocol, text)
-    if stored.get("by") == "execution" and stored.get("version") == SCORING_VERSION:
-        # the optimum a program printed (or-score --execute), judged under another protocol
-        text = response_text(record)
-        if stored.get("checksum") == checksum(text, finish_reason(record)):
-            return rejudge_prediction(record, stored, protocol)
-        return judge(record, protocol, text)
+        if stored.get("checksum") != checksum(text, finish_reason(record)):
+            return judge(record, protocol, text)
+        return stored if same else rejudge_prediction(record, stored, protocol)
     return judge(record, protocol)
 
 

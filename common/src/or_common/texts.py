@@ -8,7 +8,7 @@ that is silently missing would make every comparison pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .records import RecordError
@@ -45,3 +45,23 @@ def problem_text(record: Mapping[str, Any], key: str | None = None) -> str:
             f"no problem text: expected {DEFAULT_TEXT_KEYS} (or name the key with --text-key)"
         )
     return text
+
+
+def reference_texts(
+    path: str, text_key: str | None, flag: str
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """(record, problem text) for each line of a reference file named by the option `flag`
+    (or-filter's --decontaminate, or-score audit's --versions): a line that is not a record or
+    holds no problem text is a usage error at its FILE:LINE. The caller says what a file with
+    no record means."""
+    from .jsonl import BadLine, read_lines
+    from .usage import UsageLine
+
+    for item in read_lines([path]):
+        if isinstance(item, BadLine):
+            raise UsageLine(f"{flag} {item.source}:{item.lineno}: {item.message}")
+        try:
+            text = problem_text(item.record, text_key)
+        except RecordError as err:
+            raise UsageLine(f"{flag} {item.where()}: {err}") from None
+        yield item.record, text

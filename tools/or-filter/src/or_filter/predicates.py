@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.answers import parse_truth
-from or_common.jsonl import BadLine, read_lines, read_records
+from or_common.jsonl import BadLine, read_records
 from or_common.records import RecordError, completion_tokens, flow_text
 from or_common.scoring import current_score
-from or_common.texts import problem_text
+from or_common.texts import problem_text, reference_texts
 from or_common.usage import UsageLine
 
 from .dedup import NearDupIndex
@@ -63,15 +63,9 @@ def reference_index(
     for path in paths:
         before = len(index)
         lines = 0
-        for item in read_lines([path]):
-            if isinstance(item, BadLine):
-                raise UsageLine(f"--decontaminate {item.source}:{item.lineno}: {item.message}")
+        for record, text in reference_texts(path, text_key, "--decontaminate"):
             lines += 1
-            try:
-                text = problem_text(item.record, text_key)
-            except RecordError as err:
-                raise UsageLine(f"--decontaminate {item.where()}: {err}") from None
-            index.add(str(item.record.get("id")), text)
+            index.add(str(record.get("id")), text)
         if not lines:
             raise UsageLine(f"--decontaminate {path} holds no record: nothing to compare with")
         if len(index) == before:

@@ -26,7 +26,7 @@ from typing import Any
 from or_common.answers import Prediction, parse_truth
 from or_common.records import RecordError
 from or_common.scoring import compare, current_score, response_text
-from or_common.texts import problem_text
+from or_common.texts import problem_text, reference_texts
 from or_common.usage import UsageLine
 
 CHECKS = ("majority_disagrees", "version_conflict", "duplicate_question")
@@ -151,8 +151,6 @@ def majority_suspects(audit: Audit, min_agree: int) -> list[dict[str, Any]]:
 def version_index(paths: Iterable[str], text_key: str | None) -> dict[str, list[dict[str, Any]]]:
     """Normalised question -> [{file, id, answer}] over the version files (a file or a folder
     of *.jsonl). An empty file or a record without a problem text is a usage error."""
-    from or_common.jsonl import BadLine, read_lines
-
     files: list[str] = []
     for path in paths:
         p = Path(path)
@@ -162,16 +160,10 @@ def version_index(paths: Iterable[str], text_key: str | None) -> dict[str, list[
     index: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in files:
         n = 0
-        for item in read_lines([path]):
-            if isinstance(item, BadLine):
-                raise UsageLine(f"--versions {item.source}:{item.lineno}: {item.message}")
+        for record, text in reference_texts(path, text_key, "--versions"):
             n += 1
-            try:
-                text = problem_text(item.record, text_key)
-            except RecordError as err:
-                raise UsageLine(f"--versions {item.where()}: {err}") from None
-            entry = {"file": Path(path).name, "id": item.record.get("id")}
-            index[normalise(text)].append({**entry, "answer": item.record.get("answer")})
+            entry = {"file": Path(path).name, "id": record.get("id")}
+            index[normalise(text)].append({**entry, "answer": record.get("answer")})
         if not n:
             raise UsageLine(f"--versions {path} holds no record")
     return index

@@ -194,14 +194,15 @@ def report_cmd(
         run = load_run(path, asked, labels[i] if labels else None, complaints.bad_line)
         for warning in run.warnings:
             echo_err(f"or-score report: warning: {warning}")
-        for pid, sample, n in run.duplicates()[:5]:
+        duplicates = run.duplicates()
+        for pid, sample, n in duplicates[:5]:
             echo_err(
                 f"or-score report: warning: {run.label}: ({pid}, sample {sample}) appears {n}"
                 " times; each copy is counted"
             )
-        if len(run.duplicates()) > 5:
+        if len(duplicates) > 5:
             echo_err(
-                f"or-score report: warning: {run.label}: {len(run.duplicates())} duplicated"
+                f"or-score report: warning: {run.label}: {len(duplicates)} duplicated"
                 " (id, sample) pairs in all"
             )
         loaded.append(run)
@@ -264,7 +265,7 @@ def report_cmd(
     help="Other versions of the benchmarks (a .jsonl file or a folder of them): a question"
     " found there with another answer is a suspect.",
 )
-@click.option("--protocol", type=ProtocolSpec(), default="strict", show_default=True)
+@protocol_option
 @click.option(
     "--min-agree",
     type=click.IntRange(min=1),
@@ -307,6 +308,7 @@ def audit_cmd(
     from or_common.records import RecordError
 
     from .audit import (
+        CHECKS,
         Audit,
         duplicate_suspects,
         majority_suspects,
@@ -350,8 +352,7 @@ def audit_cmd(
             f.write(markdown(audit, suspects, list(runs)) + "\n")
     if not quiet:
         counts = ", ".join(
-            f"{check} {sum(1 for s in suspects if s['check'] == check)}"
-            for check in ("majority_disagrees", "version_conflict", "duplicate_question")
+            f"{check} {sum(1 for s in suspects if s['check'] == check)}" for check in CHECKS
         )
         echo_err(
             f"or-score audit: {len(audit.problems)} problems, {len(suspects)} suspects ({counts})"

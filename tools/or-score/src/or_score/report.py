@@ -209,10 +209,6 @@ def headline_rows(
     return header, rows
 
 
-def _se(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
 def detail_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per benchmark and the macro row; with k = 1 only one pass@1 column (pass@1,
     pass@1 and maj@1 are the same number)."""
@@ -233,7 +229,7 @@ def detail_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 str(m["problems"]),
                 str(m["samples_per_problem"]),
                 _pct(m["pass@1"]),
-                _se(m["pass@1_se"]),
+                _pct(m["pass@1_se"]),
                 *([_pct(m["pass@k"]), _pct(m["maj@k"])] if at_k else []),
                 tokens,
                 f"{m['mean_code_blocks'] or 0:.2f}",
@@ -249,7 +245,7 @@ def detail_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             "",
             "",
             _pct(macro["pass@1"]),
-            _se(macro["pass@1_se"]),
+            _pct(macro["pass@1_se"]),
             *([_pct(macro["pass@k"]), _pct(macro["maj@k"])] if at_k else []),
             *[""] * 5,
         ]

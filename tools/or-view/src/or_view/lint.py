@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from or_common.answers import THINK_END, answer_region, extract_boxed_all
-
-OUTPUT_OPEN = "```output"
+from or_common.protocol import FAKE_OUTPUT_STOP
 
 #: code -> what it means, in the order the checks run (also the legend of the HTML page)
 RULES: dict[str, str] = {
@@ -82,7 +81,7 @@ def lint_flow(flow: Sequence[Mapping[str, Any]]) -> list[Finding]:
         findings.append(Finding("unclosed-block", "the model's text ends inside a fenced block"))
 
     for i, (text, role) in enumerate(zip(texts, roles, strict=True)):
-        if role != "executor" and OUTPUT_OPEN in text:
+        if role != "executor" and FAKE_OUTPUT_STOP in text:
             findings.append(
                 Finding("fake-output", f"segment {i} ({role}) writes its own output block", i)
             )

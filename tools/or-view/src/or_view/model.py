@@ -132,7 +132,7 @@ def executions(record: Mapping[str, Any]) -> dict[str, int]:
     return dict(sorted(statuses.items()))
 
 
-def row(record: Mapping[str, Any]) -> dict[str, Any]:
+def row(record: Mapping[str, Any], findings: list | None = None) -> dict[str, Any]:
     """The table row of a record: what a user sorts and filters a run by."""
     score, calm, gen = (_section(record, k) for k in ("score", "calm", "gen"))
     flaws = _section(record, "flaws")
@@ -153,7 +153,12 @@ def row(record: Mapping[str, Any]) -> dict[str, Any]:
         "rounds": len(calm.get("rounds") or []),
         "tokens": completion_tokens(record),
         "error": f"{error['tool']}: {error['type']}: {error['message']}" if error else None,
-        "lint": list(dict.fromkeys(f.code for f in lint_record(record))),  # each code once
+        # each code once (`findings`: the record's lint, when the caller has it already)
+        "lint": list(
+            dict.fromkeys(
+                f.code for f in (findings if findings is not None else lint_record(record))
+            )
+        ),
     }
 
 
@@ -164,12 +169,13 @@ def failing(view_row: Mapping[str, Any]) -> bool:
 
 def view(record: Mapping[str, Any], count: Counter_ | None = None) -> dict[str, Any]:
     """Everything either view shows of one record."""
+    findings = lint_record(record)
     return {
-        "row": row(record),
+        "row": row(record, findings),
         "question": str(record.get("question") or ""),
         "segments": segments(record, count),
         "rounds": calm_rounds(record),
-        "lint": [f.as_dict() for f in lint_record(record)],
+        "lint": [f.as_dict() for f in findings],
         "score": _section(record, "score"),
         "model": _section(record, "gen").get("model"),
     }
