@@ -100,14 +100,12 @@ def chat_messages(
     return out
 
 
-def keep_ids(
-    flow: list[dict[str, Any]], segments: int, last: dict[str, Any] | None, new_ids: list[int]
-) -> None:
-    """Record the ids of the text just appended to `flow` (which had `segments` segments, the
-    last one `last`) on the segment that took it: a new segment gets them, a segment extended
-    in place gets them appended (one written without ids, e.g. resumed from text, stays so)."""
+def keep_ids(flow: list[dict[str, Any]], last: dict[str, Any] | None, new_ids: list[int]) -> None:
+    """Record the ids of the text just appended to `flow` (whose last segment was `last`) on
+    the segment that took it: a new segment gets them, a segment extended in place gets them
+    appended (one written without ids, e.g. resumed from text, stays so)."""
     seg = flow[-1]
-    if len(flow) > segments or seg is not last:
+    if seg is not last:
         seg["ids"] = list(new_ids)
     elif isinstance(seg.get("ids"), list):
         seg["ids"] = seg["ids"] + list(new_ids)
@@ -262,10 +260,10 @@ class Generator:
                     ids.extend(new_ids)
                 out.completion_tokens += n
                 self.tokens += n
-                segments, last = len(turn.flow), turn.flow[-1] if turn.flow else None
+                last = turn.flow[-1] if turn.flow else None
                 action = after_generation(turn, self.rules, text, finish, n)
                 if ids is not None and new_ids is not None and text:
-                    keep_ids(turn.flow, segments, last, new_ids)
+                    keep_ids(turn.flow, last, new_ids)
                 continue
             if isinstance(action, Execute):
                 t = time.perf_counter()

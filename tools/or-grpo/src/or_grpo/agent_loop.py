@@ -203,10 +203,10 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         )
 
     async def _log(self, row: dict[str, Any], result: Any, extra_fields: dict[str, Any]) -> None:
-        """One line for metrics.jsonl: the reward verl will compute, with the same function."""
-        text = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.tokenizer.decode(result.response_ids, skip_special_tokens=True)
-        )
+        """One line for metrics.jsonl: the reward verl will compute, with the same function
+        (which judges `model_segments` and counts `code_blocks` from the extra fields: the
+        decoded response is not needed)."""
+        text = ""
         reward_model = row.get("reward_model") or {}
         extra_info = dict(row.get("extra_info") or {})
         score = compute_score(

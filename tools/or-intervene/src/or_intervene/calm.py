@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.llm import GenerationError
-from or_common.records import TOOL_VERSION, check_trajectory
+from or_common.records import TOOL_VERSION, check_trajectory, flow_text
 from or_common.scoring import flow_correct
 
 from .apply import cut_and_hint
@@ -57,7 +57,7 @@ async def calm_record(
             break  # the judgement after the last allowed intervention still found a flaw
         assert offset is not None
         # the exact text the cut throws away, so a viewer can show what the hint replaced
-        removed = "".join(s["text"] for s in flow)[offset:]
+        removed = flow_text(flow)[offset:]
         generator = await get_generator()
         cut = cut_and_hint(flow, offset, intervention.hint, intervention.trigger)
         # the same protocol path as or-gen: a resumed Turn over the token layer's sequence
