@@ -65,6 +65,14 @@ lint:
     uv run ruff check .
     uv run ruff format --check .
 
+# mypy over common/ and every tool's package, as CI runs it (settings: [tool.mypy] in pyproject.toml).
+typecheck:
+    uv run mypy
+
+# Rewrite each tool's --help text in its docs page (docs/<tool>.md); CI checks them with --check.
+docs:
+    uv run python docs/generate.py
+
 # Compile the environment's bytecode once per lock. Not a uv setting: uv would recompile all
 # ~13,500 files on every `uv run`; without it, machines that set PYTHONDONTWRITEBYTECODE would
 # compile litellm & co. in memory on every start.

@@ -82,9 +82,9 @@ class InstantEngine:
 
 
 def _generator(engine, tokenizer):
+    from or_common.reasoner import REASONER_PROMPT
     from or_gen.engine import Sampling
     from or_gen.loop import GenConfig, Generator
-    from or_gen.prompt import REASONER_PROMPT
 
     config = GenConfig(
         model="tiny",
@@ -253,10 +253,10 @@ class BatchEngine:
 def bench_overlap(
     n: int, capacity: int, delay: float, tokens_per_round: int, concurrency: int, tools: bool = True
 ) -> dict:
+    from or_common.reasoner import REASONER_PROMPT
     from or_exec.pool import Pool
     from or_gen.engine import Sampling
     from or_gen.loop import GenConfig, Generator
-    from or_gen.prompt import REASONER_PROMPT
 
     async def go():
         pool = Pool(workers=2)

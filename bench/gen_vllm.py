@@ -90,8 +90,8 @@ def main() -> None:
         print(bare_client(url, json.loads(Path(path).read_text()), args))
         return
 
+    from or_common.reasoner import REASONER_PROMPT, build_messages
     from or_common.tokens import load_tokenizer, render_prompt
-    from or_gen.prompt import REASONER_PROMPT, build_messages
     from real_engine import train_tiny_reasoner, vllm_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-gen-vllm-"))

@@ -22,8 +22,8 @@ from or_common.answers import extract_boxed_all
 from or_common.blocks import flow_blocks, python_blocks
 from or_common.flaws import detect
 from or_common.records import flow_text
+from or_common.scoring import score_record
 from or_grpo.reward import compute_score
-from or_score.scorer import score_record
 
 #: blocks.py's pattern before the single-pass scan (each opening rescanned the rest of the text).
 OLD_BLOCK = re.compile(r"```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)

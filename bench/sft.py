@@ -47,7 +47,7 @@ def corpus() -> tuple[list[str], list[str]]:
 def trajectory(rng: random.Random, i: int, questions, answers, target_chars: int) -> dict:
     """A trajectory shaped like or-gen's: thinking, two or three executions (outputs masked),
     a hint, the final answer; text taken from real model answers, ~6k tokens."""
-    from or_gen.prompt import REASONER_PROMPT, build_messages
+    from or_common.reasoner import REASONER_PROMPT, build_messages
 
     flow = []
     size = 0

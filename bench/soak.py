@@ -86,7 +86,7 @@ class Server:
                 time.sleep(0.1)
 
     def parents(self) -> list[int]:
-        """The sandbox parents (zygotes) of the server: its direct children."""
+        """The sandbox parents of the server: its direct children."""
         assert self.proc is not None
         path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
         with open(path) as fh:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Figure 6 (RL behaviour): GRPO from the base model and from the CALM-SFT checkpoint on the same
-# RL problems (each run is recipes/verl/storm.sh), then accuracy, code blocks and response
+# RL problems (each run is recipes/verl/grpo.sh), then accuracy, code blocks and response
 # length per step side by side. Flaws before and after come from recipes/flaws.sh on the
 # evaluated checkpoints. DRY_RUN=1 prints the two verl commands without training.
 #
@@ -19,9 +19,9 @@ mkdir -p "$OUT"
 stamp "$OUT" base="$BASE" sft="$SFT" rl="$RL" val="$VAL"
 
 train_stage rl-from-base "$OUT" env MODEL="$BASE" RL="$RL" VAL="$VAL" OUT="$OUT/from-base" \
-    bash "$here/verl/storm.sh" "$@"
+    bash "$here/verl/grpo.sh" "$@"
 train_stage rl-from-calm-sft "$OUT" env MODEL="$SFT" RL="$RL" VAL="$VAL" OUT="$OUT/from-calm-sft" \
-    bash "$here/verl/storm.sh" "$@"
+    bash "$here/verl/grpo.sh" "$@"
 if [ -z "${DRY_RUN:-}" ]; then
     or-grpo plot "$OUT/from-base/02-grpo" "$OUT/from-calm-sft/02-grpo" -o "$OUT/behaviour.png"
     echo "curves: $OUT/behaviour.png" >&2

@@ -33,7 +33,8 @@ done
 
 or-gen "$SFT" --model "$MODEL" --api-base "$API_BASE" --n "$N" -o "$OUT/01-gen.jsonl" --resume "$@"
 or-intervene "$OUT/01-gen.jsonl" --intervener "$INTERVENER" ${INTERVENER_API_BASE:+--intervener-api-base "$INTERVENER_API_BASE"} \
-    --model "$MODEL" --api-base "$API_BASE" -o "$OUT/02-calm.jsonl" --resume ${LATER[@]+"${LATER[@]}"}
+    --model "$MODEL" --api-base "$API_BASE" -o "$OUT/02-calm.jsonl" --resume --stats "$OUT/02-funnel.json" \
+    ${LATER[@]+"${LATER[@]}"}
 or-filter "$OUT/02-calm.jsonl" --golden --max-tokens "$MAX_TOKENS" --tokenizer "$TOKENIZER" \
-    --one-per-problem --rejects "$OUT/03-rejects.jsonl" > "$OUT/03-golden.jsonl"
+    --one-per-problem --rejects "$OUT/03-rejects.jsonl" --stats "$OUT/03-funnel.json" > "$OUT/03-golden.jsonl"
 echo "golden trajectories: $(wc -l < "$OUT/03-golden.jsonl") in $OUT/03-golden.jsonl" >&2

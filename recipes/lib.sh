@@ -29,49 +29,12 @@ train_stage() {
     fi
 }
 
-# stamp DIR KEY=VALUE...: DIR/stamp.json with the git commit, the date, the tools' version and
-# each KEY=VALUE; a value that names a file also gets its sha256. Fails when DIR holds finished
-# stages (.done-*) stamped with other values: a rerun must not reuse another run's results.
+# stamp DIR KEY=VALUE...: DIR/stamp.json (or_common.stamp) with the git commit, the date, the
+# tools' version and each KEY=VALUE; a value that names a file also gets its sha256. Fails when
+# DIR holds finished stages (.done-*) stamped with other values: a rerun must not reuse another
+# run's results.
 stamp() {
-    local dir=$1; shift
-    python3 - "$dir" "$@" <<'PY'
-import datetime, hashlib, json, os, subprocess, sys
-from pathlib import Path
-
-out, pairs = Path(sys.argv[1]), sys.argv[2:]
-try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-except OSError:
-    commit = ""
-stamp = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "git_commit": commit}
-try:
-    from or_common.records import TOOL_VERSION
-    from or_common.scoring import SCORING_VERSION
-    stamp.update(tool_version=TOOL_VERSION, scoring_version=SCORING_VERSION)
-except ImportError:
-    pass
-try:
-    from or_gen.prompt import PROMPT_VERSION
-    stamp["prompt_version"] = PROMPT_VERSION
-except ImportError:
-    pass
-for pair in pairs:
-    key, _, value = pair.partition("=")
-    stamp[key] = value
-    if value and os.path.isfile(value):
-        stamp[key + "_sha256"] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
-# finished stages of a run with other settings (model, data, N, ...) must not be reused as if
-# they were this run's: refuse, rather than report the old run under the new stamp
-old_path = out / "stamp.json"
-if old_path.exists() and any(out.glob(".done-*")):
-    old = json.loads(old_path.read_text())
-    changed = [k for k in stamp if k not in ("date", "git_commit", "tool_version", "scoring_version") and k in old and old[k] != stamp[k]]
-    if changed:
-        sys.exit(f"{out} holds finished stages of another run ({', '.join(f'{k}: {old[k]} -> {stamp[k]}' for k in changed)}); "
-                 "give another OUT, or remove that folder to start over")
-out.mkdir(parents=True, exist_ok=True)
-(out / "stamp.json").write_text(json.dumps(stamp, indent=2) + "\n")
-PY
+    python3 -m or_common.stamp "$@"
 }
 
 # evaluate LABEL SPEC DATA DIR [or-gen flags...]: generate N samples per problem of DATA with

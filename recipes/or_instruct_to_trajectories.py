@@ -29,8 +29,8 @@ import sys
 from typing import Any
 
 from or_common.jsonl import BadLine, Writer, open_output, read_lines
+from or_common.reasoner import PROMPT_VERSION, REASONER_PROMPT, build_messages
 from or_common.records import TOOL_VERSION
-from or_gen.prompt import PROMPT_VERSION, REASONER_PROMPT, build_messages
 
 CONVERTER = "recipes/or_instruct_to_trajectories.py"
 EMPTY_THINKING = "\n</think>\n\n"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# STORM end to end: splits -> CALM curation -> SFT -> GRPO and export (recipes/verl/storm.sh)
+# STORM end to end: splits -> CALM curation -> SFT -> GRPO and export (recipes/verl/grpo.sh)
 # -> evaluation of base, CALM-SFT and STORM side by side. Every stage is resumable: rerun the
 # same command after a stop. DRY_RUN=1 stops after printing the GRPO command (GRPO is then not
 # marked done). Knobs of the stages pass through: SPLITS (recipes/split.sh), N, MAX_TOKENS and
@@ -32,7 +32,7 @@ stage calm "$OUT" env MODEL="$BASE" API_BASE="$API_BASE" INTERVENER="$INTERVENER
 stage sft "$OUT" or-sft "$OUT/calm/03-golden.jsonl" --model "$BASE" -o "$OUT/sft" $SFT_FLAGS
 # shellcheck disable=SC2086
 train_stage grpo "$OUT" env MODEL="$OUT/sft" RL="$OUT/splits/rl.jsonl" \
-    VAL="$OUT/splits/test.jsonl" OUT="$OUT/grpo" bash "$here/verl/storm.sh" $GRPO_FLAGS
+    VAL="$OUT/splits/test.jsonl" OUT="$OUT/grpo" bash "$here/verl/grpo.sh" $GRPO_FLAGS
 if [ -n "${DRY_RUN:-}" ]; then
     echo "DRY_RUN: GRPO was not run, so there is no STORM checkpoint to evaluate" >&2
     exit 0

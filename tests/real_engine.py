@@ -44,8 +44,8 @@ def train_tiny_reasoner(out: Path, questions: list[str], steps: int = 120) -> Pa
     """A tiny Qwen3 (head_dim 32, the real tokenizer and generation config) overfitted on the
     trajectory BLOCK -> OUTPUT -> ANSWER for each question; saved to `out` in float32."""
     import torch
+    from or_common.reasoner import REASONER_PROMPT, build_messages
     from or_common.tokens import encode
-    from or_gen.prompt import REASONER_PROMPT, build_messages
     from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     tok = AutoTokenizer.from_pretrained(QWEN_DIR)

@@ -260,3 +260,86 @@ def test_judge_clients_close_without_complaints_at_exit():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "fine\n" and "Unclosed" not in result.stderr
+
+
+# -- one definition of each count, of the final turn and of the output block --------------------
+
+
+def test_code_blocks_are_counted_alike_by_the_report_and_the_training_metrics():
+    """One closed block and one the turn was cut inside: a code block is a closed one
+    (`or_common.flow.code_blocks`), so or-score's report (Table 2's "code blocks") and or-grpo's
+    per-step metrics (Figure 6) both say 1, and the executions beside them agree too."""
+    from or_common.flow import code_blocks, executions
+    from or_common.protocol import Turn
+    from or_grpo.rollout import Rollout
+    from or_score.runs import usage
+
+    flow = [
+        {"role": "reasoner", "text": "Model it.\n```python\nprint(1)\n```\n"},
+        {"role": "executor", "text": "```output\n1\n```\n", "status": "ok", "seconds": 0.1},
+        {"role": "reasoner", "text": "Once more.\n```python\nprint(2"},
+    ]
+    record = {"id": "p", "flow": flow, "gen": {"finish": "length", "completion_tokens": 40}}
+    rollout = Rollout([], [], [], None, Turn(flow=flow, executions=1, finish="length"))
+    tokens, blocks, runs = usage(record)
+    assert blocks == rollout.metrics()["code_blocks"] == code_blocks(flow) == 1
+    assert runs == rollout.metrics()["executions"] == executions(flow) == 1
+    assert tokens == 40
+
+
+def test_executions_leave_out_skipped_blocks():
+    from or_common.flow import executions
+    from or_common.protocol import resumed_turn
+
+    flow = [
+        {"role": "reasoner", "text": "```python\nprint(1)\n```\n"},
+        {"role": "executor", "text": "```output\n1\n```\n", "status": "error"},
+        {"role": "reasoner", "text": "```python\nprint(2)\n```\n"},
+        {"role": "executor", "text": "```output\nno\n```\n", "status": "skipped"},
+    ]
+    assert executions(flow) == resumed_turn(flow, 0).executions == 1
+
+
+def test_final_turn_is_the_corrected_flows_over_the_generations():
+    from or_common.flow import completion_tokens, final_finish, final_turn
+    from or_common.scoring import finish_reason
+
+    gen = {"finish": "length", "completion_tokens": 900, "model": "m"}
+    corrected = {"gen": gen, "calm": {"final": {"finish": "stop", "completion_tokens": 700}}}
+    assert final_turn(corrected) == {"finish": "stop", "completion_tokens": 700, "model": "m"}
+    assert final_finish(corrected) == finish_reason(corrected) == "stop"
+    assert completion_tokens(corrected) == 700
+    # a field the final stamp lacks (or holds as null) is the generation's
+    partial = {"gen": gen, "calm": {"final": {"finish": None}}}
+    assert final_finish(partial) == "length" and completion_tokens(partial) == 900
+    assert final_turn({"id": 1}) == {} and final_finish({"id": 1}) is None
+    # another harness's record says it OpenAI's way: only the scorer reads that
+    foreign = {"choices": [{"text": "x", "finish_reason": "length"}]}
+    assert final_finish(foreign) is None and finish_reason(foreign) == "length"
+
+
+def test_the_output_block_is_recognised_where_it_is_built():
+    from or_common.protocol import (
+        SkippedResult,
+        has_output_opening,
+        is_output_block,
+        output_block,
+        output_body,
+        text_after_outputs,
+    )
+    from or_exec.limits import ExecResult
+
+    for result in (
+        ExecResult("ok", 0, "Objective: 3\n", "", 0.1),
+        ExecResult("error", 1, "", "Traceback\nNameError: x\n", 0.1),
+        ExecResult("ok", 0, "", "", 0.1),
+        SkippedResult("Code execution is no longer available."),
+    ):
+        block = output_block(result)
+        assert is_output_block(block) and has_output_opening(block)
+        assert output_block(result) == f"```output\n{output_body(block)}\n```\n"
+    assert not is_output_block("```python\nprint(1)\n```\n")
+    assert not has_output_opening("Let me run it.\n```python\n")
+    assert text_after_outputs("no blocks at all") is None
+    response = "```python\nprint(1)\n```\n```output\n```\n```\nAnswer: 1"
+    assert text_after_outputs(response) == "\nAnswer: 1"

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from conftest import ROOT
 from fakeserver import FakeServer
 from or_common.tokens import encode, encode_record, load_tokenizer, prompt_ids, text_ids
-from or_gen.backend import Backend
 from or_gen.cli import main as gen_main
+from or_gen.session import ReasonerSession
 from test_gen import QWEN, FakeRunner, problems, script
 
 
@@ -30,7 +30,7 @@ def tok():
 @pytest.fixture
 def fake_sandbox(monkeypatch):
     runner = FakeRunner()
-    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: runner)
+    monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: runner)
     return runner
 
 

@@ -24,13 +24,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, read_jsonl
 from fakeserver import FakeServer
-from or_gen.backend import Backend
+from or_gen.session import ReasonerSession
 from test_gen import FakeRunner
 
 
 @pytest.fixture(autouse=True)
 def fake_sandbox(monkeypatch):
-    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: FakeRunner())
+    monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: FakeRunner())
 
 
 def free_port() -> int:

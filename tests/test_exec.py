@@ -18,9 +18,9 @@ import time
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
 from or_common.protocol import output_block
-from or_exec.factory import live_processes
 from or_exec.limits import Limits
 from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
+from or_exec.sandbox.helper import live_processes
 
 ROOT_USER = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT_USER, reason="namespaces and per-slot uids need root")

@@ -18,10 +18,10 @@ import uuid
 import pytest
 from conftest import ROOT, SHARED_DATA
 from or_exec import solvers
-from or_exec.factory import live_processes
 from or_exec.limits import Limits
 from or_exec.outcome import derive_status, parse_setup_record
 from or_exec.pool import SyncPool
+from or_exec.sandbox.helper import live_processes
 
 ROOT_USER = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT_USER, reason="namespaces and per-slot uids need root")
@@ -421,7 +421,7 @@ def test_without_job_namespaces_the_uid_sweep_still_contains_jobs():
 def test_deadlines_hold_while_the_parent_is_stalled(pool):
     """The job's namespace holder enforces the deadline on its own: a parent that stalls (here:
     stopped for 3 s) cannot let a job run over its time."""
-    from or_exec.parent_loop import HOLDER_GRACE
+    from or_exec.sandbox.parent_loop import HOLDER_GRACE
 
     parent = pool.pool.parent_pids()["pulp"]
     code = textwrap.dedent("""

@@ -16,7 +16,7 @@ from conftest import read_jsonl, run_tool
 from or_exec.limits import Limits
 from or_exec.outcome import derive_status
 from or_exec.pool import SyncPool
-from or_exec.probes import heap_scan_code, marker
+from or_exec.sandbox.probes import heap_scan_code, marker
 from test_exec_hostile import ROOT_USER, leftovers, needs_root
 
 WORKERS = 2
@@ -353,8 +353,8 @@ def test_a_dead_template_costs_a_respawn_never_a_job(pool):
     import os
     import signal
 
-    zygote = pool.pool.parent_pids()["pulp"]
-    with open(f"/proc/{zygote}/task/{zygote}/children") as fh:
+    parent = pool.pool.parent_pids()["pulp"]
+    with open(f"/proc/{parent}/task/{parent}/children") as fh:
         children = [int(pid) for pid in fh.read().split()]
 
     # the template is the child that imported pulp (the helper was forked before the imports)
@@ -367,7 +367,7 @@ def test_a_dead_template_costs_a_respawn_never_a_job(pool):
     time.sleep(0.2)
     result = run(pool, "print(6 * 7)")
     assert (result.status, result.stdout) == ("ok", "42\n")
-    assert pool.pool.parent_pids()["pulp"] != zygote  # the whole parent was replaced
+    assert pool.pool.parent_pids()["pulp"] != parent  # the whole parent was replaced
 
 
 @needs_root

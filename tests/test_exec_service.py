@@ -1,7 +1,7 @@
 """`or-exec serve` as a service other stacks use (issue 21): SandboxFusion's dialect through
-verl's own client, the OpenAPI document against the live server and the README, the clients,
-the token, and the held-out denial-of-service attacks (slowloris, abandoned requests, a full
-queue, a huge program); and `or-exec run FILE.py` (issue 19)."""
+verl's own client, the OpenAPI document against the live server and or-exec's docs page, the
+clients, the token, and the held-out denial-of-service attacks (slowloris, abandoned requests, a
+full queue, a huge program); and `or-exec run FILE.py` (issue 19)."""
 
 from __future__ import annotations
 
@@ -151,11 +151,11 @@ def test_the_openapi_document_describes_the_live_server(server):
     assert set(result) <= set(doc["components"]["schemas"]["Result"]["properties"])
 
 
-def test_the_readme_api_section_matches_the_document():
-    """Every path, request field and limit of the document is in the README's API section
-    (regenerate the section from `or_exec.openapi.document()` if this fails)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("#### The API")[1].split("\n### ")[0]
+def test_the_docs_api_section_matches_the_document():
+    """Every path, request field and limit of the document is in the API section of or-exec's
+    page (regenerate the section from `or_exec.openapi.document()` if this fails)."""
+    text = (ROOT / "docs" / "or-exec.md").read_text()
+    section = text.split("\n## The API\n")[1].split("\n## ")[0]
     doc = document()
     for path in doc["paths"]:
         assert f"`{path}`" in section, path

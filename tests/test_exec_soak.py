@@ -114,25 +114,18 @@ def test_a_refused_request_is_not_retried():
 
 
 def test_the_cli_writes_an_error_record_when_the_server_stays_away():
-    from or_exec.records import execute_stream
+    from or_exec.records import execute_or_error
 
     record = {"id": "a", "flow": [{"role": "reasoner", "text": "```python\nprint(1)\n```\n"}]}
-
-    class Line:
-        def __init__(self, record):
-            self.record = record
-
-    async def lines():
-        yield Line(record)
 
     async def go():
         pool = RemotePool(f"http://127.0.0.1:{soak.free_port()}", retry_seconds=0.3)
         try:
-            return [out async for _, out in execute_stream(lines(), pool, Limits(), False, 4)]
+            return await execute_or_error(record, pool, Limits(), False)
         finally:
             await pool.close()
 
-    [out] = asyncio.run(go())
+    out = asyncio.run(go())
     assert out["exec"]["error"]["tool"] == "or-exec"
     assert out["exec"]["error"]["type"] == "SandboxUnavailable"
     assert "unreachable" in out["exec"]["error"]["message"]

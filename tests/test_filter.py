@@ -56,7 +56,7 @@ def test_correct_and_golden():
 
 
 def test_correct_follows_a_current_score_and_rescores_a_stale_one():
-    from or_score.scorer import score_record
+    from or_common.scoring import score_record
 
     lenient = score_record(rec("s", answer=100, boxed=103), "orlm")  # 3 % off: orlm says right
     assert keys(filt("--correct", records=[lenient]).stdout) == [("s", 0)]  # its protocol wins
@@ -100,6 +100,44 @@ def test_funnel_counts_and_rejects_with_reasons(tmp_path):
     rej = read_jsonl(rejects)
     assert len(rej) + len(read_jsonl(result.stdout)) == 7  # nothing disappears
     assert {r["filter"]["reason"] for r in rej} == {"other_benchmark", "not_correct"}
+
+
+def test_stats_file_holds_the_funnel_as_json(tmp_path):
+    """--stats FILE: the funnel's counts as JSON (what recipes render, instead of scraping
+    stderr); rendered back, they are the lines said on stderr."""
+    from or_common.records import TOOL_VERSION
+    from or_filter.cli import funnel_from_stats
+
+    stats = tmp_path / "funnel.json"
+    result = filt("--benchmark", "b", "--golden", "--stats", str(stats))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(stats.read_text())
+    assert data == {
+        "tool": "or-filter",
+        "tool_version": TOOL_VERSION,
+        "stages": [
+            {
+                "stage": "input",
+                "in": 7,
+                "out": 7,
+                "by_benchmark": {"a": {"in": 3, "out": 3}, "b": {"in": 4, "out": 4}},
+            },
+            {
+                "stage": "benchmark",
+                "in": 7,
+                "out": 4,
+                "by_benchmark": {"a": {"in": 3, "out": 0}, "b": {"in": 4, "out": 4}},
+            },
+            {"stage": "correct", "in": 4, "out": 2, "by_benchmark": {"b": {"in": 4, "out": 2}}},
+            {"stage": "golden", "in": 2, "out": 2, "by_benchmark": {"b": {"in": 2, "out": 2}}},
+        ],
+    }
+    lines = funnel_from_stats(data).lines()
+    assert "\n".join(lines) in result.stderr.decode()
+    assert not list(tmp_path.glob(".funnel.json.*"))  # written through a temporary file
+    # -q silences stderr, not the stats file
+    quiet = filt("--golden", "--stats", str(stats), "-q")
+    assert quiet.stderr == b"" and json.loads(stats.read_text())["stages"][-1]["out"] == 3
 
 
 def test_sample_is_deterministic_and_order_independent():

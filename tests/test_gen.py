@@ -18,8 +18,8 @@ from or_common.records import flow_text
 from or_common.scoring import flow_correct
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids, text_ids
 from or_exec.limits import ExecResult
-from or_gen.backend import Backend
 from or_gen.cli import main
+from or_gen.session import ReasonerSession
 
 QWEN = str(FIXTURES / "qwen3-tokenizer")
 FENCE_IDS = [13874, 3989]  # "``" "`\n": the closing fence line with the real Qwen3 tokenizer
@@ -50,7 +50,7 @@ class FakeRunner:
 @pytest.fixture(autouse=True)
 def fake_sandbox(monkeypatch):
     runner = FakeRunner()
-    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: runner)
+    monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: runner)
     return runner
 
 

@@ -23,15 +23,15 @@ from or_common.llm import GenerationError, retry_after, with_retries
 from or_common.protocol import STOPS
 from or_common.records import flow_text
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids
-from or_gen.backend import Backend
 from or_gen.cli import main
+from or_gen.session import ReasonerSession
 from test_gen import QWEN, FakeRunner, problems, script
 
 
 @pytest.fixture(autouse=True)
 def fake_sandbox(monkeypatch):
     runner = FakeRunner()
-    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: runner)
+    monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: runner)
     return runner
 
 

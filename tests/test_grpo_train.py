@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, GOLDEN, ROOT
+from or_common.reasoner import PROMPT_VERSION, REASONER_PROMPT, build_messages
 from or_common.tokens import load_tokenizer
-from or_gen.prompt import PROMPT_VERSION, REASONER_PROMPT, build_messages
 from or_grpo import config as cfgmod
 from or_grpo.cli import main
 from or_grpo.metrics import build_metrics
@@ -296,6 +296,7 @@ def test_train_launches_the_command_and_collects_metrics(tmp_path, monkeypatch, 
     assert "verl says hello" in capfd.readouterr().err  # verl's stdout went to stderr
     run = json.loads((out / "run.json").read_text())
     assert run["command"][2] == "fake_verl" and run["scoring"].startswith("strict")
+    assert {"date", "git_commit", "tool_version", "scoring_version"} <= set(run)  # or_common.stamp
     assert f"launch: '{run['settings']['launch']}'" in (out / "agent_loop.yaml").read_text()
     assert (out / f"verl-metrics-{run['settings']['launch']}.jsonl").exists()
     (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -332,7 +333,7 @@ def test_export_merges_an_fsdp_actor_into_a_loadable_hf_folder(tmp_path):
 
 
 def test_storm_recipe_dry_run(tmp_path):
-    """recipes/verl/storm.sh prepares the data and, with DRY_RUN=1, prints the verl command."""
+    """recipes/verl/grpo.sh prepares the data and, with DRY_RUN=1, prints the verl command."""
 
     env = {
         **os.environ,
@@ -344,7 +345,7 @@ def test_storm_recipe_dry_run(tmp_path):
         "DRY_RUN": "1",
     }
     result = subprocess.run(
-        ["bash", str(ROOT / "recipes" / "verl" / "storm.sh"), "trainer.save_freq=5"],
+        ["bash", str(ROOT / "recipes" / "verl" / "grpo.sh"), "trainer.save_freq=5"],
         env=env,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from or_common.flaws import detect
 from or_common.records import flow_text
 from or_common.tokens import encode, load_tokenizer, render_prompt
-from or_gen.backend import Backend
+from or_gen.session import ReasonerSession
 from or_intervene.apply import Malformed, cut_and_hint, locate, parse_intervention
 from or_intervene.cli import main
 from test_gen import QWEN, FakeRunner
@@ -24,7 +24,7 @@ from test_gen import QWEN, FakeRunner
 
 @pytest.fixture(autouse=True)
 def fake_sandbox(monkeypatch):
-    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: FakeRunner())
+    monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: FakeRunner())
 
 
 @pytest.fixture(scope="module")
@@ -380,6 +380,43 @@ def test_calm_loop_cuts_hints_resumes_and_stops_at_no_intervention(qwen):
     assert "success before -> after: 0.0% -> 100.0%" in result.stderr
     assert "1.00 per problem" in result.stderr
     assert "golden (correct and flawless): 2 of 2" in result.stderr
+
+
+def test_stats_file_holds_the_funnel_as_json(qwen, tmp_path):
+    """--stats FILE: the funnel's counts as JSON (what recipes render, instead of scraping
+    stderr); rendered back, they are the lines said on stderr."""
+    from or_common.records import TOOL_VERSION
+    from or_intervene.calm import funnel_lines
+
+    stats = tmp_path / "funnel.json"
+    script, _ = make_intervener("fix")
+    with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+        result, out = calm(reasoner.url, judge.url, "--stats", str(stats), input=initial_records(2))
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(stats.read_text())
+    hint_tokens = sum(r["calm"]["hint_tokens"] for r in out)
+    before = sum(r["calm"]["initial"]["completion_tokens"] for r in out)
+    after = sum(r["calm"]["final"]["completion_tokens"] for r in out)
+    assert hint_tokens > 0 and before > 0 and after > 0
+    assert data == {
+        "tool": "or-intervene",
+        "tool_version": TOOL_VERSION,
+        "trajectories": 2,
+        "problems": 2,
+        "judged": 2,
+        "correct_before": 0,
+        "correct_after": 2,
+        "interventions": 2,
+        "hint_tokens": hint_tokens,
+        "completion_tokens_before": before,
+        "completion_tokens_after": after,
+        "verdicts": {"no_intervention": 2},
+        "golden": 2,
+    }
+    lines = funnel_lines(data)
+    assert lines[0] == "or-intervene funnel: 2 trajectories of 2 problems"
+    assert "\n".join(lines) in result.stderr
+    assert not list(tmp_path.glob(".funnel.json.*"))  # written through a temporary file
 
 
 def test_calm_stops_after_the_limit_with_a_last_judgement(qwen):

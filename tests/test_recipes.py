@@ -102,6 +102,24 @@ def test_calm_recipe(tmp_path, tokenizer_dir):
     )  # the second sample of each problem
     assert "success before -> after: 0.0% -> 100.0%" in result.stderr
     assert "Unclosed" not in result.stderr  # the judge's HTTP sessions are closed at the end
+    # the funnels as --stats files (recipes/funnel.sh renders them): the lines said on stderr
+    stats = [tmp_path / "calm/02-funnel.json", tmp_path / "calm/03-funnel.json"]
+    assert json.loads(stats[0].read_text())["golden"] == 4
+    assert json.loads(stats[1].read_text())["stages"][-1] == {
+        "stage": "one-per-problem",
+        "in": 4,
+        "out": 2,
+        "by_benchmark": {"fake": {"in": 4, "out": 2}},
+    }
+    rendered = subprocess.run(
+        [sys.executable, str(ROOT / "recipes/render_funnel.py"), *map(str, stats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert rendered.startswith("# CALM funnel\n\n```\nor-intervene funnel:")
+    for line in rendered.splitlines()[3:-1]:
+        assert line in result.stderr
 
 
 def test_eval_recipe_fails_when_generation_wrote_nothing(tmp_path, tokenizer_dir):

@@ -22,9 +22,9 @@ from click.testing import CliRunner
 from conftest import FIXTURES, ROOT, read_jsonl
 from fakeserver import FakeServer as OpenAIServer
 from or_common.protocol import cut_completion
+from or_common.reasoner import REASONER_PROMPT, build_messages
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids
 from or_exec.limits import ExecResult
-from or_gen.prompt import REASONER_PROMPT, build_messages
 from or_grpo.reward import compute_score
 from test_grpo import QUESTION, FakeSandbox, FakeServer, compose_verl_config, make_loop, run_loop
 
@@ -171,11 +171,11 @@ class PrintingRunner:
 def run_gen(monkeypatch, stdout: str, rounds: list[str]):
     """or-gen on one problem against a fake vLLM server that writes `rounds[k]` after k output
     blocks (the last round from then on), every block printing `stdout`."""
-    from or_gen.backend import Backend
     from or_gen.cli import main
+    from or_gen.session import ReasonerSession
 
     runner = PrintingRunner(stdout)
-    monkeypatch.setattr(Backend, "make_runner", lambda self, limits: runner)
+    monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: runner)
     qwen = load_tokenizer(QWEN)
 
     def script(prompt, body):

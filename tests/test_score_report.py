@@ -9,8 +9,8 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import write_jsonl
+from or_common.scoring import score_record
 from or_score.cli import main as score_main
-from or_score.scorer import score_record
 
 
 def rec(pid, boxed, answer=100, sample=0, bench="b"):

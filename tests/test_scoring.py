@@ -200,7 +200,7 @@ def test_maj_at_k_votes_over_the_first_k_samples_only(tmp_path):
 def _stale(text: str, claimed: bool) -> dict:
     """A record whose flow changed after or-score scored it (the score is of another flow)."""
     record = _traj("</think>\\boxed{1}")
-    from or_score.scorer import score_record
+    from or_common.scoring import score_record
 
     score_record(record)
     record["score"]["correct"] = claimed
@@ -231,7 +231,7 @@ def test_a_fresh_score_is_used_as_written():
     from or_common.scoring import current_score
 
     record = _traj("</think>\\boxed{1200}")
-    from or_score.scorer import score_record
+    from or_common.scoring import score_record
 
     score_record(record, "orlm")
     assert current_score(record) is record["score"] and record["score"]["correct"] is True
@@ -272,8 +272,8 @@ class _Reasoner:
 def test_or_intervene_drops_the_score_of_the_flow_it_replaced():
     import asyncio
 
+    from or_common.scoring import score_record
     from or_intervene.calm import calm_record
-    from or_score.scorer import score_record
 
     record = score_record(_traj("ok</think>\\boxed{1160}", gen={"finish": "stop"}))
     assert record["score"]["correct"] is True

@@ -254,6 +254,8 @@ def test_a_tiny_qwen3_trains_with_falling_loss(trained):
     assert run["settings"]["learning_rate"] == 1e-2 and run["tool"] == "or-sft"
     assert run["plan"]["total_steps"] == run["result"]["max_steps"] == 4
     assert run["data"]["kept"] == 4 and run["versions"]["trl"] == "1.16.0"
+    # the provenance every stamp carries (or_common.stamp)
+    assert {"date", "git_commit", "scoring_version", "prompt_version"} <= set(run)
     assert (trained / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -322,7 +324,7 @@ def test_or_instruct_pilot_converts_to_trainable_one_segment_trajectories(tok, t
     import importlib.util
 
     from conftest import shared_data_or_skip
-    from or_gen.prompt import REASONER_PROMPT, build_messages
+    from or_common.reasoner import REASONER_PROMPT, build_messages
     from or_sft.data import check_record
 
     spec = importlib.util.spec_from_file_location(

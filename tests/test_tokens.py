@@ -15,6 +15,7 @@ from or_common.protocol import (
     Generate,
     Rules,
     Skip,
+    SkippedResult,
     Turn,
     after_generation,
     after_output,
@@ -33,6 +34,9 @@ from or_common.tokens import (
     encode_record,
     load_tokenizer,
     prompt_ids,
+    stop_ids,
+    take_completion,
+    text_ids,
 )
 
 QWEN = str(Path(__file__).parent / "fixtures" / "qwen3-tokenizer")
@@ -224,9 +228,7 @@ def test_a_turn_runs_blocks_caps_executions_and_finishes():
     assert action == Generate(985)
     action = after_generation(turn, rules, "again\n```python\nprint(2)\n```\n", "fence", 10)
     assert action == Skip(SKIPPED_MESSAGE.format(n=1))
-    skipped = SimpleNamespace(
-        status="skipped", stdout="", stderr="", seconds=0.0, message=action.message
-    )
+    skipped = SkippedResult(action.message)
     assert output_block(skipped) == f"```output\n{action.message}\n```\n"
     action = after_output(turn, rules, output_segment(skipped), 20)
     assert action == Generate(955) and turn.executions == 1
@@ -273,3 +275,38 @@ def test_output_block_format():
     assert output_block(err) == "```output\na\nNameError: x\n```\n"
     slow = SimpleNamespace(status="timeout", stdout="", stderr="", seconds=10.04, message=None)
     assert output_block(slow) == "```output\nTimeoutError: execution stopped after 10.0 s\n```\n"
+
+
+def test_stop_ids_are_eos_pad_and_the_generation_configs(tmp_path, tok):
+    """One rule for or-gen and or-grpo: the tokenizer's eos (each of a list), its pad, and the
+    generation config's eos ids (Qwen3: `<|im_end|>` and `<|endoftext|>`)."""
+    assert stop_ids(tok) == {151643, IM_END}
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": [7, 8]}')
+    fake = SimpleNamespace(eos_token_id=[1, 2], pad_token_id=3, name_or_path=str(tmp_path))
+    assert stop_ids(fake) == {1, 2, 3, 7, 8}
+    assert stop_ids(SimpleNamespace(eos_token_id=None, pad_token_id=None)) == set()
+
+
+def test_take_completion_drops_the_end_of_turn_and_cuts_at_the_fence(tok):
+    """The step or-gen's loop and or-grpo's rollout share: the end-of-turn id ends the turn (a
+    token of it, no part of its text), a completion that ran past the fence is cut there with
+    the ids before the cut kept verbatim, and log probs follow the kept ids."""
+    stops = stop_ids(tok)
+    ids = text_ids(tok, "\\boxed{12}") + [IM_END]
+    for text in (None, tok.decode(ids, skip_special_tokens=False)):  # or-grpo, or-gen
+        taken = take_completion(tok, text, ids, "stop", "", stops, log_probs=[-0.5] * len(ids))
+        assert (taken.text, taken.finish, taken.end_id) == ("\\boxed{12}", "stop", IM_END)
+        assert taken.ids == ids[:-1] and taken.ids_with_end == ids and taken.tokens == len(ids)
+        assert taken.log_probs == [-0.5] * len(ids)
+    ran_past = text_ids(tok, "a\n```python\nprint(1)\n```\n\nNow the answer")
+    taken = take_completion(tok, None, ran_past, "stop", "", stops, log_probs=[-1.0] * 40)
+    assert (taken.text, taken.finish) == ("a\n```python\nprint(1)\n```\n", "fence")
+    assert tok.decode(taken.ids) == taken.text and taken.end_id is None
+    assert taken.ids[:-1] == ran_past[: len(taken.ids) - 1]
+    assert len(taken.log_probs) == taken.tokens == len(taken.ids)
+    # a server that gives no ids: its text is tokenized, and an end-of-turn text ends the turn
+    taken = take_completion(tok, "done<|im_end|>", None, "stop", "```python\n", stops)
+    assert (taken.text, taken.finish, taken.ids) == ("done", "stop", text_ids(tok, "done"))
+    # chat mode, no tokenizer: the text is cut and the engine's count is the cost
+    taken = take_completion(None, "x\n```\ny", None, "stop", "```python\n", set(), engine_tokens=9)
+    assert (taken.text, taken.finish, taken.ids, taken.tokens) == ("x\n```\n", "fence", None, 9)

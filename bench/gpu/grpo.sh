@@ -37,7 +37,7 @@ import json, shutil, sys
 import torch
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 from or_common.tokens import encode
-from or_gen.prompt import REASONER_PROMPT, build_messages
+from or_common.reasoner import REASONER_PROMPT, build_messages
 
 tok_dir, out, problems = sys.argv[1:4]
 tok = AutoTokenizer.from_pretrained(tok_dir)

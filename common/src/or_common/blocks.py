@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 PYTHON_OPEN = "```python"
-FENCE = "```"
 #: A closing fence line; searched from a line start, it never backtracks across lines.
 _CLOSING_LINE = re.compile(r"^```[ \t]*$", re.MULTILINE)
 
@@ -43,14 +42,6 @@ def _scan(text: str) -> list[tuple[str, int]]:
 def python_blocks(text: str) -> list[str]:
     """The code of every complete ```python block in `text`, in order."""
     return [code for code, _ in _scan(text)]
-
-
-def ends_with_open_block(text: str) -> bool:
-    """True if `text` stops inside a ```python block (its closing fence not yet written)."""
-    start = text.rfind(PYTHON_OPEN)
-    if start < 0:
-        return False
-    return not python_blocks(text[start:])
 
 
 @dataclass

@@ -3,18 +3,21 @@ writing records, `FILE:LINE` errors, exit codes, progress on stderr and quiet `|
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import click
 
+from .concurrency import run_concurrently, threaded_aiter
 from .errors import FailureTally
 from .guard import stdout_guard
 from .jsonl import (
@@ -28,7 +31,7 @@ from .jsonl import (
     repair_tail,
 )
 from .progress import RecordStream, RunProgress, stderr_is_terminal
-from .records import TOOL_KEYS, Key, RecordError, record_key
+from .records import TOOL_KEYS, Key, RecordError, record_key, set_error
 from .usage import Complaints, UsageLine, check_output_path, echo_err
 
 # re-exported: the tools import these from here
@@ -202,7 +205,7 @@ class ToolRun:
         if note:
             echo_err(f"{path}: {note}")
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if self._progress is not None:
             self._progress.stop()
         self.complaints.close()
@@ -365,6 +368,141 @@ def map_records(
                 continue
             run.write(out)
     return run.exit_code
+
+
+#: One unit of work: the input line it came from, and the arguments of the tool's function.
+Work = tuple[Line, tuple[Any, ...]]
+
+
+def amap_records(
+    run: ToolRun,
+    fn: Callable[..., Awaitable[dict[str, Any]]],
+    *,
+    concurrency: int,
+    ordered: bool = False,
+    parts: Callable[[dict[str, Any]], Iterable[Any]] | None = None,
+    failure: Callable[..., dict[str, Any]] | None = None,
+    start: Callable[[], Awaitable[Any]] | None = None,
+    first: Callable[[], Awaitable[Any]] | None = None,
+    close: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
+    """The async twin of `map_records`, over an open `run`: await `fn(record)` for every input
+    record (or `fn(record, part)` for each of `parts(record)`: or-gen's samples) at most
+    `concurrency` at a time, and write what it returns, in completion order (`ordered`: in
+    input order, at most `concurrency` read ahead of the oldest unwritten one).
+
+    A `RecordError` (from `parts` or `fn`) is bad input, said as `FILE:LINE`. A
+    `click.ClickException` ends the run with its message (e.g. the engine died). Any other
+    exception is a bug in one record's work, not a reason to lose the record: it is logged
+    (with its traceback the first time) and the record is written with an error under the
+    tool's own key (`records.set_error`), built on `failure(*args)` when given, else on the input
+    record with that key emptied. A record written with an error is counted as failed (exit 1).
+    `start` is awaited before the first record is read (what makes the run impossible fails
+    there), `first` when the first record with work arrives (heavy parts built only when there
+    is work; what it raises ends the run), `close` at the end, whatever happened."""
+    asyncio.run(_amap(run, fn, concurrency, ordered, parts, failure, start, first, close))
+
+
+async def _amap(
+    run: ToolRun,
+    fn: Callable[..., Awaitable[dict[str, Any]]],
+    concurrency: int,
+    ordered: bool,
+    parts: Callable[[dict[str, Any]], Iterable[Any]] | None,
+    failure: Callable[..., dict[str, Any]] | None,
+    start: Callable[[], Awaitable[Any]] | None,
+    first: Callable[[], Awaitable[Any]] | None,
+    close: Callable[[], Awaitable[Any]] | None,
+) -> None:
+    own = TOOL_KEYS.get(run.tool, run.tool)
+
+    async def work() -> AsyncIterator[Work]:
+        waiting = first
+        async for line in threaded_aiter(iter(run.records())):
+            if parts is None:
+                todo: list[tuple[Any, ...]] = [(line.record,)]
+            else:
+                try:
+                    todo = [(line.record, part) for part in parts(line.record)]
+                except RecordError as err:
+                    run.bad_record(line, err)
+                    continue
+            for args in todo:
+                if waiting is not None:
+                    await waiting()
+                    waiting = None
+                yield line, args
+
+    async def result(item: Work) -> dict[str, Any] | None:
+        """What to write for one unit of work; None for bad input (already reported)."""
+        line, args = item
+        try:
+            return await fn(*args)
+        except RecordError as err:
+            run.bad_record(line, err)
+            return None
+        except click.ClickException:
+            raise
+        except Exception as exc:  # a bug must not lose the record: an error record, exit 1
+            where = line.where() if len(args) == 1 else f"{line.where()} ({args[1]})"
+            log.error("%s failed on %s", run.tool, where, exc_info=not run.n_failed)
+            if failure is not None:
+                record = failure(*args)
+            else:
+                record = line.record
+                record[own] = {}
+            return set_error(record, run.tool, type(exc).__name__, str(exc)[:500])
+
+    def write(record: dict[str, Any] | None) -> None:
+        if record is None:
+            return
+        section = record.get(own)
+        if isinstance(section, dict) and "error" in section:
+            run.failed()
+        run.write(record)
+
+    async def one(item: Work) -> None:
+        write(await result(item))
+
+    try:
+        if start is not None:
+            await start()
+        if ordered:
+            await _in_order(work(), concurrency, result, write)
+        else:
+            await run_concurrently(work(), concurrency, one)
+    finally:
+        if close is not None:
+            await close()
+
+
+async def _in_order(
+    items: AsyncIterator[Work],
+    window: int,
+    result: Callable[[Work], Coroutine[Any, Any, dict[str, Any] | None]],
+    write: Callable[[dict[str, Any] | None], None],
+) -> None:
+    """Run `result` on each item as it is read, at most `window` pending, and write the results
+    in input order. When reading stops early (--strict), what was read before is still written;
+    when writing or a result fails, the work still pending is cancelled."""
+    pending: deque[asyncio.Task] = deque()
+    try:
+        try:
+            async for item in items:
+                pending.append(asyncio.create_task(result(item)))
+                while len(pending) >= window or (pending and pending[0].done()):
+                    write(await pending.popleft())
+        except Exception:
+            while pending:
+                write(await pending.popleft())
+            raise
+        while pending:
+            write(await pending.popleft())
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def report_format_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 
 @contextmanager
@@ -26,7 +26,7 @@ def stdout_guard() -> Iterator[BinaryIO]:
     except (AttributeError, io.UnsupportedOperation, ValueError):
         fd = None  # an in-memory stdout (e.g. click's CliRunner): redirect at the Python level only
     if fd is None:
-        real: BinaryIO = getattr(py_stdout, "buffer", py_stdout)
+        real = cast(BinaryIO, getattr(py_stdout, "buffer", py_stdout))
         sys.stdout = sys.stderr
         try:
             yield real

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import orjson
 
@@ -57,19 +57,20 @@ GZIP_MAGIC = b"\x1f\x8b"
 def open_binary(path: str) -> BinaryIO:
     """Open a path for reading bytes: `-` is stdin; gzip data (found by its magic bytes, so a
     compressed stdin or a `.gz` file under another name works too) is decompressed on the fly."""
+    stream: BinaryIO
     if path == STDIN:
-        stream = getattr(sys.stdin, "buffer", sys.stdin)
+        stream = cast(BinaryIO, getattr(sys.stdin, "buffer", sys.stdin))
         if not hasattr(stream, "peek"):
-            stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+            stream = io.BufferedReader(stream)  # type: ignore[type-var]  # typeshed wants a RawIOBase; any binary stream reads the same
     else:
         stream = open(path, "rb", buffering=1 << 20)
     try:
-        magic = stream.peek(2)[:2]  # type: ignore[union-attr]
+        magic = stream.peek(2)[:2]  # type: ignore[attr-defined]  # typeshed's BinaryIO has no peek; each stream here does
     except (AttributeError, OSError, ValueError):
         magic = b""
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    return stream  # type: ignore[return-value]
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+    return stream
 
 
 def _not_json(cause: BaseException | None, raw: bytes | str) -> tuple[str, str]:
@@ -224,7 +225,8 @@ class Writer:
         import jsonlines
 
         self.stream = stream
-        self._lines = jsonlines.Writer(_OneWrite(stream), dumps=_dumps, flush=True)
+        # jsonlines types its stream as IO, but needs only write and flush: a RawIOBase serves
+        self._lines = jsonlines.Writer(cast(IO[bytes], _OneWrite(stream)), dumps=_dumps, flush=True)
         self.count = 0
 
     def write(self, record: Any) -> None:
@@ -237,7 +239,7 @@ class Writer:
 
 def open_output(path: str, append: bool) -> BinaryIO:
     if path.endswith(".gz"):
-        return gzip.open(path, "ab" if append else "wb")  # type: ignore[return-value]
+        return cast(BinaryIO, gzip.open(path, "ab" if append else "wb"))
     return open(path, "ab" if append else "wb", buffering=0)
 
 
@@ -364,3 +366,20 @@ def prepare_resume(
     if n_junk:
         parts.append(f"{n_junk} unreadable lines")
     return done, "removed " + ", ".join(parts)
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write `data` to `path` as indented JSON, atomically: through a temporary file in the same
+    directory renamed over it, so a reader never sees half a file (a stats file, like
+    datatrove's stats/*.json, that a recipe renders after the run)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 is for secrets; this is a report
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise

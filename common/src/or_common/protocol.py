@@ -18,16 +18,24 @@ pure functions, so the rules cannot drift between evaluation and training:
 4. `after_output(turn, rules, segment, tokens)`: append the executor segment (its tokens count
    against the budget but are never trained on) and go on.
 
-The output block's exact text is `output_block(result)`.
+The output block's exact text is `output_block(result)`, and the same place recognises one:
+`is_output_block` (an executor segment's whole text), `has_output_opening` (a model text that
+writes one), `output_body` (what the program printed) and `text_after_outputs` (a decoded
+response's text that no program can have printed). A block closed after the execution limit
+gets `SkippedResult`'s block.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .blocks import awaits_execution, flow_blocks
+from .flow import executions
+from .reasoner import DEFAULTS
+from .records import SKIPPED
 
 #: Generation pauses at the closing fence of a block (on its own line), and at a model-written
 #: output opening. The closing fence is the full line "```\n": "```" + "\n" tokenizes
@@ -35,6 +43,9 @@ from .blocks import awaits_execution, flow_blocks
 FENCE_STOP = "\n```\n"
 FAKE_OUTPUT_STOP = "```output"
 STOPS = (FENCE_STOP, FAKE_OUTPUT_STOP)
+#: Every output block starts with its opening line and ends with its closing fence line.
+OUTPUT_OPEN = FAKE_OUTPUT_STOP + "\n"
+OUTPUT_CLOSE = FENCE_STOP
 
 SKIPPED_MESSAGE = (
     "Code execution is no longer available: the limit of {n} executions is reached. "
@@ -46,8 +57,8 @@ SKIPPED_MESSAGE = (
 class Rules:
     """The limits of one assistant turn (reference defaults)."""
 
-    max_tokens: int = 16384  # everything after the prompt: model tokens and output tokens
-    max_executions: int = 4
+    max_tokens: int = DEFAULTS.max_tokens  # everything after the prompt: model and output tokens
+    max_executions: int = DEFAULTS.max_executions
     max_fake_outputs: int = 2  # a model-written output opening is dropped this often, then stop
     max_rounds: int | None = None  # default: 4 * max_executions + 32
 
@@ -108,8 +119,9 @@ def model_text(flow: Sequence[dict[str, Any]]) -> str:
     return "".join(seg.get("text", "") for seg in flow if seg.get("role") != "executor")
 
 
-def _open_fence(text: str) -> bool:
-    """True if `text` ends inside a fenced block (an odd number of line-leading fences)."""
+def ends_inside_fence(text: str) -> bool:
+    """True if `text` ends inside a fenced block (an odd number of line-leading fences): read
+    on `model_text`, the model's own text, never on program output."""
     return sum(1 for line in text.split("\n") if line.lstrip().startswith("```")) % 2 == 1
 
 
@@ -130,7 +142,7 @@ def cut_completion(
         return text[: fence + len(FENCE_STOP)], "fence"
     if fake >= 0:
         return text[:fake], "fake_output"
-    if finish == "stop" and not ended and _open_fence(context + text):
+    if finish == "stop" and not ended and ends_inside_fence(context + text):
         # a server that honoured the stop but did not include it in the text: put it back
         return text + FENCE_STOP, "fence"
     return text, "length" if finish == "length" else "stop"
@@ -176,7 +188,7 @@ def after_generation(turn: Turn, rules: Rules, text: str, finish: str, tokens: i
 
 def after_output(turn: Turn, rules: Rules, segment: dict[str, Any], tokens: int) -> Action:
     """Append an executor segment (from `output_segment`) of `tokens` tokens and go on."""
-    if segment.get("status") != "skipped":
+    if segment.get("status") != SKIPPED:
         turn.executions += 1
     turn.flow.append(segment)
     turn.used_tokens += tokens
@@ -202,14 +214,64 @@ def output_block(result: Any) -> str:
         body += _line_end(body) + "MemoryError: the memory limit was exceeded"
     elif result.status == "killed" and result.message:
         body += _line_end(body) + f"Killed: {result.message}"
-    elif result.status == "skipped":
+    elif result.status == SKIPPED:
         body = (
             result.message
             or "Execution is no longer available: the limit on code executions was reached."
         )
     if not body.strip():
         body = "(no output)"
-    return f"```output\n{body.rstrip(chr(10))}\n```\n"
+    return OUTPUT_OPEN + body.rstrip("\n") + OUTPUT_CLOSE
+
+
+@dataclass(frozen=True)
+class SkippedResult:
+    """The result of a block closed after the execution limit was reached (the protocol's
+    `Skip`): nothing ran, and `output_block` shows the message."""
+
+    message: str
+    status: str = SKIPPED
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+
+def is_output_block(text: str) -> bool:
+    """Whether `text` has the shape of an `output_block`: its opening line, its closing fence
+    line (what every executor segment the protocol appends is)."""
+    return text.startswith(OUTPUT_OPEN) and text.endswith(OUTPUT_CLOSE)
+
+
+def has_output_opening(text: str) -> bool:
+    """Whether `text` opens an output block anywhere: in model text, a made-up one (only the
+    sandbox writes them; the protocol stops a model that opens one)."""
+    return FAKE_OUTPUT_STOP in text
+
+
+#: The opening line and the closing fence of an output block, as a harness's execution log
+#: converted into an executor segment may write them (the closing fence with any whitespace)
+_OUTPUT_FENCES = re.compile(r"^```output\n|\n?```\s*$")
+
+
+def output_body(block: str) -> str:
+    """What the program printed, from an executor segment's text: the output block's opening
+    line and closing fence removed (either may be missing)."""
+    return _OUTPUT_FENCES.sub("", block)
+
+
+#: A line that is only a fence: every output block ends with one.
+_FENCE_LINE = re.compile(r"^[ \t]*```[ \t]*$", re.MULTILINE)
+
+
+def text_after_outputs(text: str) -> str | None:
+    """The part of a decoded response (model text and output blocks run together) that no
+    program can have printed: None when it opens no output block (all of it is the model's);
+    else what follows its last fence-only line (every output block ends with one, whatever a
+    program printed lies before it), empty when there is none."""
+    if not has_output_opening(text):
+        return None
+    ends = [m.end() for m in _FENCE_LINE.finditer(text)]
+    return text[ends[-1] :] if ends else ""
 
 
 def output_segment(result: Any) -> dict[str, Any]:
@@ -225,15 +287,16 @@ def output_segment(result: Any) -> dict[str, Any]:
 def resumed_turn(flow: Sequence[dict[str, Any]], used_tokens: int) -> Turn:
     """A Turn that continues an existing flow (or-intervene resumes after a hint): executions
     already made count against the limit."""
-    executions = sum(
-        1 for seg in flow if seg.get("role") == "executor" and seg.get("status") != "skipped"
+    return Turn(
+        flow=[dict(seg) for seg in flow], used_tokens=used_tokens, executions=executions(flow)
     )
-    return Turn(flow=[dict(seg) for seg in flow], used_tokens=used_tokens, executions=executions)
 
 
 __all__ = [
     "FAKE_OUTPUT_STOP",
     "FENCE_STOP",
+    "OUTPUT_CLOSE",
+    "OUTPUT_OPEN",
     "SKIPPED_MESSAGE",
     "STOPS",
     "Action",
@@ -242,14 +305,20 @@ __all__ = [
     "Generate",
     "Rules",
     "Skip",
+    "SkippedResult",
     "Turn",
     "after_generation",
     "after_output",
     "append_text",
     "cut_completion",
+    "ends_inside_fence",
+    "has_output_opening",
+    "is_output_block",
     "model_text",
     "next_request",
     "output_block",
+    "output_body",
     "output_segment",
     "resumed_turn",
+    "text_after_outputs",
 ]

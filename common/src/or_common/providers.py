@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from typing import Any
 
 from .llm import PROVIDERS, import_litellm
 from .usage import UsageLine
@@ -25,9 +26,9 @@ PROVIDER_KEYS = {
 }
 
 
-def litellm_providers(litellm: object) -> list[str]:
+def litellm_providers(litellm: Any) -> list[str]:
     """litellm's own list of providers (the prefixes it routes)."""
-    return sorted(str(getattr(p, "value", p)) for p in litellm.provider_list)  # type: ignore[attr-defined]
+    return sorted(str(getattr(p, "value", p)) for p in litellm.provider_list)
 
 
 def unknown_provider(model: str, option: str, base_flag: str) -> UsageLine:

@@ -8,14 +8,37 @@ error records.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict, cast
 
 TOOL_VERSION = "0.1.0"
 
-Role = Literal["reasoner", "executor", "intervener"]
 ROLES: tuple[str, ...] = ("reasoner", "executor", "intervener")
 #: Roles whose tokens are trained on; executor output is never a training target.
 TRAINED_ROLES: frozenset[str] = frozenset({"reasoner", "intervener"})
+
+# -- the words a record's finishes and statuses are written in --------------------------------
+# One place for every set of them: the protocol writes them, every reader imports them from here.
+
+#: How a turn ends (`gen.finish`, `calm.final.finish`): "stop" when the model wrote the
+#: end-of-turn token; "length" (the token budget), "rounds" (the cap on generation rounds) and
+#: "fake_output" (a model that kept writing its own output blocks) when the protocol cut it;
+#: "error" when generation failed.
+ENDED_NORMALLY: frozenset[str] = frozenset({"stop"})
+#: Finishes of a turn the model did not end itself: it holds no final answer, and no output
+#: follows its last block.
+CUT_FINISHES: frozenset[str] = frozenset({"length", "rounds", "fake_output"})
+#: Engine finish reasons that mean the request did not end as the model meant it (or-gen
+#: records them as errors).
+ERROR_FINISHES: frozenset[str] = frozenset({"abort", "error", "repetition"})
+
+#: What a sandbox run ends with (an executor segment's `status`, or-exec's results), in the
+#: order summaries list them.
+EXEC_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "memory", "killed")
+#: Executor statuses that mean the block did not run to completion.
+FAILED_EXEC: frozenset[str] = frozenset(EXEC_STATUSES) - {"ok"}
+#: The status of an executor segment answering a block closed after the execution limit was
+#: reached: nothing ran, and it does not count as an execution.
+SKIPPED = "skipped"
 
 #: The key each tool writes its findings under. No tool writes another tool's key.
 TOOL_KEYS: dict[str, str] = {
@@ -28,19 +51,6 @@ TOOL_KEYS: dict[str, str] = {
     "or-sft": "sft",
     "or-grpo": "grpo",
 }
-
-#: Answers that mean "no optimum exists" instead of a number.
-SPECIAL_ANSWERS: frozenset[str] = frozenset({"infeasible", "unbounded"})
-
-
-class Segment(TypedDict, total=False):
-    """One piece of the assistant turn; `text` fields concatenate to the whole turn."""
-
-    role: Role
-    text: str
-    status: str  # executor only: ok | error | timeout | memory | killed | skipped
-    seconds: float  # executor only
-    trigger: int  # intervener only
 
 
 class ToolError(TypedDict):
@@ -113,19 +123,9 @@ def find_error(record: Mapping[str, Any]) -> ToolError | None:
     """The first error any tool recorded on this record, else None."""
     top = record.get("error")
     if isinstance(top, dict):
-        return top  # type: ignore[return-value]
+        return cast(ToolError, top)  # a record's error object has this shape (docs/records.md)
     for key in TOOL_KEYS.values():
         section = record.get(key)
         if isinstance(section, dict) and isinstance(section.get("error"), dict):
             return section["error"]
-    return None
-
-
-def completion_tokens(record: Mapping[str, Any]) -> int | None:
-    """Tokens the model wrote: of the corrected flow (`calm.final`) if any, else of the generation."""
-    calm = record.get("calm")
-    final = calm.get("final") if isinstance(calm, dict) else None
-    for section in (final, record.get("gen")):
-        if isinstance(section, dict) and isinstance(section.get("completion_tokens"), int):
-            return section["completion_tokens"]
     return None

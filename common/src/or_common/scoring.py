@@ -23,7 +23,7 @@ import functools
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .answers import (
     THINK_END,
@@ -34,13 +34,12 @@ from .answers import (
     parse_number,
     parse_truth,
 )
-from .records import RecordError, flow_text
+from .flow import final_turn
+from .records import CUT_FINISHES, FAILED_EXEC, RecordError, flow_text
 
 #: Bumped whenever a verdict can change. v2: a cut turn (token budget, round cap) or unfinished
 #: thinking has no answer; only gen/exec errors fail a record; orlm rounds halves to even.
 SCORING_VERSION = "score-v2"
-#: Executor statuses that mean the block did not run to completion.
-FAILED_EXEC = frozenset({"error", "timeout", "memory", "killed"})
 
 
 @dataclass(frozen=True)
@@ -148,23 +147,16 @@ def compare(
     return proto.compare(float(prediction), float(truth), tol)
 
 
-#: Finish reasons of a turn the model did not end itself: the token budget, the cap on
-#: generation rounds, a model stopped for writing its own output blocks.
-CUT_FINISHES = frozenset({"length", "rounds", "fake_output"})
 THINK_START = "<think>"
 
 
 def finish_reason(record: Mapping[str, Any]) -> str | None:
-    """How the turn ended; or-intervene's final flow (`calm.final.finish`) wins over `gen`; a
-    record from another harness may say it OpenAI's way (`finish_reason`, at the top or in
-    its first `choices` entry)."""
-    calm = record.get("calm")
-    final = calm.get("final") if isinstance(calm, dict) else None
-    if isinstance(final, dict) and final.get("finish"):
-        return final["finish"]
-    gen = record.get("gen")
-    if isinstance(gen, dict):
-        return gen.get("finish")
+    """How the turn ended: the final turn's finish (`flow.final_turn`: or-intervene's final
+    flow over `gen`); a record from another harness may say it OpenAI's way (`finish_reason`,
+    at the top or in its first `choices` entry)."""
+    finish = final_turn(record).get("finish")
+    if finish is not None or isinstance(record.get("gen"), dict):
+        return finish
     if isinstance(record.get("finish_reason"), str):
         return record["finish_reason"]
     choice = _first_choice(record)
@@ -267,7 +259,7 @@ def judge(
     record: Mapping[str, Any],
     protocol: str = "strict",
     text: str | None = None,
-    finish: str | None | bool = False,
+    finish: str | None | Literal[False] = False,
 ) -> dict[str, Any]:
     """The verdict on a record's final answer, as the `score` object or-score writes.
 
@@ -326,9 +318,29 @@ def judge(
         "reason": reason,
         "protocol": protocol,
         "version": SCORING_VERSION,
-        "checksum": checksum(text, finish),  # type: ignore[arg-type]
+        "checksum": checksum(text, finish),
         "format": answer_format(boxes, prediction) if boxes else None,
     }
+
+
+def check_scorable(record: Mapping[str, Any]) -> str:
+    """Raise RecordError unless the record has a usable `answer` and a response; return the
+    response text."""
+    if "answer" not in record:
+        raise RecordError("missing field 'answer' (use null when unknown)")
+    text = response_text(record)
+    if record["answer"] is not None and parse_truth(record["answer"]) is None:
+        raise RecordError(
+            f"field 'answer' is not a number or infeasible/unbounded: {record['answer']!r}"
+        )
+    return text
+
+
+def score_record(record: dict[str, Any], protocol: str = "strict") -> dict[str, Any]:
+    """Add `score: {prediction, boxed, correct, rel_error, reason, protocol, version, checksum}`
+    (the rules are `judge`'s): or-score's scoring of a record, and or-grpo's reward."""
+    record["score"] = judge(record, protocol, check_scorable(record))
+    return record
 
 
 def rejudge_prediction(
@@ -369,7 +381,7 @@ def flow_correct(
     record: Mapping[str, Any],
     flow: list,
     protocol: str = "strict",
-    finish: str | None | bool = False,
+    finish: str | None | Literal[False] = False,
 ) -> bool | None:
     """Whether the final answer of `flow` (ended with `finish`) matches the record's reference,
     by the same rules as or-score; None without a reference."""

@@ -14,27 +14,32 @@ The loss mask is 1 on what the model is trained to write (reasoner and intervene
 the end-of-turn token) and 0 on the prompt and on executor output. Executor output is encoded by
 `executor_ids`: no text a program prints ever becomes a special or added token.
 
+How an engine's completion becomes ids of the sequence is defined here once too:
+`take_completion` (the protocol's cut, the end-of-turn id dropped from the text, the engine's
+ids kept verbatim as far as the kept text reaches) and `stop_ids` (the ids a turn ends on), for
+or-gen's loop and or-grpo's rollout alike.
+
 transformers is imported only by `load_tokenizer`; the functions here take any tokenizer object
 with the Hugging Face interface (`apply_chat_template`, `encode`/`__call__`, `decode`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
+from .flow import final_finish
 from .light_tokenizer import LightTokenizer
-from .records import TRAINED_ROLES, RecordError
+from .protocol import cut_completion
+from .records import ENDED_NORMALLY, TRAINED_ROLES, RecordError
 
-#: A turn that ended with these finishes ended on the end-of-turn token; any other finish (the
-#: budget ran out, an error, a round limit) means the model never wrote it.
-ENDED_NORMALLY: frozenset[str] = frozenset({"stop"})
 IGNORE_INDEX = -100  # what transformers' losses skip
 
 
@@ -68,7 +73,7 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _cached_file(name: str, filename: str) -> Path | None | bool:
+def _cached_file(name: str, filename: str) -> Path | None | Literal[False]:
     """A hub name's file in the local Hugging Face cache (asked of huggingface_hub, which imports
     in a fraction of transformers' time): its path, None when absent, False when the cache
     cannot be asked (a malformed name, an unreadable cache)."""
@@ -266,7 +271,8 @@ def encode(
     finish: str | None,
 ) -> Encoded:
     """The prompt (mask 0), each segment on its own (reasoner/intervener 1, executor 0, through
-    `executor_ids`), then the end-of-turn token (1) when `finish` says the turn ended normally.
+    `executor_ids`), then the end-of-turn token (1) when `finish` says the turn ended normally
+    (`ENDED_NORMALLY`).
     A model segment that carries the engine's ids (`ids`, written by or-gen) is encoded as
     those ids (`segment_ids`), so the sequence is the one the engine saw and produced."""
     ids = prompt_ids(tokenizer, messages)
@@ -305,16 +311,6 @@ def encode(
     return Encoded(ids, mask, prompt_len)
 
 
-def record_finish(record: Mapping[str, Any]) -> str | None:
-    """How the record's final flow ended: `calm.final.finish` (a corrected flow) or `gen.finish`."""
-    calm = record.get("calm")
-    final = calm.get("final") if isinstance(calm, Mapping) else None
-    for section in (final, record.get("gen")):
-        if isinstance(section, Mapping) and isinstance(section.get("finish"), str):
-            return section["finish"]
-    return None
-
-
 def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
     """`encode` for a trajectory record; chat-mode records are refused (their model saw turn
     boundaries that the flow does not hold, so no single sequence is what it produced)."""
@@ -330,7 +326,7 @@ def encode_record(tokenizer: Any, record: Mapping[str, Any]) -> Encoded:
     flow = record.get("flow")
     if not isinstance(flow, list):
         raise EncodeError("missing field 'flow'")
-    return encode(tokenizer, messages, flow, record_finish(record))
+    return encode(tokenizer, messages, flow, final_finish(record))
 
 
 def align_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
@@ -373,3 +369,124 @@ def segment_ids(tokenizer: Any, segment: Mapping[str, Any]) -> list[int] | None:
     if decoded.startswith(text):
         return align_ids(tokenizer, ids, text)
     return None
+
+
+def stop_ids(tokenizer: Any) -> set[int]:
+    """The ids a turn ends on when the engine emits one: the tokenizer's eos (each of them, when
+    it is a list), its pad, and the `eos_token_id` of the generation_config.json in the
+    tokenizer's folder (Qwen3: `<|im_end|>` and `<|endoftext|>`).
+
+    One rule for or-gen and or-grpo, the union of what each read before: vLLM stops on the
+    tokenizer's eos and on the generation config's eos ids, so both count; a trainer's
+    tokenizer may be loaded without the generation config beside it (a hub name), and
+    Qwen-style tokenizers set pad to `<|endoftext|>`, the config's other stop id, so pad counts
+    too. A pad that is no stop id costs nothing: a model trained with pad masked out never
+    writes it, so no completion ends on it."""
+    ids: set[int] = set()
+    for name in ("eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, name, None)
+        ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
+    folder = getattr(tokenizer, "name_or_path", None)
+    path = Path(folder) / "generation_config.json" if folder else None
+    if path is not None and path.is_file():
+        try:
+            value = json.loads(path.read_text()).get("eos_token_id")
+        except (OSError, ValueError):
+            value = None
+        ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
+    return ids
+
+
+@dataclass
+class Taken:
+    """One engine completion as the protocol takes it (`take_completion`)."""
+
+    text: str  # the kept text: cut by the protocol, without the end-of-turn token's text
+    finish: str  # the protocol's: fence | fake_output | stop | length
+    #: the kept ids, verbatim as far as `text` reaches, then the rest of `text` tokenized
+    #: (without the end-of-turn id); None without a tokenizer
+    ids: list[int] | None
+    #: the end-of-turn id the turn ended on (finish `stop`): a token of the turn that is no
+    #: part of its text (the token layer adds it back for a finished turn)
+    end_id: int | None
+    tokens: int  # what the completion costs of the budget: the kept ids and the end id
+    log_probs: list[float] | None = None  # of `ids_with_end`, when asked for
+
+    @property
+    def ids_with_end(self) -> list[int]:
+        """The kept ids and the end-of-turn id: what a trainer's response holds."""
+        return list(self.ids or []) + ([self.end_id] if self.end_id is not None else [])
+
+
+def take_completion(
+    tokenizer: Any,
+    text: str | None,
+    ids: Sequence[int] | None,
+    finish: str,
+    context: str,
+    stops: set[int],
+    *,
+    log_probs: Sequence[float] | None = None,
+    engine_tokens: int = 0,
+) -> Taken:
+    """Take one engine completion under the protocol's stop rule (`cut_completion`).
+
+    `text` is the engine's text (None: the decoded `ids`), `ids` the generated ids (None: a
+    server that gives none back, whose text is tokenized), `finish` the engine's finish reason,
+    `context` the model's own text so far (`protocol.model_text`) and `stops` the ids a turn
+    ends on (`stop_ids`). A completion whose last id is a stop id ends the turn: the id is
+    dropped from the ids and its text from the text (an engine that includes special tokens in
+    its text writes it), and no fence is ever added; a server without ids that ends its text
+    with a stop id's text ended the turn too. A completion cut inside its last token keeps the
+    ids before the cut and re-tokenizes only the kept piece (`align_ids`); `log_probs` of the
+    generated ids become those of the kept ids (a re-tokenized tail gets the log prob of the
+    token it was cut from, the closest figure the engine gave for that text). Without a
+    tokenizer (chat mode) the text is cut and `engine_tokens` is the cost."""
+    body = list(ids) if ids is not None else None
+    ended = False  # on a stop id (a token of the turn)
+    over = False  # on a stop id or its text: the turn is over, no fence is ever added
+    end_id: int | None = None
+    decoded = text is None
+    if body and body[-1] in stops:
+        ended = over = True
+        end_id = body.pop()
+        if text is not None:
+            end_text = tokenizer.decode([end_id], skip_special_tokens=False)
+            if end_text and text.endswith(end_text):
+                text = text[: -len(end_text)]
+    if text is None:
+        text = tokenizer.decode(body or [], skip_special_tokens=False)
+    elif body is None and finish == "stop" and tokenizer is not None:  # a server without ids
+        for end_text in sorted(
+            t for t in (tokenizer.decode([i], skip_special_tokens=False) for i in stops) if t
+        ):
+            if text.endswith(end_text):
+                over = True
+                text = text[: -len(end_text)]
+                break
+    cut, finish = cut_completion(text, finish, context, over)
+    if tokenizer is None:
+        return Taken(cut, finish, None, None, engine_tokens)
+    if body and finish == "length" and cut == text and not decoded:
+        # the budget ended inside a character: the engine holds its bytes back from the
+        # text, but the ids were generated (and count); the record keeps them, and the
+        # text is what they decode to (with U+FFFD for the incomplete character)
+        full = tokenizer.decode(body, skip_special_tokens=False)
+        if full.startswith(cut) and set(full[len(cut) :]) <= {"\ufffd"}:
+            cut = full
+    if body is None:
+        kept = text_ids(tokenizer, cut)
+    elif decoded and cut == text:
+        kept = body  # the text is the ids' own decoding, uncut
+    else:
+        kept = align_ids(tokenizer, body, cut)
+    end = end_id if ended and finish == "stop" else None
+    taken = Taken(cut, finish, kept, end, len(kept) + (end is not None))
+    if log_probs is not None and ids is not None:
+        generated, out = list(ids), taken.ids_with_end
+        verbatim = 0
+        while verbatim < min(len(out), len(generated)) and out[verbatim] == generated[verbatim]:
+            verbatim += 1
+        tail = float(log_probs[verbatim]) if verbatim < len(log_probs) else 0.0
+        taken.log_probs = [float(x) for x in log_probs[:verbatim]] + [tail] * (len(out) - verbatim)
+    return taken

@@ -81,6 +81,7 @@ def parse_triggers(text: str) -> list[int] | None:
     closing = opening and _CLOSING.search(text, opening.end())
     if not closing:
         return None
+    assert opening is not None  # a closing is only searched for after an opening
     body = text[opening.end() : closing.start()].strip()
     if re.fullmatch(r"(?i)\s*(correct|none)\s*", body):
         return []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
@@ -12,16 +11,17 @@ from or_common.cli import (
     Complaints,
     DefaultGroup,
     ToolRun,
+    amap_records,
     check_output_path,
     echo_err,
     epilog,
     io_options,
+    map_records,
     report_format_option,
 )
-from or_common.concurrency import run_concurrently, threaded_aiter
 from or_common.llm import close_judge_clients
 from or_common.providers import check_api_key
-from or_common.records import RecordError, check_trajectory
+from or_common.records import check_trajectory
 
 
 @click.group(
@@ -68,37 +68,23 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
             annotator, opts["api_base"], opts["api_key"], "--annotator", "--api-key", "--api-base"
         )
     if annotator == "rules":
-        with ToolRun("or-annotate", io) as run:
-            for line in run.records():
-                try:
-                    run.write(annotate_rules(line.record))
-                except RecordError as err:
-                    run.bad_record(line, err)
-        sys.exit(run.exit_code)
+        sys.exit(map_records("or-annotate", io, annotate_rules))
+    model: Any = None
 
-    async def go(run: ToolRun) -> None:
+    async def start() -> None:  # after the logging is set: litellm's loggers follow -v
+        nonlocal model
         from .model import ModelAnnotator
 
         model = ModelAnnotator(annotator, opts)
 
-        async def one(line: Any) -> None:
-            try:
-                check_trajectory(line.record)
-            except RecordError as err:
-                run.bad_record(line, err)
-                return
-            record, failed = await model.annotate(line.record)
-            if failed:
-                run.failed()
-            run.write(record)
-
-        try:
-            await run_concurrently(threaded_aiter(iter(run.records())), opts["concurrency"], one)
-        finally:
-            await close_judge_clients()
+    async def annotate(record: dict[str, Any]) -> dict[str, Any]:
+        check_trajectory(record)
+        return await model.annotate(record)
 
     with ToolRun("or-annotate", io) as run:
-        asyncio.run(go(run))
+        amap_records(
+            run, annotate, concurrency=opts["concurrency"], start=start, close=close_judge_clients
+        )
     sys.exit(run.exit_code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from or_common.llm import GenerationError, chat_answer, import_litellm
+from or_common.records import set_error
 
 from .annotate import PROMPT_VERSION, flaws_section, parse_triggers, render_prompt
 
@@ -31,8 +32,8 @@ class ModelAnnotator:
             temperature=o["temperature"],
         )
 
-    async def annotate(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """(record with `flaws`, failed?). A failure leaves an error under `flaws`."""
+    async def annotate(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with `flaws`; a failure leaves an error under `flaws`."""
         messages = [{"role": "user", "content": render_prompt(record)}]
         try:
             for _ in range(self.opts["reask"] + 1):
@@ -40,7 +41,7 @@ class ModelAnnotator:
                 triggers = parse_triggers(answer)
                 if triggers is not None:
                     record["flaws"] = flaws_section(triggers, self.model, PROMPT_VERSION)
-                    return record, False
+                    return record
                 messages = [
                     *messages,
                     {"role": "assistant", "content": answer},
@@ -51,8 +52,7 @@ class ModelAnnotator:
                 f"no usable <triggers> after {self.opts['reask'] + 1} answers",
             )
         except GenerationError as err:
-            record["flaws"] = {
-                "error": {"tool": "or-annotate", "type": err.type, "message": err.message},
-                "annotator": self.model,
-            }
-            return record, True
+            record["flaws"] = {}
+            set_error(record, "or-annotate", err.type, err.message)
+            record["flaws"]["annotator"] = self.model
+            return record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from or_common.flaws import CATEGORIES, TRIGGER_NAMES
@@ -56,7 +57,9 @@ def to_markdown(runs: list[tuple[str, dict[str, Any]]]) -> str:
     return "mean flaws per trajectory\n\n" + "\n".join(lines)
 
 
-def figure(runs: list[tuple[str, dict[str, Any]]], title: str = "", files: list[str] = ()) -> Any:
+def figure(
+    runs: list[tuple[str, dict[str, Any]]], title: str = "", files: Sequence[str] = ()
+) -> Any:
     """One panel per benchmark, all seven triggers by name on a shared axis (flaws per
     trajectory, the same scale in every panel), one colour per run, each non-zero bar's value at
     its end; a run without flaws shows empty bars on that same scale, not a -0.04..0.04 axis."""
@@ -115,7 +118,7 @@ def figure(runs: list[tuple[str, dict[str, Any]]], title: str = "", files: list[
 
 
 def plot(
-    runs: list[tuple[str, dict[str, Any]]], path: str, title: str = "", files: list[str] = ()
+    runs: list[tuple[str, dict[str, Any]]], path: str, title: str = "", files: Sequence[str] = ()
 ) -> None:
     """Save `figure(...)` as a PNG."""
     from or_common.figures import save

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter
 
 import click
-from or_common.cli import DefaultGroup, ToolRun, echo_err, epilog, io_options
-from or_common.concurrency import threaded_aiter
+from or_common.cli import DefaultGroup, ToolRun, amap_records, echo_err, epilog, io_options
 
 from .limits import Limits
 
@@ -134,8 +134,8 @@ def run_cmd(
     programs give one JSON record each.
     """
     from .pool import Pool
-    from .programs import looks_like_programs, not_jsonl_hint
-    from .records import execute_stream
+    from .programs import looks_like_programs, not_jsonl_hint, summary
+    from .records import execute_or_error
     from .server import RemotePool, SandboxUnavailable
 
     limits = Limits(timeout=timeout, memory_mb=memory_mb, max_output=max_output)
@@ -153,41 +153,28 @@ def run_cmd(
         hint = not_jsonl_hint(path) if path != "-" and not path.endswith(".gz") else None
         if hint is not None:
             raise click.UsageError(hint)
-    counts: dict[str, int] = {}
+    pool = make_pool()
+    counts: Counter[str] = Counter()
 
-    async def go(run: ToolRun) -> None:
-        pool = make_pool()
+    async def start() -> None:
         try:
             protections = await pool.start(["pulp"])  # the other tiers start on their first job
         except SandboxUnavailable as exc:  # nothing can run: one line, before the first record
-            await pool.close()
             raise click.ClickException(str(exc)) from None
         _warn_missing(protections)
-        try:
-            window = 4 * (getattr(pool, "workers", None) or 16)
-            async for line, out in execute_stream(
-                threaded_aiter(iter(run.records())), pool, limits, stateful, window
-            ):
-                if isinstance(out, Exception):
-                    run.bad_record(line, out)
-                else:
-                    if "error" in out.get("exec", {}):
-                        run.failed()  # the sandbox server was unreachable: redo with --resume
-                    status = out.get("exec", {}).get("status")
-                    if status:
-                        counts[status] = counts.get(status, 0) + 1
-                    run.write(out)
-        finally:
-            await pool.close()
+
+    async def execute(record: dict) -> dict:
+        out = await execute_or_error(record, pool, limits, stateful)
+        status = out.get("exec", {}).get("status")
+        if status:
+            counts[status] += 1
+        return out
 
     with ToolRun("or-exec", io) as run:
-        asyncio.run(go(run))
+        window = 4 * (getattr(pool, "workers", None) or 16)
+        amap_records(run, execute, concurrency=window, ordered=True, start=start, close=pool.close)
     if counts and not io.quiet:
-        from collections import Counter
-
-        from .programs import summary
-
-        echo_err(f"or-exec: {summary(Counter(counts))}")
+        echo_err(f"or-exec: {summary(counts)}")
     sys.exit(run.exit_code)
 
 
@@ -237,7 +224,7 @@ def doctor_cmd() -> None:
     import socket
 
     from .pool import Pool
-    from .probes import probes
+    from .sandbox.probes import probes
 
     async def go() -> None:
         pool = Pool(workers=1)

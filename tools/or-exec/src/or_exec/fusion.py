@@ -21,8 +21,8 @@ import binascii
 import math
 from typing import Any
 
-from .jobspace import relative_parts
 from .limits import ExecResult, Limits
+from .sandbox.jobspace import relative_parts
 
 FIELDS = (
     "code",

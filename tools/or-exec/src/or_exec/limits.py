@@ -6,8 +6,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-STATUSES = ("ok", "error", "timeout", "memory", "killed", "skipped")
-
 
 @dataclass(frozen=True)
 class Limits:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from .limits import ExecResult, Limits
+from or_common.records import EXEC_STATUSES
 
-STATUSES = ("ok", "error", "timeout", "memory", "killed")
+from .limits import ExecResult, Limits
 
 _LIMIT_DOCS = {
     "timeout": "wall-clock seconds from the end of the sandbox's setup",
@@ -50,7 +50,7 @@ _ERROR = {
 
 def _result_schema() -> dict[str, Any]:
     props: dict[str, Any] = {
-        "status": {"type": "string", "enum": list(STATUSES)},
+        "status": {"type": "string", "enum": list(EXEC_STATUSES)},
         "exit_code": {"type": "integer", "nullable": True},
         "stdout": {"type": "string"},
         "stderr": {"type": "string"},
@@ -158,7 +158,7 @@ def document() -> dict[str, Any]:
                 "type": "object",
                 "description": "beyond SandboxFusion: or-exec's own status, tier and limits",
                 "properties": {
-                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "status": {"type": "string", "enum": list(EXEC_STATUSES)},
                     "tier": {"type": "string", "nullable": True},
                     "limits": {"$ref": "#/components/schemas/Limits"},
                 },
@@ -191,7 +191,7 @@ def document() -> dict[str, Any]:
             "workers": {"type": "integer"},
         },
     }
-    secured = [{"bearer": []}]
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.0.3",
         "info": {

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import count
 from typing import Any
 
-from .jobspace import relative_parts
 from .limits import ExecResult, Limits
-from .parent import Parent, ParentDied, job_env
+from .sandbox.jobspace import relative_parts
+from .sandbox.parent_handle import ParentDied, ParentHandle, job_env
 from .syncloop import SyncFace
 
 log = logging.getLogger("or_exec")
@@ -130,16 +130,23 @@ class Pool:
         self.uid_base = default_uid_base() if uid_base is None else uid_base
         self.disk_mb = disk_mb
         self._parents = {
-            name: Parent(name, mods, disk_mb, job_namespaces) for name, mods in self.tiers.items()
+            name: ParentHandle(name, mods, disk_mb, job_namespaces)
+            for name, mods in self.tiers.items()
         }
         for parent in self._parents.values():
             parent.on_death = self._on_death
         self._free: asyncio.Queue[int] | None = None
         self._dirty: set[int] = set()
-        self._running: dict[int, tuple[Parent, int]] = {}  # slot -> (parent, job id)
+        self._running: dict[int, tuple[ParentHandle, int]] = {}  # slot -> (parent, job id)
         self._ids = count(1)
         self._closing = False
-        self.stats = {"jobs": 0, "by_status": {}, "by_tier": {}, "respawns": 0, "retries": 0}
+        self.stats: dict[str, Any] = {
+            "jobs": 0,
+            "by_status": {},
+            "by_tier": {},
+            "respawns": 0,
+            "retries": 0,
+        }
 
     def _on_death(self, tier: str, dirty: Iterable[int]) -> None:
         self._dirty.update(dirty)
@@ -241,6 +248,7 @@ class Pool:
 
     def _cancelled(self, fut: asyncio.Future, slot: int, tier: str) -> None:
         """A cancelled job is over: its slot is free again, and it counts in the stats."""
+        assert self._free is not None  # a job ran, so the pool has started
         self._free.put_nowait(slot)
         if not fut.cancelled() and fut.exception() is None:
             self._count(fut.result(), tier)

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from or_common.records import EXEC_STATUSES
 
 from .limits import ExecResult, Limits
-
-STATUSES = ("ok", "error", "timeout", "memory", "killed")
 
 
 def looks_like_programs(paths: Sequence[str]) -> bool:
@@ -64,7 +63,7 @@ def parse_files(specs: Sequence[str]) -> dict[str, bytes]:
 
 def summary(counts: Counter) -> str:
     total = sum(counts.values())
-    parts = [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
+    parts = [f"{counts[s]} {s}" for s in EXEC_STATUSES if counts[s]]
     return f"{total} run{'s' if total != 1 else ''}: " + ", ".join(parts or ["none"])
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
 from or_common.blocks import awaits_execution, flow_blocks
+from or_common.flow import final_finish
 from or_common.protocol import output_segment
-from or_common.records import TOOL_VERSION, RecordError, check_trajectory
-from or_common.scoring import CUT_FINISHES
-from or_common.tokens import record_finish
+from or_common.records import (
+    CUT_FINISHES,
+    TOOL_VERSION,
+    check_trajectory,
+    set_error,
+)
 
 from .limits import ExecResult, Limits
 from .server import SandboxUnavailable
@@ -35,7 +37,7 @@ async def execute_record(
     prelude = [b.code for b in blocks[:-1] if b.status == "ok"] if stateful else []
     result = await runner.run(last.code, limits, prelude)
     segment = output_segment(result)
-    finish = record_finish(record)
+    finish = final_finish(record)
     # a turn cut by its budget (or round cap) ended there: the model never reads an output after it
     cut = finish in CUT_FINISHES and awaits_execution(flow)
     appended = awaits_execution(flow) and not cut
@@ -61,34 +63,15 @@ async def execute_record(
     return record
 
 
-async def execute_stream(
-    lines: AsyncIterable[Any], runner: Runner, limits: Limits, stateful: bool, window: int
-) -> AsyncIterator[tuple[Any, dict[str, Any] | RecordError]]:
-    """Execute records concurrently (at most `window` in flight) and yield them in input order."""
-    pending: list[tuple[Any, asyncio.Task]] = []
-
-    async def one(record: dict[str, Any]) -> dict[str, Any] | RecordError:
-        try:
-            return await execute_record(record, runner, limits, stateful)
-        except RecordError as err:
-            return err
-        except SandboxUnavailable as err:  # not the code's fault: an error record, redone later
-            record["exec"] = {
-                "error": {"tool": "or-exec", "type": "SandboxUnavailable", "message": str(err)},
-                "tool_version": TOOL_VERSION,
-            }
-            return record
-
+async def execute_or_error(
+    record: dict[str, Any], runner: Runner, limits: Limits, stateful: bool
+) -> dict[str, Any]:
+    """`execute_record`, except that an unreachable sandbox server is not the code's fault: the
+    record gets an error under `exec` (exit 1, redone with --resume) and no executor segment."""
     try:
-        async for line in lines:
-            pending.append((line, asyncio.create_task(one(line.record))))
-            while len(pending) >= window or (pending and pending[0][1].done()):
-                head, task = pending.pop(0)
-                yield head, await task
-    except Exception:
-        # reading stopped early (--strict): what was read before is still written
-        for head, task in pending:
-            yield head, await task
-        raise
-    for head, task in pending:
-        yield head, await task
+        return await execute_record(record, runner, limits, stateful)
+    except SandboxUnavailable as err:
+        record["exec"] = {}  # a section of a run before says nothing of this one
+        set_error(record, "or-exec", "SandboxUnavailable", str(err))
+        record["exec"]["tool_version"] = TOOL_VERSION
+        return record

@@ -321,6 +321,7 @@ async def serve(
     server = None
     try:
         await runner.setup()
+        assert runner.server is not None  # setup() made it
         guard = ConnectionGuard(runner.server, cap, HEADER_TIMEOUT)
         guard_box["guard"] = guard
         loop = asyncio.get_running_loop()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from or_common.cli import ToolRun, UsageLine, check_output_path, echo_err, epilog, io_options
-from or_common.jsonl import Writer, open_output
+from or_common.jsonl import Writer, open_output, write_json
 from or_common.records import TOOL_VERSION, flow_text
 
 from .dedup import MIN_CONTAINMENT_WORDS
@@ -42,6 +42,43 @@ def _token_counter(tokenizer_name: str):
             return count_tokens(tok, text + flow_text(record.get("flow") or []))
 
     return count
+
+
+def funnel_stats(funnel: Any) -> dict[str, Any]:
+    """The funnel (in -> out per stage, by benchmark) as a JSON object (`--stats FILE`)."""
+    return {
+        "tool": "or-filter",
+        "tool_version": TOOL_VERSION,
+        "stages": [
+            {
+                "stage": stage,
+                "in": sum(c["in"].values()),
+                "out": sum(c["out"].values()),
+                "by_benchmark": {
+                    b: {"in": c["in"][b], "out": c["out"][b]} for b in sorted(c["in"])
+                },
+            }
+            for stage, c in funnel.counts.items()
+        ],
+    }
+
+
+def funnel_from_stats(stats: dict[str, Any]) -> Any:
+    """The funnel back from its `--stats` JSON (its `lines()` are what or-filter said on stderr)."""
+    from collections import Counter
+
+    from .predicates import Funnel
+
+    stages = stats["stages"]
+    funnel = Funnel([s["stage"] for s in stages[1:]])
+    for s in stages:
+        counts = funnel.counts[s["stage"]]
+        for bench, n in s["by_benchmark"].items():
+            counts["in"][bench] = n["in"]
+            counts["out"][bench] = n["out"]
+        counts["in"] = +Counter(counts["in"])  # a stage no record reached has no entries
+        counts["out"] = +Counter(counts["out"])
+    return funnel
 
 
 @click.command(
@@ -121,8 +158,13 @@ def _token_counter(tokenizer_name: str):
     type=click.Path(dir_okay=False),
     help="Write rejected records here, with filter: {stage, reason}.",
 )
+@click.option(
+    "--stats",
+    type=click.Path(dir_okay=False),
+    help="Write the funnel's counts here as JSON (for reports; the funnel on stderr stays).",
+)
 @io_options
-def main(io, rejects: str | None, **opts: Any) -> None:
+def main(io, rejects: str | None, stats: str | None, **opts: Any) -> None:
     """Select records; every rejected record is counted in the funnel on stderr.
 
     Stages apply in this order: exclude, benchmark, has-answer, decontaminate, correct, golden,
@@ -142,6 +184,7 @@ def main(io, rejects: str | None, **opts: Any) -> None:
     if opts["per_benchmark"] and opts["sample_n"] is None:
         raise click.UsageError("--per-benchmark goes with --sample N")
     check_output_path(rejects, io.inputs, "--rejects")
+    check_output_path(stats, io.inputs, "--stats")
     if rejects and io.output and os.path.abspath(rejects) == os.path.abspath(io.output):
         raise UsageLine(f"--rejects {rejects} is also -o: give each its own file")
     counter = _token_counter(opts["tokenizer"]) if opts["max_tokens"] is not None else None
@@ -188,6 +231,8 @@ def main(io, rejects: str | None, **opts: Any) -> None:
                 run.write(record)
     if reject_writer is not None:
         reject_writer.stream.close()
+    if stats:
+        write_json(stats, funnel_stats(funnel))
     if not io.quiet:
         for line in funnel.lines():
             echo_err(line)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.answers import parse_truth
+from or_common.flow import completion_tokens
 from or_common.jsonl import BadLine, read_records
-from or_common.records import RecordError, completion_tokens, flow_text
+from or_common.records import RecordError, flow_text
 from or_common.scoring import current_score
 from or_common.texts import problem_text, reference_texts
 from or_common.usage import UsageLine

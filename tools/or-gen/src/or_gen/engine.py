@@ -10,30 +10,24 @@ and its finish reason. The loop normalises that through the shared protocol
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import click
 from or_common.protocol import STOPS
-
-#: Engine finishes that mean the request did not end as the model meant it: recorded as errors.
-ERROR_FINISHES = frozenset({"abort", "error", "repetition"})
+from or_common.reasoner import DEFAULTS
 
 #: What vLLM answers (HTTP 500, then it shuts down) once its engine core has died.
 ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue"
 
 __all__ = [
     "ENGINE_DEAD_MESSAGE",
-    "ERROR_FINISHES",
     "STOPS",
     "Completion",
     "Engine",
     "EngineDied",
     "Request",
     "Sampling",
-    "stop_ids",
 ]
 
 
@@ -45,8 +39,8 @@ class EngineDied(click.ClickException):
 
 @dataclass
 class Sampling:
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = DEFAULTS.temperature
+    top_p: float = DEFAULTS.top_p
     extra: dict[str, Any] = field(default_factory=dict)  # passed through (e.g. vLLM's top_k, min_p)
 
 
@@ -105,51 +99,3 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def stop_ids(tokenizer: Any, model_dir: str | None = None) -> set[int]:
-    """The ids that end a turn: the tokenizer's eos and the model's generation_config
-    `eos_token_id` (Qwen3: `<|im_end|>` and `<|endoftext|>`)."""
-    ids: set[int] = set()
-    eos = getattr(tokenizer, "eos_token_id", None)
-    for value in eos if isinstance(eos, list) else [eos]:
-        if isinstance(value, int):
-            ids.add(value)
-    for folder in (model_dir, getattr(tokenizer, "name_or_path", None)):
-        if not folder:
-            continue
-        path = Path(folder) / "generation_config.json"
-        if path.is_file():
-            try:
-                value = json.loads(path.read_text()).get("eos_token_id")
-            except (OSError, ValueError):
-                continue
-            ids.update(
-                v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)
-            )
-    return ids
-
-
-#: generation_config keys that are sampling settings (what `vllm serve` and or-gen's vllm
-#: backend take from the model as defaults under the request's own fields)
-SAMPLING_DEFAULTS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
-
-
-def sampling_defaults(model_dir: str) -> dict[str, Any]:
-    """The sampling settings a local model's generation_config.json gives (Qwen3: top_k 20):
-    what vLLM applies to or-gen's requests, so what a trainer's rollouts must use too for
-    evaluation and training to sample alike. Empty for a hub name or a folder without one."""
-    path = Path(model_dir) / "generation_config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: config[k] for k in SAMPLING_DEFAULTS if config.get(k) is not None}

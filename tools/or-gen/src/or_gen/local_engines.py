@@ -24,7 +24,9 @@ import itertools
 import os
 from typing import Any
 
-from .engine import SAMPLING_DEFAULTS, STOPS, Completion, EngineDied, Request, Sampling
+from or_common.reasoner import MODEL_SAMPLING_KEYS
+
+from .engine import STOPS, Completion, EngineDied, Request, Sampling
 
 #: GiB of KV cache on vLLM's CPU build when VLLM_CPU_KVCACHE_SPACE is not set
 CPU_KVCACHE_GIB = 4
@@ -69,7 +71,7 @@ class VLLMEngine:
             kwargs.update(enable_chunked_prefill=False, enforce_eager=True)
         self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))
         diff = self.engine.model_config.get_diff_sampling_param() or {}
-        self.defaults = {k: v for k, v in diff.items() if k in SAMPLING_DEFAULTS}
+        self.defaults = {k: v for k, v in diff.items() if k in MODEL_SAMPLING_KEYS}
         self.tokenizer = tokenizer
         self._ids = itertools.count()
 

@@ -22,31 +22,31 @@ from or_common.protocol import (
     Generate,
     Rules,
     Skip,
+    SkippedResult,
     Turn,
     after_generation,
     after_output,
-    cut_completion,
     model_text,
     next_request,
     output_segment,
     resumed_turn,
 )
-from or_common.records import TOOL_VERSION, flow_text
+from or_common.reasoner import DEFAULTS, build_messages
+from or_common.records import ERROR_FINISHES, TOOL_VERSION, flow_text, set_error
 from or_common.tokens import (
-    align_ids,
     count_tokens,
     encode,
     executor_ids,
     prompt_ids,
     render_prompt,
-    text_ids,
+    stop_ids,
+    take_completion,
 )
 from or_exec.limits import ExecResult, Limits
 from or_exec.server import SandboxUnavailable
 
 from .cache import RequestCache
-from .engine import ERROR_FINISHES, Completion, Engine, Request, Sampling, stop_ids
-from .prompt import build_messages
+from .engine import Completion, Engine, Request, Sampling
 
 
 @dataclass
@@ -54,9 +54,9 @@ class GenConfig:
     model: str
     backend: str
     sampling: Sampling = field(default_factory=Sampling)
-    max_tokens: int = 16384
-    max_executions: int = 4
-    seed: int = 1234
+    max_tokens: int = DEFAULTS.max_tokens
+    max_executions: int = DEFAULTS.max_executions
+    seed: int = DEFAULTS.seed
     template: str = ""
     prompt_version: str = ""
     limits: Limits = field(default_factory=Limits)
@@ -128,10 +128,7 @@ class Generator:
         self.config = config
         self.cache = cache
         self.rules = config.rules
-        self.eos = stop_ids(tokenizer) if tokenizer is not None else set()
-        self.eos_texts = [
-            t for t in (tokenizer.decode([i], skip_special_tokens=False) for i in self.eos) if t
-        ]
+        self.stops = stop_ids(tokenizer) if tokenizer is not None else set()
         self.tokens = 0
         self.executions = 0
         self.requests = 0
@@ -180,41 +177,6 @@ class Generator:
             self.cache.put(key, digest, completion)
         return completion
 
-    def _accept(self, comp: Completion, context: str) -> tuple[str, str, list[int] | None, int]:
-        """(text, finish, ids, tokens) of a completion under the protocol's stop rule: an
-        end-of-turn id (and its text, which vLLM includes with skip_special_tokens=False) is
-        dropped (the token layer adds it back for a finished turn), and a turn that ended on it
-        is over; ids are kept verbatim as far as the cut text reaches. `context` is the model's
-        own text so far (`model_text`)."""
-        text, ids = comp.text, comp.ids
-        ended = False  # on an end-of-turn id (counted as a token of the turn)
-        over = False  # on an end-of-turn id or its text: no fence is ever added
-        if ids and ids[-1] in self.eos:
-            ended = over = True
-            eos_text = self.tokenizer.decode([ids[-1]], skip_special_tokens=False)
-            ids = ids[:-1]
-            if eos_text and text.endswith(eos_text):
-                text = text[: -len(eos_text)]
-        elif ids is None and comp.finish == "stop":  # a server without ids: its text only
-            for eos_text in self.eos_texts:
-                if text.endswith(eos_text):
-                    over = True
-                    text = text[: -len(eos_text)]
-                    break
-        cut, finish = cut_completion(text, comp.finish, context, over)
-        if self.tokenizer is None:
-            return cut, finish, None, comp.completion_tokens
-        if ids and finish == "length" and cut == text:
-            # the budget ended inside a character: the engine holds its bytes back from the
-            # text, but the ids were generated (and count); the record keeps them, and the
-            # text is what they decode to (with U+FFFD for the incomplete character)
-            full = self.tokenizer.decode(ids, skip_special_tokens=False)
-            if full.startswith(cut) and set(full[len(cut) :]) <= {"\ufffd"}:
-                cut = full
-        # a server without ids: its text re-tokenized; else the ids verbatim as far as `cut`
-        ids = text_ids(self.tokenizer, cut) if ids is None else align_ids(self.tokenizer, ids, cut)
-        return cut, finish, ids, len(ids) + int(ended and finish == "stop")
-
     async def execute(self, code: str) -> ExecResult:
         self.executions += 1
         return await self.runner.run(code, self.config.limits)
@@ -255,20 +217,29 @@ class Generator:
                     )
                     turn.finish = "error"
                     break
-                text, finish, new_ids, n = self._accept(comp, model_text(turn.flow))
-                if ids is not None and new_ids is not None:
-                    ids.extend(new_ids)
-                out.completion_tokens += n
-                self.tokens += n
+                # the protocol's stop rule, the engine's ids kept as far as the cut text reaches
+                taken = take_completion(
+                    self.tokenizer,
+                    comp.text,
+                    comp.ids,
+                    comp.finish,
+                    model_text(turn.flow),
+                    self.stops,
+                    engine_tokens=comp.completion_tokens,
+                )
+                if ids is not None and taken.ids is not None:
+                    ids.extend(taken.ids)
+                out.completion_tokens += taken.tokens
+                self.tokens += taken.tokens
                 last = turn.flow[-1] if turn.flow else None
-                action = after_generation(turn, self.rules, text, finish, n)
-                if ids is not None and new_ids is not None and text:
-                    keep_ids(turn.flow, last, new_ids)
+                action = after_generation(turn, self.rules, taken.text, taken.finish, taken.tokens)
+                if ids is not None and taken.ids is not None and taken.text:
+                    keep_ids(turn.flow, last, taken.ids)
                 continue
             if isinstance(action, Execute):
                 t = time.perf_counter()
                 try:
-                    result = await self.execute(action.code)
+                    result: Any = await self.execute(action.code)
                 except SandboxUnavailable as err:  # the sandbox's failure, not the code's
                     out.error = GenerationError("SandboxUnavailable", str(err)[:500])
                     turn.finish = "error"
@@ -276,7 +247,7 @@ class Generator:
                 out.exec_seconds += time.perf_counter() - t
             else:
                 assert isinstance(action, Skip)
-                result = ExecResult("skipped", None, "", "", 0.0, message=action.message)
+                result = SkippedResult(action.message)
             segment = output_segment(result)
             # program output never becomes a special token (a printed "<|im_end|>")
             seg_ids = executor_ids(self.tokenizer, segment["text"]) if self.tokenizer else None
@@ -308,6 +279,8 @@ class Generator:
         out.prompt_tokens = prompt_tokens
         record["flow"] = out.turn.flow
         record["gen"] = self.stamp(out, time.perf_counter() - t)
+        if out.error is not None:
+            set_error(record, "or-gen", out.error.type, out.error.message)
         # the chat template opened the think block (Qwen3 thinking models): a turn that never
         # closes it ended inside its thinking, and or-score gives it no final answer
         record["gen"]["prompt_opens_think"] = prompt_text.rstrip().endswith("<think>")
@@ -359,8 +332,6 @@ class Generator:
             gen["tokenizer"] = cfg.tokenizer_name
         if cfg.sampling.extra:
             gen["sampling_extra"] = cfg.sampling.extra
-        if out.error is not None:
-            gen["error"] = {"tool": "or-gen", "type": out.error.type, "message": out.error.message}
         return gen
 
     def token_source(self) -> str:

@@ -25,7 +25,8 @@ import time
 from typing import Any
 from uuid import uuid4
 
-from or_common.tokens import prompt_ids
+from or_common.reasoner import DEFAULTS
+from or_common.tokens import prompt_ids, stop_ids
 from or_exec.limits import Limits
 from verl.experimental.agent_loop.agent_loop import (
     AgentLoopBase,
@@ -35,7 +36,7 @@ from verl.experimental.agent_loop.agent_loop import (
 
 from .metrics import log_trajectory
 from .reward import compute_score
-from .rollout import model_segments, rollout, stop_ids
+from .rollout import model_segments, rollout
 
 AGENT_NAME = "code_in_thinking"
 
@@ -98,9 +99,9 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         self,
         *args: Any,
         sandbox: Any = "local",
-        max_executions: int = 4,
-        exec_timeout: float = 10.0,
-        exec_memory_mb: int = 4096,
+        max_executions: int = DEFAULTS.max_executions,
+        exec_timeout: float = DEFAULTS.exec_timeout,
+        exec_memory_mb: int = DEFAULTS.exec_memory,
         sandbox_workers: int | None = None,
         rollout_log: str | None = None,
         launch: str | None = None,
@@ -206,6 +207,7 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         """One line for metrics.jsonl: the reward verl will compute, with the same function
         (which judges `model_segments` and counts `code_blocks` from the extra fields: the
         decoded response is not needed)."""
+        assert self.rollout_log is not None  # called only when a rollout log is set
         text = ""
         reward_model = row.get("reward_model") or {}
         extra_info = dict(row.get("extra_info") or {})

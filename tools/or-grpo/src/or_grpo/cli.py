@@ -15,15 +15,20 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
 from or_common.cli import EXIT_FAILED, echo_err, epilog
 from or_common.records import TOOL_VERSION
 from or_common.scoring import SCORING_VERSION
+from or_common.stamp import stamped
 
 from . import config as cfgmod
 from .metrics import METRICS, build_metrics, plot_runs
+
+#: the flags' defaults are TrainConfig's own (one definition of each reference default)
+FLAG_DEFAULTS = {f.name: f.default for f in fields(cfgmod.TrainConfig)}
 
 
 @click.group(
@@ -72,15 +77,20 @@ def main() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="A Reasoner prompt template with {question} (default: or-gen's).",
 )
-@click.option("--max-executions", default=4, show_default=True, help="Stated in the prompt.")
+@click.option(
+    "--max-executions",
+    default=FLAG_DEFAULTS["max_executions"],
+    show_default=True,
+    help="Stated in the prompt.",
+)
 @click.option(
     "--tokenizer", help="Reject prompts longer than --max-prompt-length with this tokenizer."
 )
-@click.option("--max-prompt-length", default=3000, show_default=True)
+@click.option("--max-prompt-length", default=FLAG_DEFAULTS["max_prompt_length"], show_default=True)
 def prepare(problems, out, val, prompt_file, max_executions, tokenizer, max_prompt_length):
     """Problems (JSONL) to parquet in verl's RL schema, prompts built exactly as or-gen builds
     them. Problems without a usable answer are rejected as FILE:LINE: reason (exit 1)."""
-    from or_gen.prompt import load_prompt
+    from or_common.reasoner import load_prompt
 
     from .data import prepare as prepare_rows
     from .data import write_parquet, write_stamp
@@ -170,36 +180,52 @@ def _need_gpu_stack() -> None:
     type=click.Path(dir_okay=False),
     help="Validation set: parquet, or problems JSONL (default: DATA/val.parquet when present).",
 )
-@click.option("--lr", default=1e-6, show_default=True)
-@click.option("--epochs", default=100, show_default=True)
-@click.option("--batch-size", default=64, show_default=True, help="Prompts per step.")
-@click.option("--mini-batch-size", default=64, show_default=True)
-@click.option("--n", "n", default=8, show_default=True, help="Samples per prompt.")
-@click.option("--temperature", default=0.6, show_default=True)
-@click.option("--top-p", default=0.95, show_default=True)
+@click.option("--lr", default=FLAG_DEFAULTS["lr"], show_default=True)
+@click.option("--epochs", default=FLAG_DEFAULTS["epochs"], show_default=True)
+@click.option(
+    "--batch-size", default=FLAG_DEFAULTS["batch_size"], show_default=True, help="Prompts per step."
+)
+@click.option("--mini-batch-size", default=FLAG_DEFAULTS["mini_batch_size"], show_default=True)
+@click.option("--n", "n", default=FLAG_DEFAULTS["n"], show_default=True, help="Samples per prompt.")
+@click.option("--temperature", default=FLAG_DEFAULTS["temperature"], show_default=True)
+@click.option("--top-p", default=FLAG_DEFAULTS["top_p"], show_default=True)
 @click.option(
     "--top-k",
     type=int,
-    default=None,
+    default=FLAG_DEFAULTS["top_k"],
     help="Default: the model's generation_config top_k (as or-gen's evaluation), else -1.",
 )
-@click.option("--max-prompt-length", default=3000, show_default=True)
-@click.option("--max-response-length", default=16384, show_default=True)
-@click.option("--max-executions", default=4, show_default=True)
-@click.option("--exec-timeout", default=10.0, show_default=True)
+@click.option("--max-prompt-length", default=FLAG_DEFAULTS["max_prompt_length"], show_default=True)
+@click.option(
+    "--max-response-length", default=FLAG_DEFAULTS["max_response_length"], show_default=True
+)
+@click.option("--max-executions", default=FLAG_DEFAULTS["max_executions"], show_default=True)
+@click.option("--exec-timeout", default=FLAG_DEFAULTS["exec_timeout"], show_default=True)
 @click.option(
     "--sandbox",
-    default="local",
+    default=FLAG_DEFAULTS["sandbox"],
     show_default=True,
     help="'local' (a pool per worker) or the URL of `or-exec serve`.",
 )
-@click.option("--val-n", default=8, show_default=True, help="Samples per validation problem.")
-@click.option("--test-freq", default=10, show_default=True)
-@click.option("--save-freq", default=20, show_default=True)
-@click.option("--nnodes", default=1, show_default=True)
-@click.option("--gpus-per-node", default=8, show_default=True)
-@click.option("--rollout-tp", default=1, show_default=True, help="vLLM tensor parallel size.")
-@click.option("--attn-implementation", default="sdpa", show_default=True)
+@click.option(
+    "--val-n",
+    default=FLAG_DEFAULTS["val_n"],
+    show_default=True,
+    help="Samples per validation problem.",
+)
+@click.option("--test-freq", default=FLAG_DEFAULTS["test_freq"], show_default=True)
+@click.option("--save-freq", default=FLAG_DEFAULTS["save_freq"], show_default=True)
+@click.option("--nnodes", default=FLAG_DEFAULTS["nnodes"], show_default=True)
+@click.option("--gpus-per-node", default=FLAG_DEFAULTS["gpus_per_node"], show_default=True)
+@click.option(
+    "--rollout-tp",
+    default=FLAG_DEFAULTS["rollout_tp"],
+    show_default=True,
+    help="vLLM tensor parallel size.",
+)
+@click.option(
+    "--attn-implementation", default=FLAG_DEFAULTS["attn_implementation"], show_default=True
+)
 @click.option("--dry-run", is_flag=True, help="Print the verl command and settings; run nothing.")
 def train(data, overrides, out, dry_run, **options):
     """Launch verl's GRPO trainer (python -m verl.trainer.main_ppo) with the reference
@@ -227,15 +253,17 @@ def train(data, overrides, out, dry_run, **options):
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     _convert_val(cfg, prepared)
     cfg.agent_loop_path.write_text(cfgmod.agent_loop_yaml(cfg))
-    run = {
-        "tool": "or-grpo",
-        "tool_version": TOOL_VERSION,
-        "engine": "verl 0.9.1",
-        "prompt_version": prepared.get("prompt_version"),
-        "scoring": f"strict ({SCORING_VERSION})",
-        "settings": cfg.to_dict(),
-        "command": argv,
-    }
+    run = stamped(
+        {
+            "tool": "or-grpo",
+            "tool_version": TOOL_VERSION,
+            "engine": "verl 0.9.1",
+            "prompt_version": prepared.get("prompt_version"),
+            "scoring": f"strict ({SCORING_VERSION})",
+            "settings": cfg.to_dict(),
+            "command": argv,
+        }
+    )
     (cfg.out_dir / f"run-{cfg.launch}.json").write_text(json.dumps(run, indent=2) + "\n")
     (cfg.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")  # the latest
     proc = subprocess.Popen(argv, stdout=STDERR_FD)
@@ -258,7 +286,7 @@ def train(data, overrides, out, dry_run, **options):
 def _convert_val(cfg: cfgmod.TrainConfig, prepared: dict) -> None:
     """Validation problems given as JSONL become parquet in the run folder, prompted like the
     training data (which must use or-gen's prompt; a custom one goes through `prepare --val`)."""
-    from or_gen.prompt import PROMPT_VERSION, REASONER_PROMPT
+    from or_common.reasoner import PROMPT_VERSION, REASONER_PROMPT
 
     from .data import prepare as prepare_rows
     from .data import write_parquet

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from or_common.reasoner import DEFAULTS
+
 from .data import AGENT_NAME
 
 VERL_ENTRY = "verl.trainer.main_ppo"
@@ -35,14 +37,14 @@ class TrainConfig:
     batch_size: int = 64
     mini_batch_size: int = 64
     n: int = 8
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = DEFAULTS.temperature
+    top_p: float = DEFAULTS.top_p
     #: None: the model's generation_config top_k (Qwen3: 20), which or-gen's evaluation gets
     #: from vLLM too, so rollouts, validation and evaluation sample alike; else -1 (off)
     top_k: int | None = None
     max_prompt_length: int = 3000
-    max_response_length: int = 16384
-    max_executions: int = 4
+    max_response_length: int = DEFAULTS.max_tokens
+    max_executions: int = DEFAULTS.max_executions
     exec_timeout: float = 10.0
     sandbox: str = "local"
     val_n: int = 8  # pass@1 = mean over 8 samples at the Reasoner's temperature (SPEC §1)
@@ -76,9 +78,9 @@ class TrainConfig:
     def sampling_top_k(self) -> int:
         if self.top_k is not None:
             return self.top_k
-        from or_gen.engine import sampling_defaults
+        from or_common.reasoner import model_sampling_defaults
 
-        return int(sampling_defaults(self.model_path).get("top_k", -1))
+        return int(model_sampling_defaults(self.model_path).get("top_k", -1))
 
     @property
     def out_dir(self) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 
 from or_common.answers import parse_truth
 from or_common.jsonl import BadLine, read_lines
+from or_common.reasoner import DEFAULTS, build_messages
 
 AGENT_NAME = "code_in_thinking"
 ABILITY = "optimization-modeling"
@@ -45,8 +46,6 @@ def problem_row(
     max_executions: int,
 ) -> dict[str, Any]:
     """One parquet row; raises ValueError with the reason when the problem cannot be used."""
-    from or_gen.prompt import build_messages
-
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("missing field 'question' (a non-empty string)")
@@ -87,7 +86,7 @@ def prepare(
     split: str,
     template: str,
     prompt_version: str,
-    max_executions: int = 4,
+    max_executions: int = DEFAULTS.max_executions,
     tokenizer: Any = None,
     max_prompt_length: int | None = None,
 ) -> Prepared:

@@ -11,28 +11,27 @@ passes the response split by its mask (verl merges the loop's `extra_fields` int
   decoded on its own) or None for program output (mask 0);
 - `executor_statuses` (the status of each output block) and `finish`.
 
-The flow is rebuilt from those, the output blocks withheld, and scored by or-score's
-`score_record`, the same function that scores evaluation runs. A response cut by the budget
+The flow is rebuilt from those, the output blocks withheld, and scored by
+`or_common.scoring.score_record`, the same function that scores or-score's evaluation runs. A response cut by the budget
 (`finish == "length"`) has no final answer: reward 0.
 
 Without `model_segments` (another rollout loop), the fallback is conservative: a response with
 no ```output block is read whole; otherwise only the text after its last fence-only line counts
-(an output block always ends with one, and whatever a program printed lies before it), so the
-final text must close the thinking itself. `executor_texts` is never searched for.
+(`or_common.protocol.text_after_outputs`: an output block always ends with one, and whatever a
+program printed lies before it), so the final text must close the thinking itself.
+`executor_texts` is never searched for.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from or_common.blocks import python_blocks
-from or_score.scorer import score_record
+from or_common.protocol import text_after_outputs
+from or_common.scoring import score_record
 
 PROTOCOL = "strict"
-_OUTPUT_OPEN = "```output"
-_FENCE_LINE = re.compile(r"^[ \t]*```[ \t]*$", re.MULTILINE)
 
 
 def split_flow(text: str, executor_texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -69,10 +68,9 @@ def judged_flow(
     of the module docstring."""
     status_iter = iter(statuses or ())
     if model_segments is None:
-        if _OUTPUT_OPEN not in solution_str:
+        tail = text_after_outputs(solution_str)
+        if tail is None:
             return [{"role": "reasoner", "text": solution_str}]
-        ends = [m.end() for m in _FENCE_LINE.finditer(solution_str)]
-        tail = solution_str[ends[-1] :] if ends else ""
         return [
             {"role": "executor", "text": "", "status": None},
             {"role": "reasoner", "text": tail},

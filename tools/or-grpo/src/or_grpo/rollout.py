@@ -8,9 +8,10 @@ One trajectory: the prompt's ids, then rounds of generation driven by the shared
   `include_stop_str_in_output`, so the engine returns the fence itself;
 - the generated ids are kept verbatim. The engine does not say which stop matched, and its
   last token may run past the fence (one token holding "`\\n\\n"): the completion is decoded,
-  cut by `cut_completion`, and only the piece of the last token that is kept is re-tokenized
-  (`align_ids`). Kept ids carry the engine's log probs; a re-tokenized tail carries the log prob
-  of the token it was cut from (the closest figure the engine gave for that text);
+  cut by the protocol, and only the piece of the last token that is kept is re-tokenized
+  (`or_common.tokens.take_completion`, the same step or-gen's loop takes). Kept ids carry the
+  engine's log probs; a re-tokenized tail carries the log prob of the token it was cut from
+  (the closest figure the engine gave for that text);
 - a closed ```python block runs in the sandbox (at most `max_executions` times, then the
   "no longer available" block); the output block's ids (`executor_ids`: no text a program
   prints becomes a special token) are appended with mask 0 and log prob 0;
@@ -35,7 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.blocks import flow_blocks
+from or_common.flow import code_blocks
 from or_common.protocol import (
     STOPS,
     Execute,
@@ -43,15 +44,16 @@ from or_common.protocol import (
     Generate,
     Rules,
     Skip,
+    SkippedResult,
     Turn,
     after_generation,
     after_output,
-    cut_completion,
     model_text,
     next_request,
     output_segment,
 )
-from or_common.tokens import align_ids, end_of_turn_id, executor_ids
+from or_common.reasoner import DEFAULTS
+from or_common.tokens import executor_ids, stop_ids, take_completion
 
 #: generate(prompt_ids, sampling_params) -> an object with token_ids, log_probs, extra_fields
 #: (verl's TokenOutput); execute(code) -> an object with status, stdout, stderr, seconds,
@@ -66,17 +68,6 @@ MAX_ABORTS = 8
 
 class RolloutAborted(RuntimeError):
     """The engine kept aborting a trajectory's request: it has no honest reward."""
-
-
-@dataclass
-class SkippedResult:
-    """What the Reasoner sees for a block run after the execution budget was spent."""
-
-    message: str
-    status: str = "skipped"
-    stdout: str = ""
-    stderr: str = ""
-    seconds: float = 0.0
 
 
 @dataclass
@@ -104,7 +95,7 @@ class Rollout:
         """Per-trajectory behaviour figures (the paper's curves are their means per step)."""
         statuses = Counter(s.get("status") for s in self.flow if s.get("role") == "executor")
         return {
-            "code_blocks": len(flow_blocks(self.flow)),
+            "code_blocks": code_blocks(self.flow),
             "executions": self.turn.executions,
             "exec_statuses": dict(sorted(statuses.items())),
             "response_tokens": len(self.response_ids),
@@ -112,48 +103,6 @@ class Rollout:
             "requests": self.requests,
             "aborted_requests": self.aborted,
         }
-
-
-def stop_ids(tokenizer: Any) -> set[int]:
-    """Ids that end a turn when the engine emits them: the end-of-turn token and the EOS/pad
-    token Qwen-style tokenizers also stop on."""
-    ids = {end_of_turn_id(tokenizer)}
-    for name in ("eos_token_id", "pad_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int):
-            ids.add(value)
-    return ids - {None}
-
-
-def take_completion(
-    tokenizer: Any,
-    token_ids: Sequence[int],
-    log_probs: Sequence[float] | None,
-    max_tokens: int,
-    context: str,
-    stops: set[int],
-) -> tuple[list[int], list[float] | None, str, str]:
-    """(kept ids, their log probs, kept text, finish) for one engine completion; finish is the
-    protocol's: fence | fake_output | stop | length. `context` is the model's own text so far;
-    a completion that ended on a stop id ends the turn."""
-    ids = list(token_ids)
-    ended = bool(ids) and ids[-1] in stops
-    body = ids[:-1] if ended else ids
-    text = tokenizer.decode(body, skip_special_tokens=False)
-    raw_finish = "stop" if ended or len(ids) < max_tokens else "length"
-    cut, finish = cut_completion(text, raw_finish, context, ended)
-    if cut == text:
-        kept = ids if (ended and finish == "stop") else body
-    else:
-        kept = align_ids(tokenizer, body, cut)
-    lps = None
-    if log_probs is not None:
-        verbatim = 0
-        while verbatim < min(len(kept), len(ids)) and kept[verbatim] == ids[verbatim]:
-            verbatim += 1
-        tail_lp = float(log_probs[verbatim]) if verbatim < len(log_probs) else 0.0
-        lps = [float(x) for x in log_probs[:verbatim]] + [tail_lp] * (len(kept) - verbatim)
-    return kept, lps, cut, finish
 
 
 def model_segments(
@@ -185,7 +134,7 @@ async def rollout(
     execute: ExecuteFn,
     sampling_params: dict[str, Any],
     response_length: int,
-    max_executions: int = 4,
+    max_executions: int = DEFAULTS.max_executions,
 ) -> Rollout:
     """Run one trajectory to its end (see the module docstring)."""
     rules = Rules(max_tokens=response_length, max_executions=max_executions)
@@ -226,19 +175,26 @@ async def rollout(
                     f"the engine returned {len(out.token_ids)} ids but "
                     f"{0 if out_lps is None else len(out_lps)} log probs"
                 )
-            kept, kept_lps, text, finish = take_completion(
+            generated = list(out.token_ids)
+            # the engine gives no finish reason: a completion that fills its budget without
+            # ending on a stop id ran out of it
+            ended = bool(generated) and generated[-1] in stops
+            finish = "stop" if ended or len(generated) < action.max_tokens else "length"
+            taken = take_completion(
                 tokenizer,
-                out.token_ids,
-                out_lps if want_logprobs else None,
-                action.max_tokens,
+                None,
+                generated,
+                finish,
                 model_text(turn.flow),
                 stops,
+                log_probs=out_lps if want_logprobs else None,
             )
+            kept = taken.ids_with_end
             ids.extend(kept)
             mask.extend([1] * len(kept))
             if want_logprobs:
-                lps.extend(kept_lps or [])
-            action = after_generation(turn, rules, text, finish, len(kept))
+                lps.extend(taken.log_probs or [])
+            action = after_generation(turn, rules, taken.text, taken.finish, len(kept))
             continue
         if isinstance(action, Execute):
             exec_result: Any = await execute(action.code)

@@ -7,15 +7,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from or_common.flow import executions
+from or_common.jsonl import write_json
 from or_common.llm import GenerationError
-from or_common.records import TOOL_VERSION, check_trajectory, flow_text
+from or_common.records import TOOL_VERSION, check_trajectory, flow_text, set_error
 from or_common.scoring import flow_correct
 
 from .apply import cut_and_hint
-
-
-def _executions(flow: list[dict[str, Any]]) -> int:
-    return sum(1 for s in flow if s.get("role") == "executor" and s.get("status") != "skipped")
 
 
 def _tokens(flow: list[dict[str, Any]], count: Callable[[str], int], roles: tuple[str, ...]) -> int:
@@ -33,12 +31,13 @@ async def calm_record(
     the record's flow becomes the corrected one and `calm` says what happened."""
     check_trajectory(record)
     flow = record["flow"]
-    gen = record.get("gen") if isinstance(record.get("gen"), dict) else {}
+    value = record.get("gen")
+    gen = value if isinstance(value, dict) else {}
     initial = {
         "correct": flow_correct(record, flow, finish=gen.get("finish")),
         # counted like the final flow below, so before -> after compares like with like
         "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
-        "executions": _executions(flow),
+        "executions": executions(flow),
     }
     rounds: list[dict[str, Any]] = []
     error: GenerationError | None = None
@@ -88,7 +87,7 @@ async def calm_record(
         "hint_tokens": _tokens(flow, count_tokens, ("intervener",)),
         "final": {
             "finish": finish,
-            "executions": _executions(flow),
+            "executions": executions(flow),
             "correct": flow_correct(record, flow, finish=finish),
             "completion_tokens": _tokens(flow, count_tokens, ("reasoner", "intervener")),
         },
@@ -96,15 +95,16 @@ async def calm_record(
         "prompt_version": intervener.prompt_version,
         "tool_version": TOOL_VERSION,
     }
-    if error is not None:
-        calm["error"] = {"tool": "or-intervene", "type": error.type, "message": error.message}
     record["calm"] = calm
+    if error is not None:
+        set_error(record, "or-intervene", error.type, error.message)
     return record
 
 
 @dataclass
-class Funnel:
-    """Counts over a run, printed on stderr at the end."""
+class CalmFunnel:
+    """Counts over a run: said on stderr at the end (`lines`), written as JSON by --stats
+    (`stats`); both say the same, the lines are rendered from the stats."""
 
     records: int = 0
     before: int = 0
@@ -134,15 +134,45 @@ class Funnel:
         if calm["final"]["correct"] and calm["flawless"]:
             self.golden += 1
 
+    def stats(self) -> dict[str, Any]:
+        """The counts as a JSON object (`--stats FILE`)."""
+        return {
+            "tool": "or-intervene",
+            "tool_version": TOOL_VERSION,
+            "trajectories": self.records,
+            "problems": len(self.problems),
+            "judged": self.judged,
+            "correct_before": self.before,
+            "correct_after": self.after,
+            "interventions": self.interventions,
+            "hint_tokens": self.hint_tokens,
+            "completion_tokens_before": self.tokens_before,
+            "completion_tokens_after": self.tokens_after,
+            "verdicts": dict(sorted(self.verdicts.items())),
+            "golden": self.golden,
+        }
+
+    def write(self, path: str) -> None:
+        write_json(path, self.stats())
+
     def lines(self) -> list[str]:
-        pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "–"  # noqa: E731
-        mean = lambda a, b: f"{a / b:.2f}" if b else "–"  # noqa: E731
-        return [
-            f"or-intervene funnel: {self.records} trajectories of {len(self.problems)} problems",
-            f"  success before -> after: {pct(self.before, self.judged)} -> {pct(self.after, self.judged)} ({self.before} -> {self.after} of {self.judged} with a known answer)",
-            f"  interventions: {self.interventions} ({mean(self.interventions, len(self.problems))} per problem, {mean(self.interventions, self.records)} per trajectory)",
-            f"  hint tokens: {self.hint_tokens} = {pct(self.hint_tokens, self.tokens_after)} of completion tokens",
-            f"  mean length before -> after: {mean(self.tokens_before, self.records)} -> {mean(self.tokens_after, self.records)} tokens",
-            "  verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(self.verdicts.items())),
-            f"  golden (correct and flawless): {self.golden} of {self.records}",
-        ]
+        return funnel_lines(self.stats())
+
+
+def funnel_lines(stats: dict[str, Any]) -> list[str]:
+    """The funnel as the lines or-intervene says on stderr, from its `--stats` JSON."""
+    pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "–"  # noqa: E731
+    mean = lambda a, b: f"{a / b:.2f}" if b else "–"  # noqa: E731
+    n, problems, judged = stats["trajectories"], stats["problems"], stats["judged"]
+    before, after = stats["correct_before"], stats["correct_after"]
+    hints, tokens_before = stats["interventions"], stats["completion_tokens_before"]
+    tokens_after = stats["completion_tokens_after"]
+    return [
+        f"or-intervene funnel: {n} trajectories of {problems} problems",
+        f"  success before -> after: {pct(before, judged)} -> {pct(after, judged)} ({before} -> {after} of {judged} with a known answer)",
+        f"  interventions: {hints} ({mean(hints, problems)} per problem, {mean(hints, n)} per trajectory)",
+        f"  hint tokens: {stats['hint_tokens']} = {pct(stats['hint_tokens'], tokens_after)} of completion tokens",
+        f"  mean length before -> after: {mean(tokens_before, n)} -> {mean(tokens_after, n)} tokens",
+        "  verdicts: " + ", ".join(f"{k} {v}" for k, v in stats["verdicts"].items()),
+        f"  golden (correct and flawless): {stats['golden']} of {n}",
+    ]

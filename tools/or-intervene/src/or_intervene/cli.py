@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, echo_err, epilog, io_options
-from or_common.concurrency import run_concurrently, threaded_aiter
+from or_common.cli import (
+    ToolRun,
+    amap_records,
+    check_output_path,
+    echo_err,
+    epilog,
+    io_options,
+)
 from or_common.llm import close_judge_clients
 from or_common.providers import check_api_key
-from or_common.records import RecordError
-from or_gen.backend import Backend
-from or_gen.cli import reasoner_options
-
-log = logging.getLogger("or_intervene")
+from or_common.reasoner import ReasonerOptions, reasoner_options
+from or_gen.session import ReasonerSession
 
 
 def intervener_model(spec: str, opts: dict[str, Any]) -> str | None:
@@ -40,7 +41,7 @@ def intervener_model(spec: str, opts: dict[str, Any]) -> str | None:
     return model_name
 
 
-def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
+def make_intervener(spec: str, opts: dict[str, Any], reasoner: ReasonerOptions) -> Any:
     from .interveners import HybridIntervener, ModelIntervener, RulesIntervener
 
     model_name = intervener_model(spec, opts)
@@ -53,10 +54,10 @@ def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
         opts["intervener_api_key"],
         temperature=opts["intervener_temperature"],
         top_p=opts["intervener_top_p"],
-        retries=opts["retries"],
-        backoff=opts["retry_backoff"],
+        retries=reasoner.retries,
+        backoff=reasoner.retry_backoff,
         reask=opts["reask"],
-        timeout=opts["request_timeout"],
+        timeout=reasoner.request_timeout,
     )
     return HybridIntervener(model) if hybrid else model
 
@@ -88,10 +89,20 @@ def make_intervener(spec: str, opts: dict[str, Any]) -> Any:
     show_default=True,
     help="Re-asks for a malformed answer or a target not found.",
 )
+@click.option(
+    "--stats",
+    type=click.Path(dir_okay=False),
+    help="Write the funnel's counts here as JSON (for reports; the funnel on stderr stays).",
+)
 @reasoner_options
 @io_options
 def main(
-    io, intervener_spec: str, max_interventions: int, cache_path: str | None, **opts: Any
+    io,
+    intervener_spec: str,
+    max_interventions: int,
+    stats: str | None,
+    reasoner: ReasonerOptions,
+    **opts: Any,
 ) -> None:
     """Correct trajectories with hints at their first flaw (CALM).
 
@@ -100,68 +111,39 @@ def main(
     appended as an `intervener` segment, and the Reasoner (same flags as or-gen) resumes from that
     exact prefix. This repeats until the Intervener finds nothing or --max-interventions hints were
     given; the Intervener then judges once more. Writes `calm: {rounds, verdict, flawless,
-    initial, final, hint_tokens}` and replaces `flow`; prints the funnel on stderr.
+    initial, final, hint_tokens}` and replaces `flow`; prints the funnel on stderr (and with
+    --stats FILE, writes it there as JSON).
     """
-    from .calm import Funnel, calm_record
+    from .calm import CalmFunnel, calm_record
 
     intervener_model(intervener_spec, opts)  # a missing key fails now, not 5 retries per record
-    if cache_path is None and io.output:
-        cache_path = io.output + ".cache"
-    backend = Backend(opts, cache_path)
-    backend.check()  # a run that cannot work stops here: one line, exit 2
-    funnel = Funnel()
+    check_output_path(stats, io.inputs, "--stats")
+    session = ReasonerSession(reasoner, reasoner.cache_for(io.output))
+    session.check()  # a run that cannot work stops here: one line, exit 2
+    funnel = CalmFunnel()
+    heavy: dict[str, Any] = {}
 
-    async def go(run: ToolRun) -> None:
-        backend.done = run.done
-        intervener: Any = None
-        counter: Any = None
+    async def build() -> None:
+        """The Intervener and the token counter, once the first record with work arrives."""
+        heavy["intervener"] = make_intervener(intervener_spec, opts, reasoner)
+        heavy["count"] = _token_counter(session.tokenizer)
 
-        async def records() -> Any:
-            nonlocal intervener, counter
-            async for line in threaded_aiter(iter(run.records())):
-                if intervener is None:  # first record with work: build the heavy parts now
-                    intervener = make_intervener(intervener_spec, opts)
-                    counter = _token_counter(backend.tokenizer)
-                yield line
+    async def correct(record: dict[str, Any]) -> dict[str, Any]:
+        record = await calm_record(
+            record, heavy["intervener"], session.get, heavy["count"], max_interventions
+        )
+        funnel.add(record)
+        return record
 
-        async def one(line: Any) -> None:
-            try:
-                record = await calm_record(
-                    line.record,
-                    intervener,
-                    backend.get,
-                    lambda text: counter(text),
-                    max_interventions,
-                )
-            except RecordError as err:
-                run.bad_record(line, err)
-                return
-            except Exception as exc:  # a bug must not lose the record: pass it through, marked
-                log.exception("calm failed on %s", line.where())
-                record = line.record
-                record["calm"] = {
-                    "error": {
-                        "tool": "or-intervene",
-                        "type": type(exc).__name__,
-                        "message": str(exc)[:500],
-                    }
-                }
-                run.failed()
-                run.write(record)
-                return
-            if "error" in record["calm"]:
-                run.failed()
-            funnel.add(record)
-            run.write(record)
-
-        try:
-            await run_concurrently(records(), opts["concurrency"], one)
-        finally:
-            await backend.close()
-            await close_judge_clients()
+    async def close() -> None:
+        await session.close()
+        await close_judge_clients()
 
     with ToolRun("or-intervene", io) as run:
-        asyncio.run(go(run))
+        session.done = run.done
+        amap_records(run, correct, concurrency=reasoner.concurrency, first=build, close=close)
+    if stats:
+        funnel.write(stats)
     if funnel.records and not io.quiet:
         for line in funnel.lines():
             echo_err(line)

@@ -18,9 +18,7 @@ from or_common.cli import (
     map_records,
     report_format_option,
 )
-from or_common.scoring import canonical_protocol
-
-from .scorer import score_record
+from or_common.scoring import canonical_protocol, score_record
 
 
 class ProtocolSpec(click.ParamType):

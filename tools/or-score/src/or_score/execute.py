@@ -20,10 +20,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from or_common.answers import Prediction, answer_region
-from or_common.scoring import FAILED_EXEC, compare, response_text, upstream_failure
+from or_common.blocks import PYTHON_OPEN
+from or_common.protocol import output_body
+from or_common.records import FAILED_EXEC
+from or_common.scoring import compare, response_text, upstream_failure
 
+# Not the protocol's block recogniser (`or_common.blocks`): as the harnesses it copies, it reads
+# an unclosed last block to the end and any info string after ```python.
 _PYTHON = re.compile(r"```python[^\n]*\n(.*?)(?:\n```|$)", re.DOTALL)
-_OUTPUT_FENCE = re.compile(r"^```output\n|\n?```\s*$")
 _NO_OPTIMUM = re.compile(
     r"\bno\s+(?:best|optimal|feasible)\s+solution|\binfeasible\b|\bunbounded\b", re.IGNORECASE
 )
@@ -67,7 +71,7 @@ def recorded_output(record: dict[str, Any]) -> tuple[str, str] | None:
             for i, seg in enumerate(flow)
             if isinstance(seg, dict)
             and seg.get("role") != "executor"
-            and "```python" in str(seg.get("text", ""))
+            and PYTHON_OPEN in str(seg.get("text", ""))
         ),
         default=None,
     )
@@ -75,7 +79,7 @@ def recorded_output(record: dict[str, Any]) -> tuple[str, str] | None:
         return None
     for seg in flow[last_code + 1 :]:
         if isinstance(seg, dict) and seg.get("role") == "executor":
-            text = _OUTPUT_FENCE.sub("", str(seg.get("text", "")))
+            text = output_body(str(seg.get("text", "")))
             return str(seg.get("status") or "ok"), text
     return None
 

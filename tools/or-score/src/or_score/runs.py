@@ -9,12 +9,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from or_common.records import RecordError, completion_tokens
-from or_common.scoring import current_score
+from or_common.flow import code_blocks, completion_tokens, executions
+from or_common.records import RecordError
+from or_common.scoring import check_scorable, current_score
 
-from .scorer import check_scorable
-
-PYTHON_FENCE = "```python"
 DEFAULT_PROTOCOL = "strict"
 
 
@@ -123,21 +121,11 @@ def data_version(source: str) -> str:
 
 
 def usage(record: dict[str, Any]) -> tuple[int | None, int, int]:
-    """(completion tokens, code blocks written, executions run) of one trajectory."""
-    flow = record.get("flow") if isinstance(record.get("flow"), list) else []
-    blocks = sum(
-        seg.get("text", "").count(PYTHON_FENCE)
-        for seg in flow
-        if isinstance(seg, dict) and seg.get("role") != "executor"
-    )
-    executions = sum(
-        1
-        for seg in flow
-        if isinstance(seg, dict)
-        and seg.get("role") == "executor"
-        and seg.get("status") != "skipped"
-    )
-    return completion_tokens(record), blocks, executions
+    """(completion tokens, code blocks written, executions run) of one trajectory, counted by
+    `or_common.flow` (closed code blocks only: an unclosed opening is no block)."""
+    value = record.get("flow")
+    flow = value if isinstance(value, list) else []
+    return completion_tokens(record), code_blocks(flow), executions(flow)
 
 
 def load_run(path: str, protocol: str | None, label: str | None, on_bad) -> Run:

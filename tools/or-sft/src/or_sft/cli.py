@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -25,6 +26,8 @@ from or_common.records import RecordError
 from .settings import Settings, SettingsError, grad_accum_for, resolve
 
 REPORTERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
+#: the flags' defaults are Settings' own (one definition of each reference default)
+FLAG_DEFAULTS = {f.name: f.default for f in fields(Settings)}
 
 
 @click.group(
@@ -48,32 +51,45 @@ def _train_options(func):
         click.option("--model", required=True, help="Base model: a local folder or a hub name."),
         click.option("-o", "--output-dir", required=True, help="Checkpoint folder to write."),
         click.option("--tokenizer", help="Tokenizer folder or hub name [default: the model's]."),
-        click.option("--lr", "learning_rate", type=float, default=1e-5, show_default=True),
-        click.option("--lr-scheduler", default="cosine", show_default=True),
+        click.option(
+            "--lr",
+            "learning_rate",
+            type=float,
+            default=FLAG_DEFAULTS["learning_rate"],
+            show_default=True,
+        ),
+        click.option("--lr-scheduler", default=FLAG_DEFAULTS["lr_scheduler"], show_default=True),
         click.option(
             "--warmup",
             type=float,
-            default=0.1,
+            default=FLAG_DEFAULTS["warmup"],
             show_default=True,
             help="Warmup: a fraction of the steps if < 1, else a number of steps.",
         ),
-        click.option("--weight-decay", type=float, default=0.0, show_default=True),
-        click.option("--max-grad-norm", type=float, default=1.0, show_default=True),
+        click.option(
+            "--weight-decay", type=float, default=FLAG_DEFAULTS["weight_decay"], show_default=True
+        ),
+        click.option(
+            "--max-grad-norm", type=float, default=FLAG_DEFAULTS["max_grad_norm"], show_default=True
+        ),
         click.option(
             "--global-batch",
             type=click.IntRange(min=1),
-            default=8,
+            default=FLAG_DEFAULTS["global_batch"],
             show_default=True,
             help="Examples per optimizer step = per-device batch x grad accumulation x processes.",
         ),
         click.option(
-            "--per-device-batch", type=click.IntRange(min=1), default=1, show_default=True
+            "--per-device-batch",
+            type=click.IntRange(min=1),
+            default=FLAG_DEFAULTS["per_device_batch"],
+            show_default=True,
         ),
-        click.option("--epochs", type=float, default=3.0, show_default=True),
+        click.option("--epochs", type=float, default=FLAG_DEFAULTS["epochs"], show_default=True),
         click.option(
             "--max-length",
             type=click.IntRange(min=1),
-            default=22000,
+            default=FLAG_DEFAULTS["max_length"],
             show_default=True,
             help="Longer examples are skipped and counted, never cut.",
         ),
@@ -81,19 +97,27 @@ def _train_options(func):
         click.option(
             "--precision",
             type=click.Choice(["auto", "bf16", "fp32"]),
-            default="auto",
+            default=FLAG_DEFAULTS["precision"],
             show_default=True,
             help="auto: bf16 on a GPU that supports it, else fp32.",
         ),
         click.option(
             "--gradient-checkpointing/--no-gradient-checkpointing",
-            default=True,
+            default=FLAG_DEFAULTS["gradient_checkpointing"],
             show_default=True,
         ),
-        click.option("--seed", type=int, default=42, show_default=True),
-        click.option("--save-steps", type=click.IntRange(min=1), default=100, show_default=True),
+        click.option("--seed", type=int, default=FLAG_DEFAULTS["seed"], show_default=True),
         click.option(
-            "--save-total-limit", type=click.IntRange(min=1), default=2, show_default=True
+            "--save-steps",
+            type=click.IntRange(min=1),
+            default=FLAG_DEFAULTS["save_steps"],
+            show_default=True,
+        ),
+        click.option(
+            "--save-total-limit",
+            type=click.IntRange(min=1),
+            default=FLAG_DEFAULTS["save_total_limit"],
+            show_default=True,
         ),
         click.option("--resume", is_flag=True, help="Continue from the last checkpoint in -o."),
         click.option(
@@ -108,10 +132,25 @@ def _train_options(func):
             show_default=True,
             help="Processes (GPUs) per machine; auto = every visible GPU, else 1.",
         ),
-        click.option("--num-machines", type=click.IntRange(min=1), default=1, show_default=True),
-        click.option("--machine-rank", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option(
+            "--num-machines",
+            type=click.IntRange(min=1),
+            default=FLAG_DEFAULTS["num_machines"],
+            show_default=True,
+        ),
+        click.option(
+            "--machine-rank",
+            type=click.IntRange(min=0),
+            default=FLAG_DEFAULTS["machine_rank"],
+            show_default=True,
+        ),
         click.option("--main-process-ip", help="Address of the rank-0 machine (multi-node)."),
-        click.option("--main-process-port", type=int, default=29500, show_default=True),
+        click.option(
+            "--main-process-port",
+            type=int,
+            default=FLAG_DEFAULTS["main_process_port"],
+            show_default=True,
+        ),
         click.option(
             "--deepspeed",
             help="zero3, none, or a DeepSpeed JSON [default: zero3 with several processes].",
@@ -287,7 +326,9 @@ def _print_dry_run(inputs, settings, plan, counts, accelerate_config) -> None:
 
 
 def _run(inputs, settings, plan, counts, items, tokenizer, ds_path, quiet) -> None:
-    from .outputs import LOSS_PNG, Progress, plot_loss, sha256, write_run_json
+    from or_common.stamp import sha256
+
+    from .outputs import LOSS_PNG, Progress, plot_loss, write_run_json
     from .train import METRICS, train
 
     with stdout_guard():

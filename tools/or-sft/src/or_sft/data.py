@@ -15,12 +15,11 @@ from typing import Any
 
 from or_common import jsonl
 from or_common.blocks import awaits_execution
+from or_common.flow import final_finish
 from or_common.jsonl import BadLine, Line
-from or_common.records import ROLES, TRAINED_ROLES, RecordError, find_error
-from or_common.tokens import ENDED_NORMALLY, IGNORE_INDEX, Encoded, encode_record, record_finish
-
-OUTPUT_OPEN = "```output\n"
-OUTPUT_CLOSE = "\n```\n"
+from or_common.protocol import has_output_opening, is_output_block
+from or_common.records import ENDED_NORMALLY, ROLES, TRAINED_ROLES, RecordError, find_error
+from or_common.tokens import IGNORE_INDEX, Encoded, encode_record
 
 
 class Rejected(RecordError):
@@ -44,11 +43,11 @@ def check_protocol(flow: Any) -> None:
         if not isinstance(text, str):
             raise Rejected(f"flow[{i}].text must be a string")
         if role == "executor":
-            if not (text.startswith(OUTPUT_OPEN) and text.endswith(OUTPUT_CLOSE)):
+            if not is_output_block(text):
                 raise Rejected(f"flow[{i}] (executor) is not a ```output block")
             if not awaits_execution(flow[:i]):
                 raise Rejected(f"flow[{i}] (executor) does not follow a closed ```python block")
-        elif "```output" in text:
+        elif has_output_opening(text):
             raise Rejected(f"flow[{i}] ({role}) writes a ```output block; only the executor does")
     if not any(seg["role"] in TRAINED_ROLES and seg["text"] for seg in flow):
         raise Rejected("no reasoner or intervener text to train on")
@@ -180,7 +179,7 @@ def examples(
 
 
 def _ended(record: Mapping[str, Any]) -> bool:
-    return record_finish(record) in ENDED_NORMALLY
+    return final_finish(record) in ENDED_NORMALLY
 
 
 def show_example(tokenizer: Any, example: Mapping[str, Any], color: bool = False) -> str:

@@ -3,7 +3,6 @@ progress bar on stderr while it trains."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -12,21 +11,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from or_common.jsonl import STDIN
 from or_common.records import TOOL_VERSION
+from or_common.stamp import stamped
 
 RUN_JSON = "run.json"
 LOSS_PNG = "loss.png"
-
-
-def sha256(path: str) -> str | None:
-    if path == STDIN:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str | None]:
@@ -40,9 +29,13 @@ def versions() -> dict[str, str | None]:
 
 
 def write_run_json(output_dir: str, stamp: dict[str, Any]) -> Path:
+    """OUTPUT_DIR/run.json: the tool, the library versions, `stamp`, then the shared provenance
+    (date, git commit, scoring and prompt versions)."""
     path = Path(output_dir) / RUN_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = {"tool": "or-sft", "tool_version": TOOL_VERSION, "versions": versions(), **stamp}
+    stamp = stamped(
+        {"tool": "or-sft", "tool_version": TOOL_VERSION, "versions": versions(), **stamp}
+    )
     path.write_text(json.dumps(stamp, indent=2, default=str) + "\n")
     return path
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from or_common.answers import THINK_END, answer_region, extract_boxed_all
-from or_common.protocol import FAKE_OUTPUT_STOP
+from or_common.protocol import ends_inside_fence, has_output_opening
 
 #: code -> what it means, in the order the checks run (also the legend of the HTML page)
 RULES: dict[str, str] = {
@@ -41,10 +41,6 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "segment": self.segment}
-
-
-def _fence_lines(text: str) -> int:
-    return sum(1 for line in text.split("\n") if line.lstrip().startswith("```"))
 
 
 def lint_flow(flow: Sequence[Mapping[str, Any]]) -> list[Finding]:
@@ -77,11 +73,11 @@ def lint_flow(flow: Sequence[Mapping[str, Any]]) -> list[Finding]:
                 )
             pos += len(text)
 
-    if _fence_lines(model) % 2:
+    if ends_inside_fence(model):
         findings.append(Finding("unclosed-block", "the model's text ends inside a fenced block"))
 
     for i, (text, role) in enumerate(zip(texts, roles, strict=True)):
-        if role != "executor" and FAKE_OUTPUT_STOP in text:
+        if role != "executor" and has_output_opening(text):
             findings.append(
                 Finding("fake-output", f"segment {i} ({role}) writes its own output block", i)
             )

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from or_common.flaws import TRIGGER_NAMES
-from or_common.records import completion_tokens, find_error
+from or_common.flow import completion_tokens, final_turn
+from or_common.records import find_error
 
 from .lint import lint_record
 
@@ -62,7 +63,7 @@ def segments(record: Mapping[str, Any], count: Counter_ | None = None) -> list[d
     characters) and, for a hint, the CALM round that inserted it (matched by its text)."""
     rounds = list(_section(record, "calm").get("rounds") or [])
     next_round = 0
-    out = []
+    out: list[dict[str, Any]] = []
     inside: str | None = None  # a block left open by the model's previous segment
     for i, seg in enumerate(record.get("flow") or []):
         if not isinstance(seg, dict):
@@ -146,7 +147,7 @@ def row(record: Mapping[str, Any], findings: list | None = None) -> dict[str, An
         "correct": correct,
         "prediction": score.get("prediction"),
         "reason": score.get("reason") or (error["type"] if error else None),
-        "finish": calm.get("final", {}).get("finish") or gen.get("finish"),
+        "finish": final_turn(record).get("finish"),
         "executions": executions(record),
         "flaws": list(flaws.get("triggers") or []),
         "verdict": calm.get("verdict"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from or_common.records import SKIPPED
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
@@ -15,7 +16,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 ROLE_STYLE = {"reasoner": "bold blue", "executor": "bold yellow", "intervener": "bold magenta"}
-STATUS_STYLE = {"ok": "green", "skipped": "dim"}  # anything else is a failure: red
+STATUS_STYLE = {"ok": "green", SKIPPED: "dim"}  # anything else is a failure: red
 
 
 def _size(seg: dict[str, Any]) -> str:
@@ -119,7 +120,7 @@ def render(v: dict[str, Any], console: Console, code_theme: str = "monokai") -> 
     rounds = {rd["round"]: rd for rd in v["rounds"]}
     shown: set[int] = set()
     for seg in v["segments"]:
-        console.print(Rule(_segment_title(seg), align="left", style=ROLE_STYLE.get(seg["role"])))
+        console.print(Rule(_segment_title(seg), align="left", style=ROLE_STYLE.get(seg["role"])))  # type: ignore[arg-type]  # rich's Rule takes style=None (a plain rule) though typed str | Style
         if "round" in seg and seg["round"] in rounds:
             console.print(_round(rounds[seg["round"]]))
             shown.add(seg["round"])

@@ -4,7 +4,7 @@
 # the final checkpoint in Hugging Face format. Runs on a GPU node with `uv sync --extra gpu`;
 # on a Ray cluster, start Ray on every node first and set NNODES (see README, or-grpo).
 #
-#   MODEL=ckpt/calm-sft RL=splits/rl.jsonl VAL=splits/test.jsonl bash recipes/verl/storm.sh \
+#   MODEL=ckpt/calm-sft RL=splits/rl.jsonl VAL=splits/test.jsonl bash recipes/verl/grpo.sh \
 #       [extra verl key=value overrides]
 # DRY_RUN=1 prepares the data and prints the verl command without training.
 set -euo pipefail

@@ -1,7 +1,7 @@
-"""The sandbox parent's event loop: it has the clean template (template.py) fork one child per
-job and watches it without ever waiting on a job. Slow work (removing a job's files, sweeping a uid, making namespaces) is the
-helper's (factory.py), every wait has a deadline, and a job's status comes from what the
-parent measured (outcome.py).
+"""Runs in the sandbox parent: its event loop. It has the clean template (template.py) fork
+one child per job and watches it without ever waiting on a job. Slow work (removing a job's
+files, sweeping a uid, making namespaces) is the helper process's (helper.py), every wait has a
+deadline, and a job's status comes from what the parent measured (outcome.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
+from ..outcome import SETUP_RECORD_MAX, result_message
 from . import linux
 from .cgroups import Cgroups
-from .factory import DOUBLE, Factory
+from .helper import DOUBLE, Helper
 from .jobspace import Holder, Job, fetch_files, make_jobfs
-from .outcome import SETUP_RECORD_MAX, result_message
 from .template import Template, TemplateDied
 from .wire import HEADER, Capture, send, send_failure
 
@@ -35,13 +35,15 @@ MAX_MESSAGE = 64 << 20
 FETCH_CAP = 16 << 20  # bytes of files a client may fetch from one job
 
 
-class Zygote:
+class SandboxParent:
+    """The sandbox parent's state and event loop (see the module docstring)."""
+
     def __init__(self, sock: socket.socket, jobs_root: str, own_root: bool, tier: str, **opts):
         self.sock = sock
         self.jobs_root = jobs_root
         self.own_root = own_root
         self.tier = tier
-        self.factory: Factory = opts["factory"]
+        self.helper: Helper = opts["helper"]
         self.template: Template = opts["template"]
         self.cgroups: Cgroups | None = opts.get("cgroups")
         self.vm_size = _vm_size()  # bytes of address space mapped before any job
@@ -69,7 +71,7 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.sel.register(self.sock, selectors.EVENT_READ, "control")
         self.sel.register(wake_r, selectors.EVENT_READ, "signal")
-        self.sel.register(self.factory.sock, selectors.EVENT_READ, "factory")
+        self.sel.register(self.helper.sock, selectors.EVENT_READ, "helper")
         self.sel.register(self.template.sock, selectors.EVENT_READ, ("template", self.template))
         self._want_holders()
         while True:
@@ -83,8 +85,8 @@ class Zygote:
                         os.read(wake_r, 4096)
                     except BlockingIOError:
                         pass
-                elif what == "factory":
-                    self._factory_answer()
+                elif what == "helper":
+                    self._helper_answer()
                 elif what[0] == "template":
                     self.to_read.add(what[1])  # its exit reports are read below
                 elif what[0] == "holder":
@@ -99,8 +101,8 @@ class Zygote:
             j.deadline if j.exit_status is None and j.reason is None else j.finish_by
             for j in self.jobs.values()
         ]
-        times = [t for t in times if t is not None]
-        return max(0.0, min(times) - time.monotonic()) if times else None
+        known = [t for t in times if t is not None]
+        return max(0.0, min(known) - time.monotonic()) if known else None
 
     # -- control messages ----------------------------------------------------------------------
     def _read_control(self) -> bool:
@@ -130,7 +132,7 @@ class Zygote:
             if message.get("sweep_first") and isinstance(uid, int):
                 # the slot's uid may have processes left from a parent that died: clear first
                 self.sweeps.setdefault(uid, []).append(message)
-                self.factory.sweep(uid)
+                self.helper.sweep(uid)
             else:
                 self._admit(message)
         return True
@@ -175,11 +177,11 @@ class Zygote:
         # as many spares as jobs running (a burst of starts then finds them ready), 2 at least
         spares = min(max(SPARE_HOLDERS, len(self.jobs)), MAX_SPARE_HOLDERS)
         while len(self.spares) + self.requested < spares + len(self.waiting):
-            self.factory.request_holder()
+            self.helper.request_holder()
             self.requested += 1
 
-    def _factory_answer(self) -> None:
-        kind, value, fds = self.factory.receive()
+    def _helper_answer(self) -> None:
+        kind, value, fds = self.helper.receive()
         if kind == "H":
             self.requested -= 1
             self.spares.append(Holder(value, fds[0], fds[1]))
@@ -221,7 +223,7 @@ class Zygote:
             spec,
             uid,
             self.disk_mb,
-            self.factory.remove,
+            self.helper.remove,
             files=files,
             stdin=stdin.encode("utf-8", "surrogateescape") if isinstance(stdin, str) else None,
         )
@@ -264,7 +266,7 @@ class Zygote:
         except BaseException:
             for fd in pipes:
                 os.close(fd)
-            self.factory.remove(jobfs)
+            self.helper.remove(jobfs)
             raise
         for fd in (out_w, err_w, info_w):
             os.close(fd)
@@ -423,7 +425,7 @@ class Zygote:
             self.sel.register(job.holder.pidfd, selectors.EVENT_READ, ("holder", job))
         elif job.uid is not None:
             self.sweeps.setdefault(job.uid, []).append(job)
-            self.factory.sweep(job.uid)
+            self.helper.sweep(job.uid)
         else:
             try:
                 os.killpg(job.pid, signal.SIGKILL)
@@ -461,9 +463,9 @@ class Zygote:
             oom = self.cgroups.oom_kills(job.cgroup) > job.oom_base
             # its tmpfs pages are charged to the slot: they go before the slot's next job
             self.unmounting[job.jobfs] = (job, oom)
-            self.factory.remove_then_tell(job.jobfs)
+            self.helper.remove_then_tell(job.jobfs)
         else:
-            self.factory.remove(job.jobfs)
+            self.helper.remove(job.jobfs)
             self._finish(job, False)
 
     def _finish(self, job: Job, oom_killed: bool) -> None:

@@ -1,5 +1,6 @@
-"""The sandbox parent's helper process: small (forked before the heavy imports), it does the
-work the parent's event loop must never wait for.
+"""Runs in the sandbox parent's helper process: small (forked before the heavy imports), it does
+the work the parent's event loop must never wait for: making namespace holders, removing jobs'
+files and sweeping uids. `Helper` is the parent's side of it.
 
 - Namespace holders. A holder is a tiny process that is pid 1 of a fresh pid namespace and
   owns a fresh network, IPC and UTS namespace (its host name is `sandbox`). A job is forked into a holder's namespaces, so it has
@@ -133,8 +134,8 @@ def _holder(ready_w: int, ctl_r: int) -> None:
         os._exit(0)  # the kernel now kills every process of the namespace
 
 
-class Factory:
-    """The parent's side of the helper (see the module docstring)."""
+class Helper:
+    """The sandbox parent's side of its helper process (see the module docstring)."""
 
     def __init__(self, holders: bool):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -1,9 +1,11 @@
-"""The warm sandbox parent (a "zygote"): started once per tier of preloaded modules, it sets up
-its isolation (isolation.py), starts its helper (factory.py), imports the tier's modules and
-then runs the event loop (parent_loop.py) that forks one child per job.
+"""The sandbox parent's entry point: started once per tier of preloaded modules, the parent sets
+up its isolation (isolation.py), starts its helper process (helper.py), imports the tier's
+modules and then runs its event loop (parent_loop.py), which has a template fork one child per
+job.
 
-Run as `python -m or_exec.zygote` by the pool with a minimal environment and one end of a
-socketpair on fd 3. Messages both ways are 4-byte big-endian length + JSON (wire.py).
+Run as `python -m or_exec.sandbox.parent_main` by the pool (parent_handle.py) with a minimal
+environment and one end of a socketpair on fd 3. Messages both ways are 4-byte big-endian
+length + JSON (wire.py).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import socket
 import sys
 
 from . import cgroups, linux, seccomp
-from .factory import Factory
+from .helper import Helper
 from .isolation import isolate
 from .jobspace import Holder
-from .parent_loop import Zygote
+from .parent_loop import SandboxParent
 from .rootfs import MASKED_PROC
 from .template import Template
 from .wire import send
@@ -83,13 +85,13 @@ def main() -> None:
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of jobs come back to us to be reaped
     root = os.geteuid() == 0
     # forked before the heavy imports: its forks stay cheap
-    factory = Factory(holders=root)
+    helper = Helper(holders=root)
     spares, holders_note = [], "off: not root"
     if args.no_job_namespaces:
         holders_note = "off: turned off by the pool's configuration"
     elif root:
-        factory.request_holder()
-        kind, value, fds = factory.receive()
+        helper.request_holder()
+        kind, value, fds = helper.receive()
         if kind == "H":
             spares.append(Holder(value, fds[0], fds[1]))
         else:
@@ -132,12 +134,12 @@ def main() -> None:
             "cgroups": groups.paths if groups is not None else [],
         },
     )
-    Zygote(
+    SandboxParent(
         sock,
         jobs_root,
         own_root,
         args.tier,
-        factory=factory,
+        helper=helper,
         template=template,
         cgroups=groups,
         holders_ok=bool(spares),

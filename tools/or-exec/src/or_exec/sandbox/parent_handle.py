@@ -1,11 +1,11 @@
-"""One warm sandbox parent as the pool sees it: the process, its socket, the jobs in flight."""
+"""Runs in the pool's process: its handle of one warm sandbox parent (the process it starts with
+`python -m or_exec.sandbox.parent_main`, its socket, the jobs in flight on it)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -15,14 +15,14 @@ from typing import Any
 
 import orjson
 
-from . import solvers
+from .. import solvers
+from ..limits import ExecResult
 from .cgroups import remove_tree
-from .limits import ExecResult
+from .wire import HEADER
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 #: Variables passed from the caller's environment (CPU quirks the BLAS needs; nothing secret).
 PASSED_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL", "TZ")
-HEADER = struct.Struct(">I")
 
 
 def job_env() -> dict[str, str]:
@@ -43,8 +43,8 @@ class ParentDied(RuntimeError):
     """The sandbox parent running a job died (not the job's doing): the job is run again."""
 
 
-class Parent:
-    """One warm parent process and the jobs in flight on it."""
+class ParentHandle:
+    """The pool's handle of one warm sandbox parent process and the jobs in flight on it."""
 
     def __init__(
         self, tier: str, modules: Sequence[str], disk_mb: int, job_namespaces: bool = True
@@ -74,6 +74,7 @@ class Parent:
                 self.ready.set_exception(exc)
                 fut, self.ready = self.ready, None
                 await fut
+        assert self.ready is not None  # set above, or the failed start raised
         return await asyncio.shield(self.ready)
 
     async def _spawn(self) -> None:
@@ -82,7 +83,9 @@ class Parent:
         if python is not None:  # jobs run in the solver environment, with or_exec alone added
             exe, path = str(python), solvers.package_dir()
         else:
-            exe, path = sys.executable, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            # the directory that holds the or_exec package (this file is or_exec/sandbox/...)
+            here = os.path.abspath(__file__)
+            exe, path = sys.executable, os.path.dirname(os.path.dirname(os.path.dirname(here)))
         env = {**job_env(), "PYTHONPATH": path}
         binds = solvers.licence_binds()[0]
         # -P and cwd "/": the caller's working directory is not put on the parent's sys.path,
@@ -92,7 +95,7 @@ class Parent:
                 exe,
                 "-P",
                 "-m",
-                "or_exec.zygote",
+                "or_exec.sandbox.parent_main",
                 "--fd",
                 str(theirs.fileno()),
                 "--tier",

@@ -1,9 +1,10 @@
 """The Reasoner side of a run (engine + sandbox + tokenizer), shared by or-gen and or-intervene.
 
-`Backend.check()` runs before the first record: everything that would make the whole run
+`ReasonerSession.check()` runs before the first record: everything that would make the whole run
 impossible (a malformed option, a tokenizer that cannot be loaded, a missing extra) is reported
-there in one line with exit 2. `Backend.get()` builds the heavy parts (the engine, the sandbox
-pool) once, on the first record that needs them.
+there in one line with exit 2. `ReasonerSession.get()` builds the heavy parts (the engine, the
+sandbox pool) once, on the first record that needs them. (`--backend` picks the engine; this is
+everything around it.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from typing import Any
 
 import click
+from or_common.reasoner import ReasonerOptions
 
 from .engine import Sampling
 
@@ -48,10 +50,10 @@ class RunImpossible(click.ClickException):
     exit_code = 2
 
 
-class Backend:
+class ReasonerSession:
     """Lazily built engine + sandbox; the tokenizer and the options are checked up front."""
 
-    def __init__(self, opts: dict[str, Any], cache_path: str | None):
+    def __init__(self, opts: ReasonerOptions, cache_path: str | None):
         self.opts = opts
         self.cache_path = cache_path
         self.generator: Any = None
@@ -64,21 +66,16 @@ class Backend:
         self._lock: asyncio.Lock | None = None
         self.done: set = set()  # keys already in the output (their cached requests are not loaded)
 
-    @property
-    def tokenizer_name(self) -> str:
-        return self.opts["tokenizer"] or self.opts["model"]
-
     def check(self) -> None:
         """Validate the options and load the tokenizer; raise RunImpossible on the first
         problem. Cheap checks first, so a bad flag costs no tokenizer load."""
+        from or_common.reasoner import load_prompt
         from or_common.tokens import TokenizerError, load_tokenizer
 
-        from .prompt import load_prompt
-
         o = self.opts
-        if o["sampling_extra"]:
+        if o.sampling_extra:
             try:
-                extra = json.loads(o["sampling_extra"])
+                extra = json.loads(o.sampling_extra)
             except ValueError as exc:
                 raise RunImpossible(f"--sampling-extra is not valid JSON ({exc})") from None
             if not isinstance(extra, dict):
@@ -93,18 +90,18 @@ class Backend:
                 )
             self.extra = extra
         try:
-            self.template, self.prompt_version = load_prompt(o["prompt_file"])
+            self.template, self.prompt_version = load_prompt(o.prompt_file)
         except (OSError, ValueError) as exc:
             raise RunImpossible(str(exc)) from None
-        backend = o["backend"]
-        if o["chat"] and backend != "openai":
+        backend = o.backend
+        if o.chat and backend != "openai":
             raise RunImpossible("--chat is only for the openai backend")
         if backend == "openai":
             from or_common.llm import is_provider_model
 
-            if not o["api_bases"] and not is_provider_model(o["model"]):
+            if not o.api_bases and not is_provider_model(o.model):
                 raise RunImpossible(
-                    f"--model {o['model']}: give --api-base URL (a served model) or a "
+                    f"--model {o.model}: give --api-base URL (a served model) or a "
                     "provider/name model (e.g. deepseek/deepseek-reasoner)"
                 )
         if backend == "vllm" and importlib.util.find_spec("vllm") is None:
@@ -122,17 +119,17 @@ class Backend:
             from or_common.tokens import check_model
 
             try:
-                check_model(o["model"])
+                check_model(o.model)
             except TokenizerError as exc:
                 raise RunImpossible(f"--model {exc}") from None
-        if o["chat"] and not o["tokenizer"]:
+        if o.chat and not o.tokenizer:
             self.tokenizer = None  # a chat API renders its own template
         else:
             try:
                 # the openai backend only encodes, decodes and counts: no transformers import
-                self.tokenizer = load_tokenizer(self.tokenizer_name, light=backend == "openai")
+                self.tokenizer = load_tokenizer(o.tokenizer_name, light=backend == "openai")
             except TokenizerError as exc:
-                hint = "" if o["tokenizer"] else " (pass --tokenizer DIR)"
+                hint = "" if o.tokenizer else " (pass --tokenizer DIR)"
                 raise RunImpossible(f"tokenizer: {exc}{hint}") from None
         self._checked = True
 
@@ -156,19 +153,19 @@ class Backend:
         if not self._checked:
             self.check()
         o = self.opts
-        limits = Limits(timeout=o["exec_timeout"], memory_mb=o["exec_memory"])
+        limits = Limits(timeout=o.exec_timeout, memory_mb=o.exec_memory)
         config = GenConfig(
-            model=o["model"],
-            backend=o["backend"],
-            sampling=Sampling(o["temperature"], o["top_p"], self.extra),
-            max_tokens=o["max_tokens"],
-            max_executions=o["max_executions"],
-            seed=o["seed"],
+            model=o.model,
+            backend=o.backend,
+            sampling=Sampling(o.temperature, o.top_p, self.extra),
+            max_tokens=o.max_tokens,
+            max_executions=o.max_executions,
+            seed=o.seed,
             template=self.template,
             prompt_version=self.prompt_version,
             limits=limits,
-            chat=o["chat"],
-            tokenizer_name=self.tokenizer_name if self.tokenizer is not None else None,
+            chat=o.chat,
+            tokenizer_name=o.tokenizer_name if self.tokenizer is not None else None,
         )
         engine = self.make_engine()
         self.pool = self.make_runner(limits)
@@ -183,38 +180,38 @@ class Backend:
         from or_exec.server import RemotePool
 
         o = self.opts
-        if o["sandbox_url"]:
-            return RemotePool(o["sandbox_url"], limits)
-        return Pool(workers=o["workers"], limits=limits)
+        if o.sandbox_url:
+            return RemotePool(o.sandbox_url, limits)
+        return Pool(workers=o.workers, limits=limits)
 
     def make_engine(self) -> Any:
         o = self.opts
-        if o["backend"] == "openai":
+        if o.backend == "openai":
             from .openai_engine import OpenAIEngine
 
             return OpenAIEngine(
-                o["model"],
-                o["api_bases"],
-                api_key=o["api_key"],
-                chat=o["chat"],
-                retries=o["retries"],
-                backoff=o["retry_backoff"],
-                request_timeout=o["request_timeout"],
+                o.model,
+                o.api_bases,
+                api_key=o.api_key,
+                chat=o.chat,
+                retries=o.retries,
+                backoff=o.retry_backoff,
+                request_timeout=o.request_timeout,
             )
-        if o["backend"] == "vllm":
+        if o.backend == "vllm":
             from .local_engines import VLLMEngine
 
             return VLLMEngine(
-                o["model"],
+                o.model,
                 self.tokenizer,
-                tokenizer_path=o["tokenizer"],
-                tensor_parallel_size=o["tensor_parallel_size"],
-                max_model_len=o.get("max_model_len"),
-                seed=o["seed"],
+                tokenizer_path=o.tokenizer,
+                tensor_parallel_size=o.tensor_parallel_size,
+                max_model_len=o.max_model_len,
+                seed=o.seed,
             )
         from .local_engines import TransformersEngine
 
-        return TransformersEngine(o["model"], self.tokenizer)
+        return TransformersEngine(o.model, self.tokenizer)
 
     async def close(self) -> None:
         if self.generator is not None:

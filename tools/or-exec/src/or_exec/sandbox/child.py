@@ -128,7 +128,7 @@ def run_child(place: JobPlace, fds: tuple[int, int, int]) -> None:
         # concurrent.futures) finds the job's functions by `__main__.<name>`.
         main = types.ModuleType("__main__")
         main.__file__ = os.path.join(cwd, "main.py")
-        main.__builtins__ = __builtins__
+        main.__builtins__ = __builtins__  # type: ignore[attr-defined]  # typeshed's ModuleType lacks the attribute every module has
         sys.modules["__main__"] = main
         namespace: dict[str, Any] = main.__dict__
         _report(info_w, {"setup": time.perf_counter() - t0})
@@ -225,7 +225,7 @@ def _print_exception() -> None:
         tb = (
             exc.__traceback__.tb_next if exc is not None and exc.__traceback__ is not None else None
         )
-        sys.stderr.write("".join(traceback.format_exception(type(exc), exc, tb)))
+        sys.stderr.write("".join(traceback.format_exception(type(exc), exc, tb)))  # type: ignore[arg-type]  # typeshed refuses type(None), which traceback takes
     except BaseException:
         pass
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from typing import Any
 
 from . import linux
 
@@ -81,7 +82,7 @@ def build_and_enter(jobs_mb: int = 64, binds: list[str] | None = None) -> list[s
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     # Open every source before anything is covered (the venv may live under /tmp).
     sources = {p: os.open(p, os.O_PATH) for p in ["/usr", *trees, *extra]}
-    etc = {}
+    etc: dict[str, tuple[str, Any]] = {}  # name -> ("link", target) or ("file", its bytes)
     for name in ETC_FILES:
         path = os.path.join("/etc", name)
         if os.path.islink(path):
@@ -90,7 +91,7 @@ def build_and_enter(jobs_mb: int = 64, binds: list[str] | None = None) -> list[s
             with open(path, "rb") as fh:
                 etc[name] = ("file", fh.read())
     devs = {n: os.open(f"/dev/{n}", os.O_PATH) for n in DEV_NODES if os.path.exists(f"/dev/{n}")}
-    links = {}
+    links: dict[str, tuple[str, Any]] = {}  # name -> ("link", target) or ("dir", an O_PATH fd)
     for name in TOP_LINKS:
         path = "/" + name
         if os.path.islink(path):

@@ -143,7 +143,7 @@ def _serve(sock: socket.socket) -> None:
     jobs: set[int] = set()
     while True:
         try:
-            ready = select.select([sock, wake_r], [], [])[0]
+            ready = select.select([sock, wake_r], [], [])[0]  # type: ignore[type-var]  # typeshed's select wants one fd type per list; a socket and an int mix fine
         except InterruptedError:
             ready = []
         if wake_r in ready:
