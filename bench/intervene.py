@@ -99,16 +99,16 @@ def main() -> None:
 
     rules = RulesIntervener()
 
-    async def judge_all() -> Counter:
+    async def review_all() -> Counter:
         verdicts: Counter = Counter()
         for line in lines:
             record = orjson.loads(line)
-            intervention, _ = await rules.judge(record, record["flow"])
+            intervention, _ = await rules.review(record, record["flow"])
             verdicts[intervention.trigger or "none"] += 1
         return verdicts
 
     t = time.perf_counter()
-    verdicts = asyncio.run(judge_all())
+    verdicts = asyncio.run(review_all())
     seconds = time.perf_counter() - t
     mb = sum(len(x) for x in lines) / 1e6
     result = {

@@ -231,15 +231,15 @@ def test_api_key_check_knows_which_models_need_one(monkeypatch):
     check_api_key("deepseek/deepseek-chat", None, None)
 
 
-def test_judge_clients_close_without_complaints_at_exit():
-    """The judge's HTTP sessions (aiohttp) are closed by `close_judge_clients`, as or-intervene
+def test_model_clients_close_without_complaints_at_exit():
+    """The model clients' HTTP sessions (aiohttp) are closed by `close_clients`, as or-intervene
     and or-annotate do at the end of a run; left open they print "Unclosed connector" at exit."""
     script = textwrap.dedent(
         """
         import asyncio, sys
         sys.path.insert(0, sys.argv[1])
         from fakeserver import FakeServer
-        from or_common.llm import chat_answer, close_judge_clients
+        from or_common.llm import chat_answer, close_clients
 
         with FakeServer(lambda prompt, body: "fine") as server:
             async def go():
@@ -248,7 +248,7 @@ def test_judge_clients_close_without_complaints_at_exit():
                                              api_base=server.url, api_key="x", retries=0,
                                              backoff=0.01)
                 finally:
-                    await close_judge_clients()
+                    await close_clients()
             print(asyncio.run(go()))
         """
     )
@@ -270,7 +270,7 @@ def test_code_blocks_are_counted_alike_by_the_report_and_the_training_metrics():
     (`or_common.flow.code_blocks`), so or-score's report (Table 2's "code blocks") and or-grpo's
     per-step metrics (Figure 6) both say 1, and the executions beside them agree too."""
     from or_common.flow import code_blocks, executions
-    from or_common.protocol import Turn
+    from or_common.turn import Turn
     from or_grpo.rollout import Rollout
     from or_score.runs import usage
 
@@ -289,7 +289,7 @@ def test_code_blocks_are_counted_alike_by_the_report_and_the_training_metrics():
 
 def test_executions_leave_out_skipped_blocks():
     from or_common.flow import executions
-    from or_common.protocol import resumed_turn
+    from or_common.turn import resumed_turn
 
     flow = [
         {"role": "reasoner", "text": "```python\nprint(1)\n```\n"},
@@ -319,7 +319,7 @@ def test_final_turn_is_the_corrected_flows_over_the_generations():
 
 
 def test_the_output_block_is_recognised_where_it_is_built():
-    from or_common.protocol import (
+    from or_common.turn import (
         SkippedResult,
         has_output_opening,
         is_output_block,

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
-from or_common.protocol import output_block
+from or_common.turn import output_block
 from or_exec.limits import Limits
 from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
 from or_exec.sandbox.helper import live_processes

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, read_jsonl
 from fakeserver import FakeServer
-from or_common.protocol import FENCE_STOP
 from or_common.records import flow_text
 from or_common.scoring import flow_correct
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids, text_ids
+from or_common.turn import FENCE_STOP
 from or_exec.limits import ExecResult
 from or_gen.cli import main
 from or_gen.session import ReasonerSession

@@ -20,9 +20,9 @@ from conftest import read_jsonl, tool_path, write_jsonl
 from fakeserver import FakeServer
 from or_common.concurrency import run_concurrently
 from or_common.llm import GenerationError, retry_after, with_retries
-from or_common.protocol import STOPS
 from or_common.records import flow_text
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids
+from or_common.turn import STOPS
 from or_gen.cli import main
 from or_gen.session import ReasonerSession
 from test_gen import QWEN, FakeRunner, problems, script

@@ -13,9 +13,9 @@ import os
 
 import pytest
 from conftest import FIXTURES, ROOT
-from or_common.protocol import STOPS
 from or_common.reasoner import REASONER_PROMPT, build_messages
 from or_common.tokens import encode, load_tokenizer, text_ids
+from or_common.turn import STOPS
 from or_exec.limits import ExecResult
 from or_grpo import config as cfgmod
 from or_grpo.reward import compute_score, split_flow

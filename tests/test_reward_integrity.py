@@ -1,5 +1,5 @@
 """Only the model can earn the reward (issue 17, items 2, 7 and 8): text a program prints never
-answers, never becomes a special token and never flips the fence protocol; scanning a hostile
+answers, never becomes a special token and never flips the fence parity; scanning a hostile
 record costs what a benign one of the same size costs.
 
 The GRPO tests drive the real agent loop through test_grpo.py's harness (a fake verl server
@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, ROOT, read_jsonl
 from fakeserver import FakeServer as OpenAIServer
-from or_common.protocol import cut_completion
 from or_common.reasoner import REASONER_PROMPT, build_messages
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids
+from or_common.turn import cut_completion
 from or_exec.limits import ExecResult
 from or_grpo.reward import compute_score
 from test_grpo import QUESTION, FakeSandbox, FakeServer, compose_verl_config, make_loop, run_loop
@@ -201,7 +201,7 @@ def test_or_gen_sends_program_output_without_special_tokens(monkeypatch):
     assert not added_ids().intersection(response)
 
 
-# -- item 7: a fence a program prints never flips the protocol -------------------------------
+# -- item 7: a fence a program prints never flips the fence parity ----------------------------
 
 
 def test_a_lone_fence_printed_by_a_program_leaves_the_final_answer_alone(monkeypatch):

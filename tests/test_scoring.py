@@ -246,7 +246,7 @@ class _OneHint:
     def __init__(self):
         self.calls = 0
 
-    async def judge(self, record, flow):
+    async def review(self, record, flow):
         from or_intervene.apply import Intervention
 
         self.calls += 1
@@ -263,7 +263,7 @@ class _Reasoner:
     async def resume(self, record, flow):
         from types import SimpleNamespace
 
-        from or_common.protocol import Turn
+        from or_common.turn import Turn
 
         turn = Turn(flow=[*flow, {"role": "reasoner", "text": self.text}], finish=self.finish)
         return SimpleNamespace(turn=turn, error=None)

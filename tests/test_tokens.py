@@ -1,4 +1,4 @@
-"""The token layer and the protocol step, token-exact on the real Qwen3-4B-Thinking-2507
+"""The token layer and the turn step, token-exact on the real Qwen3-4B-Thinking-2507
 tokenizer (tests/fixtures/qwen3-tokenizer, no weights)."""
 
 from __future__ import annotations
@@ -7,23 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from or_common.protocol import (
-    FENCE_STOP,
-    SKIPPED_MESSAGE,
-    Execute,
-    Finish,
-    Generate,
-    Rules,
-    Skip,
-    SkippedResult,
-    Turn,
-    after_generation,
-    after_output,
-    cut_completion,
-    next_request,
-    output_block,
-    output_segment,
-)
 from or_common.records import flow_text
 from or_common.tokens import (
     IGNORE_INDEX,
@@ -37,6 +20,23 @@ from or_common.tokens import (
     stop_ids,
     take_completion,
     text_ids,
+)
+from or_common.turn import (
+    FENCE_STOP,
+    SKIPPED_MESSAGE,
+    Execute,
+    Finish,
+    Generate,
+    Skip,
+    SkippedResult,
+    Turn,
+    TurnLimits,
+    after_generation,
+    after_output,
+    cut_completion,
+    next_request,
+    output_block,
+    output_segment,
 )
 
 QWEN = str(Path(__file__).parent / "fixtures" / "qwen3-tokenizer")
@@ -71,7 +71,7 @@ def test_prompt_ids_are_the_chat_template_with_the_opened_think_block(tok):
     assert ids == [151644, 872, 198, 6023, 151645, 198, 151644, 77091, 198, 151667, 198]
 
 
-def test_fences_tokenize_as_the_protocol_expects(tok):
+def test_fences_tokenize_as_the_turn_rules_expect(tok):
     enc = encode(tok, MESSAGES, [{"role": "reasoner", "text": "```python\n"}], None)
     assert enc.input_ids[enc.prompt_tokens :] == [73594, 12669, 198]
     enc = encode(
@@ -201,7 +201,7 @@ def test_a_cached_hub_name_loads_light_from_its_snapshot(tmp_path, monkeypatch, 
         load_tokenizer("Qwen/another-model", light=True)
 
 
-# --- the protocol step -------------------------------------------------------------------
+# --- the turn step -----------------------------------------------------------------------
 
 
 def test_cut_completion_stops_at_the_first_closing_fence():
@@ -219,20 +219,20 @@ def ok(stdout: str):
 
 
 def test_a_turn_runs_blocks_caps_executions_and_finishes():
-    rules = Rules(max_tokens=1000, max_executions=1)
+    limits = TurnLimits(max_tokens=1000, max_executions=1)
     turn = Turn()
-    assert next_request(turn, rules) == Generate(1000)
-    action = after_generation(turn, rules, "a\n```python\nprint(1)\n```\n", "fence", 10)
+    assert next_request(turn, limits) == Generate(1000)
+    action = after_generation(turn, limits, "a\n```python\nprint(1)\n```\n", "fence", 10)
     assert action == Execute("print(1)\n")
-    action = after_output(turn, rules, output_segment(ok("1\n")), 5)
+    action = after_output(turn, limits, output_segment(ok("1\n")), 5)
     assert action == Generate(985)
-    action = after_generation(turn, rules, "again\n```python\nprint(2)\n```\n", "fence", 10)
+    action = after_generation(turn, limits, "again\n```python\nprint(2)\n```\n", "fence", 10)
     assert action == Skip(SKIPPED_MESSAGE.format(n=1))
     skipped = SkippedResult(action.message)
     assert output_block(skipped) == f"```output\n{action.message}\n```\n"
-    action = after_output(turn, rules, output_segment(skipped), 20)
+    action = after_output(turn, limits, output_segment(skipped), 20)
     assert action == Generate(955) and turn.executions == 1
-    assert after_generation(turn, rules, "\\boxed{1}", "stop", 3) == Finish("stop")
+    assert after_generation(turn, limits, "\\boxed{1}", "stop", 3) == Finish("stop")
     assert turn.finish == "stop" and [s["role"] for s in turn.flow] == [
         "reasoner",
         "executor",
@@ -243,27 +243,27 @@ def test_a_turn_runs_blocks_caps_executions_and_finishes():
 
 
 def test_budget_rounds_and_fake_outputs_end_a_turn():
-    rules = Rules(max_tokens=10, max_executions=4)
+    limits = TurnLimits(max_tokens=10, max_executions=4)
     turn = Turn()
-    assert after_generation(turn, rules, "x" * 10, "fence", 10) == Finish("length")
+    assert after_generation(turn, limits, "x" * 10, "fence", 10) == Finish("length")
     # a python block closed by the budget's last token is not run: its output would lie past
     # the budget, where the model can never read it
     turn = Turn()
     code = "```python\nprint(1)\n```\n"
-    assert after_generation(turn, rules, code, "fence", 10) == Finish("length")
+    assert after_generation(turn, limits, code, "fence", 10) == Finish("length")
     assert turn.executions == 0 and [s["role"] for s in turn.flow] == ["reasoner"]
     turn = Turn()
-    assert after_generation(turn, rules, code, "fence", 9) == Execute("print(1)\n")
-    rules = Rules(max_tokens=100, max_fake_outputs=2)
+    assert after_generation(turn, limits, code, "fence", 9) == Execute("print(1)\n")
+    limits = TurnLimits(max_tokens=100, max_fake_outputs=2)
     turn = Turn()
-    assert after_generation(turn, rules, "a", "fake_output", 1) == Generate(99)
-    assert after_generation(turn, rules, "b", "fake_output", 1) == Generate(98)
-    assert after_generation(turn, rules, "c", "fake_output", 1) == Finish("fake_output")
+    assert after_generation(turn, limits, "a", "fake_output", 1) == Generate(99)
+    assert after_generation(turn, limits, "b", "fake_output", 1) == Generate(98)
+    assert after_generation(turn, limits, "c", "fake_output", 1) == Finish("fake_output")
     assert flow_text(turn.flow) == "abc"
-    rules = Rules(max_tokens=100, max_rounds=2)
+    limits = TurnLimits(max_tokens=100, max_rounds=2)
     turn = Turn()
-    after_generation(turn, rules, "```text\nhi\n```\n", "fence", 1)  # not python: no run
-    assert after_generation(turn, rules, "```text\nhi\n```\n", "fence", 1) == Finish("rounds")
+    after_generation(turn, limits, "```text\nhi\n```\n", "fence", 1)  # not python: no run
+    assert after_generation(turn, limits, "```text\nhi\n```\n", "fence", 1) == Finish("rounds")
 
 
 def test_output_block_format():

@@ -9,7 +9,7 @@
 # its rollouts then close fences, the sandbox runs them, and the reward sees right and wrong
 # answers. What this proves on a GPU (vLLM's stop strings, FSDP updates on masked executor
 # tokens, verl's checkpoint and model merger) is what the CPU tests in tests/test_grpo.py
-# cannot; the token-level protocol itself is proven there.
+# cannot; the token-level turn rules themselves are proven there.
 #
 # Usage: bash bench/gpu/grpo.sh [extra verl key=value overrides...]
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Stage 2 of the paper: GRPO with code execution in the rollout, from the CALM-SFT checkpoint
 # to STORM, then the RL behaviour curves (accuracy, code blocks, response length per step) and
 # the final checkpoint in Hugging Face format. Runs on a GPU node with `uv sync --extra gpu`;
-# on a Ray cluster, start Ray on every node first and set NNODES (see README, or-grpo).
+# on a Ray cluster, start Ray on every node first and set NNODES (see docs/or-grpo.md).
 #
 #   MODEL=ckpt/calm-sft RL=splits/rl.jsonl VAL=splits/test.jsonl bash recipes/verl/grpo.sh \
 #       [extra verl key=value overrides]

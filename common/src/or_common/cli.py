@@ -32,14 +32,13 @@ from .jsonl import (
 )
 from .progress import RecordStream, RunProgress, stderr_is_terminal
 from .records import TOOL_KEYS, Key, RecordError, record_key, set_error
-from .usage import Complaints, UsageLine, check_output_path, echo_err
+from .usage import EXIT_USAGE, Complaints, UsageLine, check_output_path, echo_err
 
 # re-exported: the tools import these from here
-__all__ = ["Complaints", "UsageLine", "check_output_path", "echo_err"]
+__all__ = ["EXIT_USAGE", "Complaints", "UsageLine", "check_output_path", "echo_err"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("calm_storm")
 

@@ -73,7 +73,8 @@ def overlapping_texts(fig: Any) -> list[tuple[str, str]]:
     canvas = FigureCanvasAgg(fig)  # a closed figure has lost its own canvas
     canvas.draw()
     renderer = canvas.get_renderer()
-    hidden: set[int] = set()  # labels of ticks outside the view: matplotlib keeps but never draws them
+    # labels of ticks outside the view: matplotlib keeps but never draws them
+    hidden: set[int] = set()
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             low, high = sorted(axis.get_view_interval())

@@ -146,7 +146,7 @@ def _answer_start(text: str) -> int:
     return end + len(THINK_END) if end >= 0 else max(0, text.rfind("\n\n"))
 
 
-def protocol_violation(flow, text: str) -> Finding | None:
+def bad_answer_format(flow, text: str) -> Finding | None:
     """Trigger 7: the final answer is not a lone number in one \\boxed{}."""
     region = answer_region(text)
     boxes = extract_boxed_all(region)
@@ -327,7 +327,7 @@ def detect(record: dict[str, Any], flow: Sequence[dict[str, Any]] | None = None)
     found = [
         f
         for f in (
-            protocol_violation(flow, text),
+            bad_answer_format(flow, text),
             fragmented_coding(flow, text),
             premature_solving(flow, text),
             redundant_verification(flow, text),

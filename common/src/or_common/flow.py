@@ -1,7 +1,7 @@
 """What a trajectory record says about itself: one definition of each count and of the final
 turn, so a report, a filter, a training metric and a viewer cannot count differently.
 
-- `code_blocks(flow)`: the code blocks the model wrote, counted as the protocol sees them: a
+- `code_blocks(flow)`: the code blocks the model wrote, counted as the turn rules see them: a
   block is a ```python opening and its closing fence line (`blocks.flow_blocks`, the same
   recogniser that decides what runs). An opening never closed (a turn cut by its budget inside
   a block, or one that ended there) is not counted: it was never a block that could run, and
@@ -30,7 +30,7 @@ def code_blocks(flow: Sequence[dict[str, Any]]) -> int:
 
 def executions(flow: Sequence[Any]) -> int:
     """How many executions `flow` holds: its executor segments, less those that answer a block
-    closed after the limit (`skipped`: nothing ran). What the protocol counts against
+    closed after the limit (`skipped`: nothing ran). What the turn rules count against
     `max_executions`, and what reports and funnels show."""
     return sum(
         1

@@ -1,4 +1,4 @@
-"""The model clients every tool shares: retries with backoff, and one chat turn from a judge
+"""The model clients every tool shares: retries with backoff, and one chat turn from a chat
 model (the Intervener, the annotator).
 
 A self-hosted OpenAI-compatible server (`api_base` given: `vllm serve`, SGLang) is called with
@@ -228,7 +228,7 @@ _loop_clients: dict[tuple[int, str | None, float], OpenAIClients] = {}
 
 
 def _clients_for(api_key: str | None, timeout: float) -> OpenAIClients:
-    """Clients shared by the judge calls of one event loop (an HTTP pool is bound to its loop)."""
+    """Clients shared by the model calls of one event loop (an HTTP pool is bound to its loop)."""
     key = (id(asyncio.get_running_loop()), api_key, timeout)
     clients = _loop_clients.get(key)
     if clients is None:
@@ -248,9 +248,9 @@ def _with_cause(exc: BaseException) -> str:
     return f"{text} ({why})" if root is not exc and why and why not in text else text
 
 
-async def close_judge_clients() -> None:
-    """Close the judge clients of the running event loop (their aiohttp sessions complain on
-    stderr at exit when left open); call it when a run's last judge call is done."""
+async def close_clients() -> None:
+    """Close the model clients of the running event loop (their aiohttp sessions complain on
+    stderr at exit when left open); call it when a run's last model call is done."""
     loop = id(asyncio.get_running_loop())
     for key in [k for k in _loop_clients if k[0] == loop]:
         await _loop_clients.pop(key).close()
@@ -269,7 +269,7 @@ async def chat_answer(
     timeout: float = 600.0,
     **sampling: Any,
 ) -> str:
-    """One chat turn from a judge model (Intervener, annotator), with retries. With `api_base`
+    """One chat turn from a chat model (Intervener, annotator), with retries. With `api_base`
     (a self-hosted server, which usually wants no key) the openai SDK is called directly and
     `litellm` may be None; otherwise `litellm` (from `import_litellm`) routes the provider's
     model. Raises GenerationError when the turn fails for good."""
@@ -301,7 +301,7 @@ __all__ = [
     "OpenAIClients",
     "TransientResponseError",
     "chat_answer",
-    "close_judge_clients",
+    "close_clients",
     "import_litellm",
     "is_provider_model",
     "retry_after",

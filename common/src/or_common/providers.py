@@ -1,7 +1,7 @@
-"""Which hosted model a name means, checked before the first record: a judge model given without
-a server URL must be `PROVIDER/MODEL` with a provider litellm knows, and its credentials must be
-in the environment. A misspelt or missing provider is one line naming the known providers, not
-litellm's traceback on every record."""
+"""Which hosted model a name means, checked before the first record: a chat model (Intervener,
+annotator) given without a server URL must be `PROVIDER/MODEL` with a provider litellm knows,
+and its credentials must be in the environment. A misspelt or missing provider is one line
+naming the known providers, not litellm's traceback on every record."""
 
 from __future__ import annotations
 

@@ -17,11 +17,11 @@ ROLES: tuple[str, ...] = ("reasoner", "executor", "intervener")
 TRAINED_ROLES: frozenset[str] = frozenset({"reasoner", "intervener"})
 
 # -- the words a record's finishes and statuses are written in --------------------------------
-# One place for every set of them: the protocol writes them, every reader imports them from here.
+# One place for every set of them: the turn rules write them, every reader imports them from here.
 
 #: How a turn ends (`gen.finish`, `calm.final.finish`): "stop" when the model wrote the
 #: end-of-turn token; "length" (the token budget), "rounds" (the cap on generation rounds) and
-#: "fake_output" (a model that kept writing its own output blocks) when the protocol cut it;
+#: "fake_output" (a model that kept writing its own output blocks) when the turn rules cut it;
 #: "error" when generation failed.
 ENDED_NORMALLY: frozenset[str] = frozenset({"stop"})
 #: Finishes of a turn the model did not end itself: it holds no final answer, and no output

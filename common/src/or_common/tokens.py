@@ -15,7 +15,7 @@ the end-of-turn token) and 0 on the prompt and on executor output. Executor outp
 `executor_ids`: no text a program prints ever becomes a special or added token.
 
 How an engine's completion becomes ids of the sequence is defined here once too:
-`take_completion` (the protocol's cut, the end-of-turn id dropped from the text, the engine's
+`take_completion` (the turn's cut, the end-of-turn id dropped from the text, the engine's
 ids kept verbatim as far as the kept text reaches) and `stop_ids` (the ids a turn ends on), for
 or-gen's loop and or-grpo's rollout alike.
 
@@ -37,8 +37,8 @@ from urllib.parse import urlparse
 
 from .flow import final_finish
 from .light_tokenizer import LightTokenizer
-from .protocol import cut_completion
 from .records import ENDED_NORMALLY, TRAINED_ROLES, RecordError
+from .turn import cut_completion
 
 IGNORE_INDEX = -100  # what transformers' losses skip
 
@@ -399,10 +399,10 @@ def stop_ids(tokenizer: Any) -> set[int]:
 
 @dataclass
 class Taken:
-    """One engine completion as the protocol takes it (`take_completion`)."""
+    """One engine completion as the turn rules take it (`take_completion`)."""
 
-    text: str  # the kept text: cut by the protocol, without the end-of-turn token's text
-    finish: str  # the protocol's: fence | fake_output | stop | length
+    text: str  # the kept text: cut by the turn rules, without the end-of-turn token's text
+    finish: str  # the turn's (`cut_completion`): fence | fake_output | stop | length
     #: the kept ids, verbatim as far as `text` reaches, then the rest of `text` tokenized
     #: (without the end-of-turn id); None without a tokenizer
     ids: list[int] | None
@@ -429,11 +429,11 @@ def take_completion(
     log_probs: Sequence[float] | None = None,
     engine_tokens: int = 0,
 ) -> Taken:
-    """Take one engine completion under the protocol's stop rule (`cut_completion`).
+    """Take one engine completion under the turn's stop rule (`cut_completion`).
 
     `text` is the engine's text (None: the decoded `ids`), `ids` the generated ids (None: a
     server that gives none back, whose text is tokenized), `finish` the engine's finish reason,
-    `context` the model's own text so far (`protocol.model_text`) and `stops` the ids a turn
+    `context` the model's own text so far (`turn.model_text`) and `stops` the ids a turn
     ends on (`stop_ids`). A completion whose last id is a stop id ends the turn: the id is
     dropped from the ids and its text from the text (an engine that includes special tokens in
     its text writes it), and no fence is ever added; a server without ids that ends its text

@@ -19,7 +19,7 @@ from or_common.cli import (
     map_records,
     report_format_option,
 )
-from or_common.llm import close_judge_clients
+from or_common.llm import close_clients
 from or_common.providers import check_api_key
 from or_common.records import check_trajectory
 
@@ -83,7 +83,7 @@ def annotate_cmd(io, annotator: str, **opts: Any) -> None:
 
     with ToolRun("or-annotate", io) as run:
         amap_records(
-            run, annotate, concurrency=opts["concurrency"], start=start, close=close_judge_clients
+            run, annotate, concurrency=opts["concurrency"], start=start, close=close_clients
         )
     sys.exit(run.exit_code)
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3 document of `or-exec serve` (served at GET /openapi.json). Built from the
 same field lists the server validates with, so the two cannot drift; a test compares it with a
-live server and with the README's API section."""
+live server and with the API section of docs/or-exec.md."""
 
 from __future__ import annotations
 

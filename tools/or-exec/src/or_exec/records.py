@@ -6,13 +6,13 @@ from typing import Any, Protocol
 
 from or_common.blocks import awaits_execution, flow_blocks
 from or_common.flow import final_finish
-from or_common.protocol import output_segment
 from or_common.records import (
     CUT_FINISHES,
     TOOL_VERSION,
     check_trajectory,
     set_error,
 )
+from or_common.turn import output_segment
 
 from .limits import ExecResult, Limits
 from .server import SandboxUnavailable

@@ -4,8 +4,8 @@ A request carries the sequence so far in token ids (the prompt from the token la
 id generated or appended since), plus the same sequence as text for servers that only take
 text, plus chat messages for chat-only APIs. An engine returns what the model wrote, raw: the
 text (with the stop string when it stopped on one), the generated ids verbatim when it has them,
-and its finish reason. The loop normalises that through the shared protocol
-(`or_common.protocol.cut_completion`), so every engine follows the same stop rule.
+and its finish reason. The loop normalises that through the shared turn rules
+(`or_common.turn.cut_completion`), so every engine follows the same stop rule.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import click
-from or_common.protocol import STOPS
 from or_common.reasoner import DEFAULTS
+from or_common.turn import STOPS
 
 #: What vLLM answers (HTTP 500, then it shuts down) once its engine core has died.
 ENGINE_DEAD_MESSAGE = "EngineCore encountered an issue"

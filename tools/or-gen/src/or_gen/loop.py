@@ -1,8 +1,8 @@
-"""The Reasoner's loop, in token ids: it drives a protocol `Turn` (or_common.protocol) with an
+"""The Reasoner's loop, in token ids: it drives a `Turn` (or_common.turn) with an
 engine and a sandbox and holds no policy of its own.
 
 The sequence starts as the prompt's ids (token layer); each round sends it whole, appends the
-generated ids verbatim (re-aligned only where the protocol cut a completion inside a token),
+generated ids verbatim (re-aligned only where the turn rules cut a completion inside a token),
 and after an execution appends the output block's ids. Budgets count these ids. or-intervene
 resumes a cut trajectory through `Generator.resume`, on the same path.
 """
@@ -16,21 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.llm import GenerationError
-from or_common.protocol import (
-    Execute,
-    Finish,
-    Generate,
-    Rules,
-    Skip,
-    SkippedResult,
-    Turn,
-    after_generation,
-    after_output,
-    model_text,
-    next_request,
-    output_segment,
-    resumed_turn,
-)
 from or_common.reasoner import DEFAULTS, build_messages
 from or_common.records import ERROR_FINISHES, TOOL_VERSION, flow_text, set_error
 from or_common.tokens import (
@@ -41,6 +26,21 @@ from or_common.tokens import (
     render_prompt,
     stop_ids,
     take_completion,
+)
+from or_common.turn import (
+    Execute,
+    Finish,
+    Generate,
+    Skip,
+    SkippedResult,
+    Turn,
+    TurnLimits,
+    after_generation,
+    after_output,
+    model_text,
+    next_request,
+    output_segment,
+    resumed_turn,
 )
 from or_exec.limits import ExecResult, Limits
 from or_exec.server import SandboxUnavailable
@@ -64,8 +64,8 @@ class GenConfig:
     tokenizer_name: str | None = None
 
     @property
-    def rules(self) -> Rules:
-        return Rules(max_tokens=self.max_tokens, max_executions=self.max_executions)
+    def turn_limits(self) -> TurnLimits:
+        return TurnLimits(max_tokens=self.max_tokens, max_executions=self.max_executions)
 
 
 @dataclass
@@ -127,7 +127,7 @@ class Generator:
         self.tokenizer = tokenizer
         self.config = config
         self.cache = cache
-        self.rules = config.rules
+        self.turn_limits = config.turn_limits
         self.stops = stop_ids(tokenizer) if tokenizer is not None else set()
         self.tokens = 0
         self.executions = 0
@@ -190,12 +190,12 @@ class Generator:
         ids: list[int] | None,
         prompt_text: str,
     ) -> Outcome:
-        """Run `turn` (new or resumed) until the protocol finishes it. `ids` is the sequence so
+        """Run `turn` (new or resumed) until the turn rules finish it. `ids` is the sequence so
         far (prompt + flow), extended in place."""
         cfg = self.config
         out = Outcome(turn, ids)
         route = zlib.crc32(f"{key[0]}:{key[1]}".encode())
-        action: Any = next_request(turn, self.rules)
+        action: Any = next_request(turn, self.turn_limits)
         while not isinstance(action, Finish):
             if isinstance(action, Generate):
                 context = flow_text(turn.flow)
@@ -217,7 +217,7 @@ class Generator:
                     )
                     turn.finish = "error"
                     break
-                # the protocol's stop rule, the engine's ids kept as far as the cut text reaches
+                # the turn's stop rule, the engine's ids kept as far as the cut text reaches
                 taken = take_completion(
                     self.tokenizer,
                     comp.text,
@@ -232,7 +232,9 @@ class Generator:
                 out.completion_tokens += taken.tokens
                 self.tokens += taken.tokens
                 last = turn.flow[-1] if turn.flow else None
-                action = after_generation(turn, self.rules, taken.text, taken.finish, taken.tokens)
+                action = after_generation(
+                    turn, self.turn_limits, taken.text, taken.finish, taken.tokens
+                )
                 if ids is not None and taken.ids is not None and taken.text:
                     keep_ids(turn.flow, last, taken.ids)
                 continue
@@ -255,7 +257,7 @@ class Generator:
                 ids.extend(seg_ids)
             n = len(seg_ids) if seg_ids is not None else self.count_tokens(segment["text"])
             out.executor_tokens += n
-            action = after_output(turn, self.rules, segment, n)
+            action = after_output(turn, self.turn_limits, segment, n)
         return out
 
     def _start(self, messages: list[dict[str, str]]) -> tuple[list[int] | None, str]:

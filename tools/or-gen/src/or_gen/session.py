@@ -23,7 +23,7 @@ from .engine import Sampling
 log = logging.getLogger("or_gen")
 
 #: Request fields or-gen sets itself: `--sampling-extra` may add fields, never replace these.
-PROTOCOL_FIELDS = frozenset(
+OWNED_REQUEST_FIELDS = frozenset(
     {
         "model",
         "prompt",
@@ -82,7 +82,7 @@ class ReasonerSession:
                 raise RunImpossible(
                     "--sampling-extra must be a JSON object, e.g. '{\"top_k\": 20}'"
                 )
-            owned = sorted(set(extra) & PROTOCOL_FIELDS)
+            owned = sorted(set(extra) & OWNED_REQUEST_FIELDS)
             if owned:
                 raise RunImpossible(
                     f"--sampling-extra cannot set {', '.join(owned)}: or-gen sets them (the "

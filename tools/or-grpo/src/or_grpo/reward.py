@@ -17,7 +17,7 @@ The flow is rebuilt from those, the output blocks withheld, and scored by
 
 Without `model_segments` (another rollout loop), the fallback is conservative: a response with
 no ```output block is read whole; otherwise only the text after its last fence-only line counts
-(`or_common.protocol.text_after_outputs`: an output block always ends with one, and whatever a
+(`or_common.turn.text_after_outputs`: an output block always ends with one, and whatever a
 program printed lies before it), so the final text must close the thinking itself.
 `executor_texts` is never searched for.
 """
@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from or_common.blocks import python_blocks
-from or_common.protocol import text_after_outputs
 from or_common.scoring import score_record
+from or_common.turn import text_after_outputs
 
 PROTOCOL = "strict"
 

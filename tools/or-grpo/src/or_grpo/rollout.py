@@ -1,14 +1,14 @@
 """The code-in-thinking rollout in token ids, independent of verl.
 
-One trajectory: the prompt's ids, then rounds of generation driven by the shared protocol step
-(`or_common.protocol`), the same step or-gen's loop uses:
+One trajectory: the prompt's ids, then rounds of generation driven by the shared turn step
+(`or_common.turn`), the same step or-gen's loop uses:
 
 - each round asks the engine for at most what is left of the response budget, with the
-  protocol's stop strings (the closing fence line, a model-written output opening) and
+  turn's stop strings (the closing fence line, a model-written output opening) and
   `include_stop_str_in_output`, so the engine returns the fence itself;
 - the generated ids are kept verbatim. The engine does not say which stop matched, and its
   last token may run past the fence (one token holding "`\\n\\n"): the completion is decoded,
-  cut by the protocol, and only the piece of the last token that is kept is re-tokenized
+  cut by the turn rules, and only the piece of the last token that is kept is re-tokenized
   (`or_common.tokens.take_completion`, the same step or-gen's loop takes). Kept ids carry the
   engine's log probs; a re-tokenized tail carries the log prob of the token it was cut from
   (the closest figure the engine gave for that text);
@@ -37,23 +37,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.flow import code_blocks
-from or_common.protocol import (
+from or_common.reasoner import DEFAULTS
+from or_common.tokens import executor_ids, stop_ids, take_completion
+from or_common.turn import (
     STOPS,
     Execute,
     Finish,
     Generate,
-    Rules,
     Skip,
     SkippedResult,
     Turn,
+    TurnLimits,
     after_generation,
     after_output,
     model_text,
     next_request,
     output_segment,
 )
-from or_common.reasoner import DEFAULTS
-from or_common.tokens import executor_ids, stop_ids, take_completion
 
 #: generate(prompt_ids, sampling_params) -> an object with token_ids, log_probs, extra_fields
 #: (verl's TokenOutput); execute(code) -> an object with status, stdout, stderr, seconds,
@@ -137,7 +137,7 @@ async def rollout(
     max_executions: int = DEFAULTS.max_executions,
 ) -> Rollout:
     """Run one trajectory to its end (see the module docstring)."""
-    rules = Rules(max_tokens=response_length, max_executions=max_executions)
+    limits = TurnLimits(max_tokens=response_length, max_executions=max_executions)
     turn = Turn()
     want_logprobs = bool(sampling_params.get("logprobs"))
     stops = stop_ids(tokenizer)
@@ -145,7 +145,7 @@ async def rollout(
     mask: list[int] = []
     lps: list[float] = []
     result = Rollout(prompt_ids, ids, mask, lps if want_logprobs else None, turn)
-    action: Any = next_request(turn, rules)
+    action: Any = next_request(turn, limits)
     while not isinstance(action, Finish):
         if isinstance(action, Generate):
             params = {
@@ -194,7 +194,7 @@ async def rollout(
             mask.extend([1] * len(kept))
             if want_logprobs:
                 lps.extend(taken.log_probs or [])
-            action = after_generation(turn, rules, taken.text, taken.finish, len(kept))
+            action = after_generation(turn, limits, taken.text, taken.finish, len(kept))
             continue
         if isinstance(action, Execute):
             exec_result: Any = await execute(action.code)
@@ -207,7 +207,7 @@ async def rollout(
         mask.extend([0] * len(out_ids))
         if want_logprobs:
             lps.extend([0.0] * len(out_ids))
-        action = after_output(turn, rules, segment, len(out_ids))
+        action = after_output(turn, limits, segment, len(out_ids))
     if len(ids) > response_length:  # an output block (or a re-tokenized tail) ran past the budget
         del ids[response_length:], mask[response_length:], lps[response_length:]
         turn.finish = "length"

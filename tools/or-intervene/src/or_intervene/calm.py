@@ -45,7 +45,7 @@ async def calm_record(
     finish = gen.get("finish")
     for k in range(max_interventions + 1):
         try:
-            intervention, offset = await intervener.judge(record, flow)
+            intervention, offset = await intervener.review(record, flow)
         except GenerationError as exc:
             error, verdict = exc, "error"
             break
@@ -53,13 +53,13 @@ async def calm_record(
             verdict = "no_intervention"
             break
         if k == max_interventions:
-            break  # the judgement after the last allowed intervention still found a flaw
+            break  # the review after the last allowed intervention still found a flaw
         assert offset is not None
         # the exact text the cut throws away, so a viewer can show what the hint replaced
         removed = flow_text(flow)[offset:]
         generator = await get_generator()
         cut = cut_and_hint(flow, offset, intervention.hint, intervention.trigger)
-        # the same protocol path as or-gen: a resumed Turn over the token layer's sequence
+        # the same turn path as or-gen: a resumed Turn over the token layer's sequence
         outcome = await generator.resume(record, cut)
         if outcome.error is not None:
             error, verdict = outcome.error, "error"  # keep the flow of the last completed round

@@ -14,7 +14,7 @@ from or_common.cli import (
     epilog,
     io_options,
 )
-from or_common.llm import close_judge_clients
+from or_common.llm import close_clients
 from or_common.providers import check_api_key
 from or_common.reasoner import ReasonerOptions, reasoner_options
 from or_gen.session import ReasonerSession
@@ -110,7 +110,7 @@ def main(
     exact text where it begins and a short first-person hint. The flow is cut there, the hint is
     appended as an `intervener` segment, and the Reasoner (same flags as or-gen) resumes from that
     exact prefix. This repeats until the Intervener finds nothing or --max-interventions hints were
-    given; the Intervener then judges once more. Writes `calm: {rounds, verdict, flawless,
+    given; the Intervener then reviews once more. Writes `calm: {rounds, verdict, flawless,
     initial, final, hint_tokens}` and replaces `flow`; prints the funnel on stderr (and with
     --stats FILE, writes it there as JSON).
     """
@@ -137,7 +137,7 @@ def main(
 
     async def close() -> None:
         await session.close()
-        await close_judge_clients()
+        await close_clients()
 
     with ToolRun("or-intervene", io) as run:
         session.done = run.done

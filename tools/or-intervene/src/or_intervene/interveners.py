@@ -1,4 +1,4 @@
-"""Interveners: `rules` (deterministic detectors), a judge model (or_common.llm), and `hybrid`."""
+"""Interveners: `rules` (deterministic detectors), a model (or_common.llm), and `hybrid`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class RulesIntervener:
     prompt_version = "rules-v1"
     calls = 0
 
-    async def judge(
+    async def review(
         self, record: dict[str, Any], flow: list[dict[str, Any]]
     ) -> tuple[Intervention, int | None]:
         findings = detect(record, flow)
@@ -52,7 +52,7 @@ class ModelIntervener:
         reask: int = 2,
         timeout: float = 600.0,
     ):
-        # a self-hosted judge (api_base) is called with the openai SDK; litellm only for providers
+        # a self-hosted model (api_base) is called with the openai SDK; litellm only for providers
         self.litellm = None if api_base else import_litellm()
         self.name = model
         self.model = model
@@ -84,7 +84,7 @@ class ModelIntervener:
             timeout=self.timeout,
         )
 
-    async def judge(
+    async def review(
         self, record: dict[str, Any], flow: list[dict[str, Any]]
     ) -> tuple[Intervention, int | None]:
         messages = [{"role": "user", "content": render_intervener_prompt(record, flow_text(flow))}]
@@ -119,10 +119,10 @@ class HybridIntervener:
     def calls(self) -> int:
         return self.model.calls
 
-    async def judge(
+    async def review(
         self, record: dict[str, Any], flow: list[dict[str, Any]]
     ) -> tuple[Intervention, int | None]:
-        intervention, offset = await self.rules.judge(record, flow)
+        intervention, offset = await self.rules.review(record, flow)
         if intervention.action != "NO_INTERVENTION":
             return intervention, offset
-        return await self.model.judge(record, flow)
+        return await self.model.review(record, flow)

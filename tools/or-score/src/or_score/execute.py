@@ -21,11 +21,11 @@ from typing import Any
 
 from or_common.answers import Prediction, answer_region
 from or_common.blocks import PYTHON_OPEN
-from or_common.protocol import output_body
 from or_common.records import FAILED_EXEC
 from or_common.scoring import compare, response_text, upstream_failure
+from or_common.turn import output_body
 
-# Not the protocol's block recogniser (`or_common.blocks`): as the harnesses it copies, it reads
+# Not the turn's block recogniser (`or_common.blocks`): as the harnesses it copies, it reads
 # an unclosed last block to the end and any info string after ```python.
 _PYTHON = re.compile(r"```python[^\n]*\n(.*?)(?:\n```|$)", re.DOTALL)
 _NO_OPTIMUM = re.compile(

@@ -379,7 +379,7 @@ def _run(inputs, settings, plan, counts, items, tokenizer, ds_path, quiet) -> No
 def encode(io, tokenizer, max_length, show) -> None:
     """Write the training examples as JSONL: id, sample, input_ids, labels (-100 = masked).
 
-    The same records are rejected as by training (errors, chat mode, broken protocol), each as
+    The same records are rejected as by training (errors, chat mode, a broken flow), each as
     FILE:LINE: reason on stderr.
     """
     from or_common.tokens import encode_record

@@ -17,17 +17,17 @@ from or_common import jsonl
 from or_common.blocks import awaits_execution
 from or_common.flow import final_finish
 from or_common.jsonl import BadLine, Line
-from or_common.protocol import has_output_opening, is_output_block
 from or_common.records import ENDED_NORMALLY, ROLES, TRAINED_ROLES, RecordError, find_error
 from or_common.tokens import IGNORE_INDEX, Encoded, encode_record
+from or_common.turn import has_output_opening, is_output_block
 
 
 class Rejected(RecordError):
     """A record that must not be trained on; the message says why."""
 
 
-def check_protocol(flow: Any) -> None:
-    """Raise Rejected unless `flow` is what the code-in-thinking protocol produces: a non-empty
+def check_flow(flow: Any) -> None:
+    """Raise Rejected unless `flow` is what a reasoning turn with code produces: a non-empty
     list of segments with known roles and string texts, where every executor segment is one
     output block answering a python block closed right before it. Model-written text never
     contains an output block (only the sandbox writes them; training on one would teach the
@@ -55,7 +55,7 @@ def check_protocol(flow: Any) -> None:
 
 def check_record(record: Mapping[str, Any]) -> None:
     """Raise Rejected for a record that must not be trained on: an error from any tool, chat
-    mode, no flow, a flow that breaks the protocol."""
+    mode, no flow, a flow that breaks the turn rules (`check_flow`)."""
     error = find_error(record)
     if error is not None:
         tool = error.get("tool", "?") if isinstance(error, Mapping) else "?"
@@ -69,7 +69,7 @@ def check_record(record: Mapping[str, Any]) -> None:
         )
     if "flow" not in record:
         raise Rejected("missing field 'flow' (not a trajectory)")
-    check_protocol(record["flow"])
+    check_flow(record["flow"])
 
 
 def to_example(record: Mapping[str, Any], encoded: Encoded) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from or_common.answers import THINK_END, answer_region, extract_boxed_all
-from or_common.protocol import ends_inside_fence, has_output_opening
+from or_common.turn import ends_inside_fence, has_output_opening
 
 #: code -> what it means, in the order the checks run (also the legend of the HTML page)
 RULES: dict[str, str] = {

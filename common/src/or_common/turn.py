@@ -1,21 +1,22 @@
-"""The code-in-thinking protocol: one definition of what a round of generation does.
+"""The rules of one reasoning turn with code in it: one definition of what a round of
+generation does.
 
 or-gen's loop, or-intervene's resumption and or-grpo's rollout all drive a `Turn` through these
 pure functions, so the rules cannot drift between evaluation and training:
 
-1. `next_request(turn, rules)`: generate with `max_tokens` = what is left of the budget, or stop
+1. `next_request(turn, limits)`: generate with `max_tokens` = what is left of the budget, or stop
    (`length` when the budget is spent, `rounds` after too many rounds).
 2. `cut_completion(text, finish, context, ended)`: normalise what the engine returned.
    Generation pauses at the first closing fence (`STOPS`); a server that ignored the stop list
    is cut there too. A model that opens its own ```output block is stopped there and the
    opening dropped: only the sandbox writes output blocks. `context` is `model_text(flow)`, the
    model's own text so far: a fence a program printed inside an output block never counts.
-3. `after_generation(turn, rules, text, finish, tokens)`: append the text; a closed ```python
+3. `after_generation(turn, limits, text, finish, tokens)`: append the text; a closed ```python
    block is run (`Execute`) while executions are left, else answered with the "no longer
    available" message (`Skip`), unless the block closed with the budget's last token (then the
    turn finishes `length`: no output could be read); a fake output block is dropped at most
    `max_fake_outputs` times; an end of turn or a spent budget finishes.
-4. `after_output(turn, rules, segment, tokens)`: append the executor segment (its tokens count
+4. `after_output(turn, limits, segment, tokens)`: append the executor segment (its tokens count
    against the budget but are never trained on) and go on.
 
 The output block's exact text is `output_block(result)`, and the same place recognises one:
@@ -54,7 +55,7 @@ SKIPPED_MESSAGE = (
 
 
 @dataclass(frozen=True)
-class Rules:
+class TurnLimits:
     """The limits of one assistant turn (reference defaults)."""
 
     max_tokens: int = DEFAULTS.max_tokens  # everything after the prompt: model and output tokens
@@ -148,12 +149,12 @@ def cut_completion(
     return text, "length" if finish == "length" else "stop"
 
 
-def next_request(turn: Turn, rules: Rules) -> Generate | Finish:
+def next_request(turn: Turn, limits: TurnLimits) -> Generate | Finish:
     """Before a round: generate with what is left of the budget, or finish."""
-    remaining = rules.max_tokens - turn.used_tokens
+    remaining = limits.max_tokens - turn.used_tokens
     if remaining <= 0:
         return _finish(turn, "length")
-    if turn.rounds >= rules.round_limit:
+    if turn.rounds >= limits.round_limit:
         return _finish(turn, "rounds")
     return Generate(remaining)
 
@@ -163,36 +164,36 @@ def _finish(turn: Turn, reason: str) -> Finish:
     return Finish(reason)
 
 
-def after_generation(turn: Turn, rules: Rules, text: str, finish: str, tokens: int) -> Action:
+def after_generation(turn: Turn, limits: TurnLimits, text: str, finish: str, tokens: int) -> Action:
     """Take one (already cut) completion of `tokens` tokens and say what comes next."""
     turn.rounds += 1
     turn.used_tokens += tokens
     append_text(turn.flow, text)
     if finish == "fence":
-        if turn.used_tokens >= rules.max_tokens:
+        if turn.used_tokens >= limits.max_tokens:
             # the block closed with the budget's last token: the model could never read its
             # output, so it is not run and nothing is appended past the budget
             return _finish(turn, "length")
         if awaits_execution(turn.flow):
-            if turn.executions < rules.max_executions:
+            if turn.executions < limits.max_executions:
                 return Execute(flow_blocks(turn.flow)[-1].code)
-            return Skip(SKIPPED_MESSAGE.format(n=rules.max_executions))
-        return next_request(turn, rules)  # a non-python block closed: keep generating
+            return Skip(SKIPPED_MESSAGE.format(n=limits.max_executions))
+        return next_request(turn, limits)  # a non-python block closed: keep generating
     if finish == "fake_output":
         turn.fake_outputs += 1
-        if turn.fake_outputs > rules.max_fake_outputs:
+        if turn.fake_outputs > limits.max_fake_outputs:
             return _finish(turn, "fake_output")
-        return next_request(turn, rules)
+        return next_request(turn, limits)
     return _finish(turn, finish)
 
 
-def after_output(turn: Turn, rules: Rules, segment: dict[str, Any], tokens: int) -> Action:
+def after_output(turn: Turn, limits: TurnLimits, segment: dict[str, Any], tokens: int) -> Action:
     """Append an executor segment (from `output_segment`) of `tokens` tokens and go on."""
     if segment.get("status") != SKIPPED:
         turn.executions += 1
     turn.flow.append(segment)
     turn.used_tokens += tokens
-    return next_request(turn, rules)
+    return next_request(turn, limits)
 
 
 def _line_end(body: str) -> str:
@@ -226,7 +227,7 @@ def output_block(result: Any) -> str:
 
 @dataclass(frozen=True)
 class SkippedResult:
-    """The result of a block closed after the execution limit was reached (the protocol's
+    """The result of a block closed after the execution limit was reached (the turn's
     `Skip`): nothing ran, and `output_block` shows the message."""
 
     message: str
@@ -238,13 +239,13 @@ class SkippedResult:
 
 def is_output_block(text: str) -> bool:
     """Whether `text` has the shape of an `output_block`: its opening line, its closing fence
-    line (what every executor segment the protocol appends is)."""
+    line (what every executor segment a turn appends is)."""
     return text.startswith(OUTPUT_OPEN) and text.endswith(OUTPUT_CLOSE)
 
 
 def has_output_opening(text: str) -> bool:
     """Whether `text` opens an output block anywhere: in model text, a made-up one (only the
-    sandbox writes them; the protocol stops a model that opens one)."""
+    sandbox writes them; the turn rules stop a model that opens one)."""
     return FAKE_OUTPUT_STOP in text
 
 
@@ -303,7 +304,7 @@ __all__ = [
     "Execute",
     "Finish",
     "Generate",
-    "Rules",
+    "TurnLimits",
     "Skip",
     "SkippedResult",
     "Turn",
