@@ -14,6 +14,7 @@ from or_common.records import TOOL_VERSION, check_trajectory, flow_text, set_err
 from or_common.scoring import flow_correct
 
 from .apply import cut_and_hint
+from .defaults import DEFAULTS
 
 
 def _tokens(flow: list[dict[str, Any]], count: Callable[[str], int], roles: tuple[str, ...]) -> int:
@@ -25,7 +26,7 @@ async def calm_record(
     intervener: Any,
     get_generator: Callable[[], Awaitable[Any]],
     count_tokens: Callable[[str], int],
-    max_interventions: int = 5,
+    max_interventions: int = DEFAULTS.max_interventions,
 ) -> dict[str, Any]:
     """Intervene on one trajectory until the Intervener finds nothing or the limit is reached;
     the record's flow becomes the corrected one and `calm` says what happened."""

@@ -19,6 +19,8 @@ from or_common.providers import check_api_key
 from or_common.reasoner import ReasonerOptions, reasoner_options
 from or_gen.session import ReasonerSession
 
+from .defaults import DEFAULTS
+
 
 def intervener_model(spec: str, opts: dict[str, Any]) -> str | None:
     """The model behind `--intervener` (None for `rules`); checked before the first record:
@@ -79,13 +81,20 @@ def make_intervener(spec: str, opts: dict[str, Any], reasoner: ReasonerOptions) 
 @click.option("--intervener-model", help="The model behind `hybrid` (or use hybrid:MODEL).")
 @click.option("--intervener-api-base", metavar="URL")
 @click.option("--intervener-api-key", envvar="INTERVENER_API_KEY")
-@click.option("--intervener-temperature", type=float, default=1.0, show_default=True)
-@click.option("--intervener-top-p", type=float, default=0.95, show_default=True)
-@click.option("--max-interventions", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--intervener-temperature", type=float, default=DEFAULTS.temperature, show_default=True
+)
+@click.option("--intervener-top-p", type=float, default=DEFAULTS.top_p, show_default=True)
+@click.option(
+    "--max-interventions",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.max_interventions,
+    show_default=True,
+)
 @click.option(
     "--reask",
     type=click.IntRange(min=0),
-    default=2,
+    default=DEFAULTS.reask,
     show_default=True,
     help="Re-asks for a malformed answer or a target not found.",
 )
