@@ -65,7 +65,7 @@ lint:
     uv run ruff check .
     uv run ruff format --check .
 
-# mypy over common/ and every tool's package, as CI runs it (settings: [tool.mypy] in pyproject.toml).
+# Type-check with mypy over common/ and every tool's package, as CI runs it (settings: [tool.mypy] in pyproject.toml).
 typecheck:
     uv run mypy
 

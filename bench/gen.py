@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-QWEN = str(ROOT / "tests" / "fixtures" / "qwen3-tokenizer")
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
+from helpers import QWEN  # noqa: E402
 
 SERVER = r"""
 import sys, time

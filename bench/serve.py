@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import free_port  # noqa: E402
+
 JOBS = {
     "trivial": "print(6 * 7)",
     "pulp": (
@@ -33,12 +35,6 @@ JOBS = {
         "m.solve(pulp.PULP_CBC_CMD(msg=False))\nprint(pulp.value(m.objective))"
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(src: Path | None, workers: int) -> tuple[subprocess.Popen, str]:

@@ -1,4 +1,5 @@
-"""Shared fixtures and helpers for every tool's tests."""
+"""pytest's shared fixtures, the repository paths and the tool runner; the rest that test modules
+share (fakes, tiny models, a free port) is in helpers.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, make_tokenizer
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = ROOT / "tests" / "golden"
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -76,8 +77,6 @@ def problems() -> list[dict]:
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A tiny tokenizer with a Qwen3-style thinking chat template, saved to a directory."""
-    from tiny import make_tokenizer
-
     path = tmp_path_factory.mktemp("tokenizer")
     make_tokenizer(path)
     return path

@@ -2,7 +2,7 @@
 tokenizer) that has learnt, in a few seconds of training, to write one ```python block and an
 answer (as bench/gpu/grpo.sh does on a GPU).
 
-vLLM's CPU attention needs head_dim >= 32 (tests/tiny_qwen.py's model has 8), so the model here
+vLLM's CPU attention needs head_dim >= 32 (recipes/demo/tiny_model.py's has 8), so the model here
 is built with its own small config. The server runs with the documented CPU settings (the
 Justfile's `serve-cpu` recipe): eager mode (no compile at start), no chunked prefill (per-request
 seeds would kill the CPU engine), a KV cache of VLLM_CPU_KVCACHE_SPACE GiB.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,8 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-QWEN_DIR = ROOT / "tests" / "fixtures" / "qwen3-tokenizer"
+from helpers import QWEN_DIR, free_port
 
 #: What the model learns: reason, one code block, its output, an answer. The answer quotes the
 #: output in a fence it never closes, then ends its turn: an end of turn inside an open fence
@@ -93,12 +91,6 @@ def train_tiny_reasoner(out: Path, questions: list[str], steps: int = 120) -> Pa
     tok.save_pretrained(out)
     (out / "train.json").write_text(json.dumps({"steps": steps, "loss": loss.item()}))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_command(model: Path, port: int) -> list[str]:

@@ -8,8 +8,8 @@ import json
 import pytest
 from conftest import read_jsonl, run_tool, write_jsonl
 from fakeserver import FakeServer
+from helpers import CASES
 from or_annotate.annotate import parse_triggers
-from test_intervene import CASES
 
 
 def test_rules_annotation_matches_the_detectors():

@@ -86,3 +86,14 @@ def test_the_reasoners_execution_limits_restate_the_sandboxes_own():
     from or_exec.limits import Limits
 
     assert (DEFAULTS.exec_timeout, DEFAULTS.exec_memory) == (Limits().timeout, Limits().memory_mb)
+
+
+def test_or_intervenes_flags_take_the_intervener_defaults():
+    from or_intervene import cli as intervene_cli
+    from or_intervene.defaults import DEFAULTS
+
+    options = {p.name: p.default for p in intervene_cli.main.params}
+    assert options["intervener_temperature"] == DEFAULTS.temperature
+    assert options["intervener_top_p"] == DEFAULTS.top_p
+    assert options["reask"] == DEFAULTS.reask
+    assert options["max_interventions"] == DEFAULTS.max_interventions

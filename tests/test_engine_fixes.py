@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT
 from fakeserver import FakeServer
+from helpers import QWEN, FakeRunner, problems, script
 from or_common.tokens import encode, encode_record, load_tokenizer, prompt_ids, text_ids
 from or_gen.cli import main as gen_main
 from or_gen.session import ReasonerSession
-from test_gen import QWEN, FakeRunner, problems, script
 
 
 @pytest.fixture(scope="module")

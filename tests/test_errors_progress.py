@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,19 +23,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, read_jsonl
 from fakeserver import FakeServer
+from helpers import FakeRunner, free_port
 from or_gen.session import ReasonerSession
-from test_gen import FakeRunner
 
 
 @pytest.fixture(autouse=True)
 def fake_sandbox(monkeypatch):
     monkeypatch.setattr(ReasonerSession, "make_runner", lambda self, limits: FakeRunner())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 PROBLEM = json.dumps({"id": "q0", "question": "Maximize 3x with x <= 48.", "answer": 144}) + "\n"

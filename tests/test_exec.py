@@ -17,13 +17,11 @@ import time
 
 import pytest
 from conftest import ROOT, read_jsonl, run_tool
+from helpers import ROOT_USER, leftovers, needs_root
 from or_common.turn import output_block
 from or_exec.limits import Limits
 from or_exec.pool import DEFAULT_TIERS, SyncPool, choose_tier
-from or_exec.sandbox.helper import live_processes
 
-ROOT_USER = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not ROOT_USER, reason="namespaces and per-slot uids need root")
 WORKERS = 2
 SECRET = "calm-storm-test-secret-7f3a"
 
@@ -45,20 +43,10 @@ PULP_PROGRAM = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def pool():
     os.environ["OR_EXEC_TEST_SECRET"] = SECRET  # the caller holds a secret the jobs must not see
-    global UID_BASE
     p = SyncPool(workers=WORKERS, limits=Limits(timeout=3, memory_mb=1024, flood_bytes=8 << 20))
-    UID_BASE = p.pool.uid_base
     yield p
     p.close()
     os.environ.pop("OR_EXEC_TEST_SECRET", None)
-
-
-UID_BASE: int = 0  # the module pool's first slot uid, set by the fixture
-
-
-def job_processes() -> list[int]:
-    """Live processes (anywhere on the machine) running under one of the pool's slot uids."""
-    return [pid for uid in range(UID_BASE, UID_BASE + WORKERS) for pid in live_processes(uid)]
 
 
 def run_hostile(pool, code: str, **limits):
@@ -70,7 +58,7 @@ def run_hostile(pool, code: str, **limits):
     elapsed = time.monotonic() - t
     assert elapsed < 15, f"took {elapsed:.1f} s"
     if ROOT_USER:
-        assert job_processes() == [], "a process of the job outlived it"
+        assert leftovers(pool, WORKERS) == [], "a process of the job outlived it"
     follow = pool.run("print(6 * 7)")
     assert (follow.status, follow.stdout) == ("ok", "42\n"), (
         "the pool did not serve a normal job afterwards"
@@ -440,7 +428,7 @@ def test_parent_death_is_noticed_and_the_job_runs_again(pool):
     after = pool.run("print('back')")
     assert (after.status, after.stdout) == ("ok", "back\n")
     if ROOT_USER:
-        assert job_processes() == []
+        assert leftovers(pool, WORKERS) == []
 
 
 # -- CLI ---------------------------------------------------------------------------------------

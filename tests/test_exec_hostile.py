@@ -17,14 +17,13 @@ import uuid
 
 import pytest
 from conftest import ROOT, SHARED_DATA
+from helpers import ROOT_USER, leftovers, needs_root
 from or_exec import solvers
 from or_exec.limits import Limits
 from or_exec.outcome import derive_status, parse_setup_record
 from or_exec.pool import SyncPool
 from or_exec.sandbox.helper import live_processes
 
-ROOT_USER = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not ROOT_USER, reason="namespaces and per-slot uids need root")
 WORKERS = 2
 LIMITS = Limits(timeout=3, memory_mb=1024, flood_bytes=8 << 20)
 
@@ -35,11 +34,6 @@ def pool():
     p = SyncPool(workers=WORKERS, limits=LIMITS, disk_mb=16, tiers={"pulp": ("pulp",)})
     yield p
     p.close()
-
-
-def leftovers(pool) -> list[int]:
-    base = pool.pool.uid_base
-    return [pid for uid in range(base, base + WORKERS) for pid in live_processes(uid)]
 
 
 def attack(pool, code: str, **limits):

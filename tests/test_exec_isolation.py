@@ -13,11 +13,11 @@ import time
 
 import pytest
 from conftest import read_jsonl, run_tool
+from helpers import ROOT_USER, leftovers, needs_root
 from or_exec.limits import Limits
 from or_exec.outcome import derive_status
 from or_exec.pool import SyncPool
 from or_exec.sandbox.probes import heap_scan_code, marker
-from test_exec_hostile import ROOT_USER, leftovers, needs_root
 
 WORKERS = 2
 LIMITS = Limits(timeout=5, memory_mb=1024, flood_bytes=8 << 20)

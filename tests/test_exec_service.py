@@ -19,16 +19,11 @@ import time
 import pytest
 import requests
 from conftest import ROOT, run_tool, tool_path
+from helpers import free_port
 from or_exec import Limits, Pool, RemotePool, SandboxUnavailable, SyncRemotePool
 from or_exec.fusion import FIELDS as FUSION_FIELDS
 from or_exec.openapi import document
 from or_exec.server import RUN_FIELDS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

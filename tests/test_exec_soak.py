@@ -14,6 +14,7 @@ from collections import Counter
 
 import pytest
 from conftest import ROOT
+from helpers import free_port
 from or_exec.limits import Limits
 from or_exec.pool import Pool
 from or_exec.server import RemotePool, SandboxUnavailable, make_app
@@ -34,7 +35,7 @@ def check(results: list, n_clients: int) -> None:
 async def _in_process_soak(seconds: float, clients: int) -> list:
     from aiohttp import web
 
-    port = soak.free_port()
+    port = free_port()
     # one light tier: this soaks the server, the pool and the client, not the preloads
     pool = Pool(workers=4, limits=Limits(timeout=1, memory_mb=1024), tiers={"pulp": ("pulp",)})
     protections = await pool.start()
@@ -78,7 +79,7 @@ def test_soak_restarting_a_real_server():
 
 def test_an_unreachable_server_is_a_client_error_not_a_status():
     async def go():
-        pool = RemotePool(f"http://127.0.0.1:{soak.free_port()}", retry_seconds=0.5)
+        pool = RemotePool(f"http://127.0.0.1:{free_port()}", retry_seconds=0.5)
         t = time.monotonic()
         try:
             with pytest.raises(SandboxUnavailable, match="unreachable"):
@@ -94,7 +95,7 @@ def test_a_refused_request_is_not_retried():
     from aiohttp import web
 
     async def go():
-        port = soak.free_port()
+        port = free_port()
         pool = Pool(workers=1, tiers={"pulp": ("pulp",)})
         runner = web.AppRunner(make_app(pool, {}))
         await runner.setup()
@@ -119,7 +120,7 @@ def test_the_cli_writes_an_error_record_when_the_server_stays_away():
     record = {"id": "a", "flow": [{"role": "reasoner", "text": "```python\nprint(1)\n```\n"}]}
 
     async def go():
-        pool = RemotePool(f"http://127.0.0.1:{soak.free_port()}", retry_seconds=0.3)
+        pool = RemotePool(f"http://127.0.0.1:{free_port()}", retry_seconds=0.3)
         try:
             return await execute_or_error(record, pool, Limits(), False)
         finally:

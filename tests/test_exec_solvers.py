@@ -9,11 +9,11 @@ import os
 import subprocess
 
 import pytest
+from helpers import needs_root
 from or_exec import Limits, SyncPool
 from or_exec import solvers as solver_env
 from or_exec.pool import DEFAULT_TIERS, choose_tier
 from or_exec.sandbox.probes import SOLVER_PROBES, TOOLS_PROBE
-from test_exec_hostile import needs_root
 
 PYTHON, NOTE = solver_env.installed()
 needs_env = pytest.mark.skipif(PYTHON is None, reason=f"solver environment {NOTE}")

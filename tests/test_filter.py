@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, read_jsonl, run_tool, shared_data_or_skip, write_jsonl
+from helpers import make_tokenizer
 
 BOX = "</think>\\boxed{{{}}}"
 
@@ -187,7 +188,6 @@ def test_decontamination_pairs(name, tmp_path):
 
 def test_max_tokens_counts_prompt_and_flow(tmp_path):
     from or_common.tokens import encode_record
-    from tiny import make_tokenizer
 
     tok = make_tokenizer(tmp_path / "tok")
     short, long = rec("s"), rec("l")

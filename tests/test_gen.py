@@ -4,47 +4,21 @@ checked. Engines, retries and the subprocess smoke tests are in test_gen_engines
 
 from __future__ import annotations
 
-import ast
-import json
-import re
 import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURES, read_jsonl
+from conftest import read_jsonl
 from fakeserver import FakeServer
+from helpers import CODE, QWEN, FakeRunner, problems, script
 from or_common.records import flow_text
 from or_common.scoring import flow_correct
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids, text_ids
 from or_common.turn import FENCE_STOP
-from or_exec.limits import ExecResult
 from or_gen.cli import main
 from or_gen.session import ReasonerSession
 
-QWEN = str(FIXTURES / "qwen3-tokenizer")
 FENCE_IDS = [13874, 3989]  # "``" "`\n": the closing fence line with the real Qwen3 tokenizer
-CODE = "Let me write the model.\n```python\nprint('Objective:', {value})\n```\n"
-
-
-class FakeRunner:
-    """Stands in for the sandbox: answers `print(...)` lines of the block with their literal
-    arguments (no code is executed), and records what it was given."""
-
-    def __init__(self) -> None:
-        self.codes: list[str] = []
-
-    async def start(self, tiers=None):
-        return {}
-
-    async def run(self, code, limits=None, prelude=()):
-        self.codes.append(code)
-        lines = []
-        for args in re.findall(r"^print\((.*)\)$", code, re.MULTILINE):
-            lines.append(" ".join(str(v) for v in ast.literal_eval(f"({args},)")))
-        return ExecResult("ok", 0, "".join(f"{line}\n" for line in lines), "", 0.01)
-
-    async def close(self):
-        return None
 
 
 @pytest.fixture(autouse=True)
@@ -57,49 +31,6 @@ def fake_sandbox(monkeypatch):
 @pytest.fixture(scope="module")
 def qwen():
     return load_tokenizer(QWEN)
-
-
-def behaviour(prompt: str) -> str:
-    m = re.search(r"\[behaviour:(\w+)\]", prompt)
-    return m.group(1) if m else "good"
-
-
-def script(prompt, body) -> str:
-    """The fake Reasoner: what it writes depends on the problem's behaviour tag and on how many
-    outputs the sandbox already inserted."""
-    text = prompt if isinstance(prompt, str) else "".join(m["content"] for m in prompt)
-    outputs = text.count("```output\n")
-    kind = behaviour(text)
-    if kind in ("good", "spill"):
-        if outputs == 0:  # code, then a made-up output: it must never reach the flow
-            after = "\n\nNow wait." if kind == "spill" else "```output\nObjective: 999\n```\n"
-            return CODE.format(value=145.0) + after + "</think>\n\n\\boxed{999}"
-        return (
-            "The solver printed 145.0, which fits.</think>\n\nThe maximum profit is \\boxed{145}."
-        )
-    if kind == "coder":  # never stops writing code
-        return f"Again.\n```python\nprint({outputs})\n```\n"
-    if kind == "thinker":  # never closes the think block
-        return "hmm " * 5000
-    if kind == "faker":  # opens an output block without any code
-        return "I already know:\n```output\n42\n```\n"
-    raise AssertionError(kind)
-
-
-def problems(*behaviours: str) -> str:
-    return "".join(
-        json.dumps(
-            {
-                "id": f"q{i}",
-                "benchmark": "fake",
-                "question": f"Maximize profit of shop {i}. [behaviour:{b}]",
-                "answer": 145,
-                "extra": i,
-            }
-        )
-        + "\n"
-        for i, b in enumerate(behaviours)
-    )
 
 
 def gen(url: str, *extra: str, input: str, tokenizer: str = QWEN, env=None):

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl, tool_path, write_jsonl
 from fakeserver import FakeServer
+from helpers import QWEN, FakeRunner, make_model, problems, script
 from or_common.concurrency import run_concurrently
 from or_common.llm import GenerationError, retry_after, with_retries
 from or_common.records import flow_text
@@ -25,7 +26,6 @@ from or_common.tokens import encode_record, load_tokenizer, prompt_ids
 from or_common.turn import STOPS
 from or_gen.cli import main
 from or_gen.session import ReasonerSession
-from test_gen import QWEN, FakeRunner, problems, script
 
 
 @pytest.fixture(autouse=True)
@@ -290,7 +290,6 @@ def test_an_in_process_engine_death_stops_the_run_in_one_line(monkeypatch, fake_
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tokenizer_dir):
     pytest.importorskip("torch", reason="the transformers backend needs torch")
-    from tiny import make_model
     from transformers import AutoTokenizer
 
     path = tmp_path_factory.mktemp("model")

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import pytest
-from conftest import FIXTURES, ROOT
+from helpers import (
+    QUESTION,
+    QWEN,
+    FakeSandbox,
+    FakeVerlServer,
+    compose_verl_config,
+    make_loop,
+    run_loop,
+)
 from or_common.reasoner import REASONER_PROMPT, build_messages
 from or_common.tokens import encode, load_tokenizer, text_ids
 from or_common.turn import STOPS
 from or_exec.limits import ExecResult
-from or_grpo import config as cfgmod
 from or_grpo.reward import compute_score, split_flow
 
-QWEN = str(FIXTURES / "qwen3-tokenizer")
 CODE = "```python\nprint(1160)\n```\n"  # a block the fake sandbox answers
-QUESTION = "A factory makes chairs and tables. Maximize profit."
 
 
 @pytest.fixture(scope="module")
@@ -30,101 +34,9 @@ def tok():
     return load_tokenizer(QWEN)
 
 
-def compose_verl_config():
-    """verl's own ppo_trainer config composed with our overrides (as main_ppo does)."""
-    from hydra import compose, initialize_config_dir
-    from verl.trainer import config as verl_config_pkg
-
-    cfg = cfgmod.TrainConfig(data="data/rl", model=QWEN, out="runs/storm", val=["v.parquet"])
-    cfg.max_response_length = 400  # the agent-loop tests cut responses here
-    cfg.overrides = ["trainer.save_freq=7", "actor_rollout_ref.rollout.agent.num_workers=2"]
-    with initialize_config_dir(
-        config_dir=os.path.dirname(verl_config_pkg.__file__), version_base=None
-    ):
-        return compose(config_name="ppo_trainer", overrides=cfgmod.overrides(cfg))
-
-
 @pytest.fixture(scope="module")
 def verl_config():
     return compose_verl_config()
-
-
-class FakeServer:
-    """verl's server manager as the agent loop sees it: `generate(request_id, prompt_ids,
-    sampling_params)` -> ids and log probs. Each call plays the next scripted text the way vLLM
-    does: token by token until the detokenized text holds a stop string (the token that
-    completes it is kept whole, so it may run past the fence), or `max_tokens`, or the text's
-    end followed by the end-of-turn token."""
-
-    def __init__(self, tokenizer, script: list[str]):
-        self.tok, self.script, self.requests = tokenizer, list(script), []
-
-    async def generate(self, *, request_id, prompt_ids, sampling_params, **_):
-        from verl.workers.rollout.replica import TokenOutput
-
-        self.requests.append((list(prompt_ids), dict(sampling_params)))
-        text = self.script.pop(0)
-        ids = text_ids(self.tok, text)
-        out: list[int] = []
-        for tid in ids:
-            out.append(tid)
-            decoded = self.tok.decode(out)
-            if any(s in decoded for s in sampling_params["stop"]):
-                break
-        else:
-            out.append(self.tok.convert_tokens_to_ids("<|im_end|>"))
-        out = out[: sampling_params["max_tokens"]]
-        lps = [-(len(self.requests) + i / 1000) for i in range(len(out))]
-        return TokenOutput(token_ids=out, log_probs=lps, extra_fields={"global_steps": 3})
-
-
-class FakeSandbox:
-    def __init__(self, result=None):
-        self.codes: list[str] = []
-        self.result = result or ExecResult("ok", 0, "Objective: 1160.0\n", "", 0.2)
-
-    async def run(self, code, limits=None):
-        self.codes.append(code)
-        return self.result
-
-
-def make_loop(verl_config, tokenizer, server, sandbox, **kwargs):
-    """Instantiate our loop from recipes/verl/agent_loop.yaml the way verl's worker does."""
-    import hydra
-    from omegaconf import OmegaConf
-    from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
-    from verl.utils.dataset.rl_dataset import RLHFDataset
-
-    (entry,) = OmegaConf.load(ROOT / "recipes" / "verl" / "agent_loop.yaml")
-    assert entry.name == verl_config.actor_rollout_ref.rollout.agent.default_agent_loop
-    return hydra.utils.instantiate(
-        config=entry,
-        trainer_config=DictConfigWrap(verl_config),
-        server_manager=server,
-        tokenizer=tokenizer,
-        processor=None,
-        hf_model_type="qwen3",
-        dataset_cls=RLHFDataset,
-        data_config=DictConfigWrap(verl_config.data),
-        tools=ToolListWrap([]),
-        sandbox=sandbox,
-        **kwargs,
-    )
-
-
-def run_loop(verl_config, tok, script, sandbox=None, **kwargs):
-    server, sandbox = FakeServer(tok, script), sandbox or FakeSandbox()
-    loop = make_loop(verl_config, tok, server, sandbox, **kwargs)
-    row = {
-        "raw_prompt": build_messages(QUESTION, REASONER_PROMPT, 4),
-        "global_steps": 3,
-        "reward_model": {"ground_truth": "1160"},
-        "data_source": "nl4opt",
-        "extra_info": {"id": "p1", "split": "train"},
-    }
-    params = {"temperature": 0.6, "top_p": 0.95, "logprobs": True}
-    out = asyncio.run(loop.run(params, **row))
-    return out, server, sandbox
 
 
 def check_invariants(out, server, tok):
@@ -251,7 +163,7 @@ def test_an_output_block_past_the_budget_is_cut_too(verl_config, tok):
 
 def test_real_sandbox_timeout_becomes_a_timeout_output_block(verl_config, tok):
     script = ["Loop.\n```python\nwhile True:\n    pass\n```\n", "</think>\n\n\\boxed{1160}"]
-    server = FakeServer(tok, script)
+    server = FakeVerlServer(tok, script)
     loop = make_loop(verl_config, tok, server, "local", exec_timeout=1.0, sandbox_workers=2)
     row = {
         "raw_prompt": build_messages(QUESTION, REASONER_PROMPT, 4),

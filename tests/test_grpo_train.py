@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, GOLDEN, ROOT
+from helpers import QUESTION, QWEN, compose_verl_config, make_model, make_tokenizer
 from or_common.reasoner import PROMPT_VERSION, REASONER_PROMPT, build_messages
 from or_common.tokens import load_tokenizer
 from or_grpo import config as cfgmod
 from or_grpo.cli import main
 from or_grpo.metrics import build_metrics
 from or_grpo.reward import compute_score
-from test_grpo import QUESTION, QWEN, compose_verl_config
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +310,6 @@ def test_export_merges_an_fsdp_actor_into_a_loadable_hf_folder(tmp_path):
     """A one-rank checkpoint in verl's FSDP actor layout (the shard file, fsdp_config.json and
     the huggingface/ folder verl writes next to it), merged by verl's own merger."""
     import torch
-    from tiny import make_model, make_tokenizer
     from transformers import AutoConfig, AutoModelForCausalLM
 
     actor = tmp_path / "run" / "checkpoints" / "global_step_2" / "actor"

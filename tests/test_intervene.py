@@ -11,6 +11,19 @@ import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl
 from fakeserver import FakeServer
+from helpers import (
+    BAKERY_QUESTION,
+    CASES,
+    GOOD_CODE,
+    HINT,
+    OK_OUT,
+    QWEN,
+    FakeRunner,
+    bakery,
+    make_intervener,
+    make_model,
+    reasoner_script,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from or_common.flaws import detect
@@ -19,7 +32,6 @@ from or_common.tokens import encode, load_tokenizer, render_prompt
 from or_gen.session import ReasonerSession
 from or_intervene.apply import Malformed, cut_and_hint, locate, parse_intervention
 from or_intervene.cli import main
-from test_gen import QWEN, FakeRunner
 
 
 @pytest.fixture(autouse=True)
@@ -30,142 +42,6 @@ def fake_sandbox(monkeypatch):
 @pytest.fixture(scope="module")
 def qwen():
     return load_tokenizer(QWEN)
-
-
-QUESTION = (
-    "A bakery sells bread ($3) and cakes ($5). How many of each should it bake to maximize profit?"
-)
-GOOD_CODE = "```python\nimport pulp\nm = pulp.LpProblem('b', pulp.LpMaximize)\nx = pulp.LpVariable('x', 0, cat='Integer')\nm += 3 * x\nm += x <= 48\nm.solve()\nprint('Objective:', pulp.value(m.objective))\n```\n"
-OK_OUT = {
-    "role": "executor",
-    "text": "```output\nStatus: Optimal\nObjective: 145.0\n```\n",
-    "status": "ok",
-    "seconds": 0.02,
-}
-
-
-def traj(*segments, answer=145, **extra):
-    flow = [{"role": "reasoner", "text": s} if isinstance(s, str) else s for s in segments]
-    return {
-        "id": extra.pop("id", "t"),
-        "sample": 0,
-        "question": QUESTION,
-        "answer": answer,
-        "flow": flow,
-        **extra,
-    }
-
-
-CLEAN = traj(
-    "I define x.\n" + GOOD_CODE,
-    OK_OUT,
-    "The optimum 145 is plausible: all limits hold.</think>\n\nThe maximum profit is \\boxed{145}.",
-)
-
-CASES = {
-    "clean": (CLEAN, []),
-    "units in the box": (
-        traj(
-            "Model.\n" + GOOD_CODE,
-            OK_OUT,
-            "Plausible.</think>\n\nThe answer is \\boxed{145 dollars}.",
-        ),
-        [7],
-    ),
-    "two boxes": (
-        traj("Model.\n" + GOOD_CODE, OK_OUT, "Fine.</think>\n\n\\boxed{145} or \\boxed{140}"),
-        [7],
-    ),
-    "no box": (traj("Model.\n" + GOOD_CODE, OK_OUT, "Fine.</think>\n\nThe profit is 145."), [7]),
-    "fragmented": (
-        traj(
-            "First the data.\n```python\nprofit = [3, 5]\nprint(profit)\n```\n",
-            {"role": "executor", "text": "```output\n[3, 5]\n```\n", "status": "ok"},
-            "Now the model.\n```python\nimport pulp\nm = pulp.LpProblem('b', pulp.LpMaximize)\nm += profit[0]\n```\n",
-            {
-                "role": "executor",
-                "text": "```output\nTraceback (most recent call last):\nNameError: name 'profit' is not defined\n```\n",
-                "status": "error",
-            },
-            "Let me fix it.\n" + GOOD_CODE,
-            OK_OUT,
-            "Good.</think>\n\n\\boxed{145}",
-        ),
-        [2],
-    ),
-    "solved by hand": (
-        traj(
-            "Variables x, y. Objective 3x + 5y.\nAt the vertex x = 40, y = 5: 3*40 + 5*5 = 145.\n</think>\n\n\\boxed{145}"
-        ),
-        [1],
-    ),
-    "hand verification": (
-        traj(
-            "Model.\n" + GOOD_CODE,
-            OK_OUT,
-            "Let me verify by hand.\n3*40 = 120 = 120\n5*5 + 0 = 25\n120 + 25 = 145\nSo 145.</think>\n\n\\boxed{145}",
-        ),
-        [3],
-    ),
-    "infeasible status, wrong answer": (
-        traj(
-            "Model.\n" + GOOD_CODE,
-            {
-                "role": "executor",
-                "text": "```output\nStatus: Infeasible\nObjective: 0.0\n```\n",
-                "status": "ok",
-            },
-            "Hmm.</think>\n\n\\boxed{0}",
-        ),
-        [6],
-    ),
-    "fractional counts, wrong answer": (
-        traj(
-            "Model.\n```python\nimport pulp\nx = pulp.LpVariable('bread', 0)\n```\n",
-            {
-                "role": "executor",
-                "text": "```output\nbread = 12.5\nObjective: 147.5\n```\n",
-                "status": "ok",
-            },
-            "So.</think>\n\n\\boxed{147.5}",
-        ),
-        [5],
-    ),
-    "wrong answer, no evidence": (
-        traj("Model.\n" + GOOD_CODE, OK_OUT, "Hmm.</think>\n\n\\boxed{150}"),
-        [5],
-    ),
-    "debugging after an error is fine": (
-        traj(
-            "Model.\n" + GOOD_CODE,
-            {
-                "role": "executor",
-                "text": "```output\nTypeError: bad operand\n```\n",
-                "status": "error",
-            },
-            "Fix the sign.\n" + GOOD_CODE,
-            OK_OUT,
-            "Plausible.</think>\n\n\\boxed{145}",
-        ),
-        [],
-    ),
-    "re-solving a working model again and again": (
-        traj(
-            "Model.\n" + GOOD_CODE,
-            OK_OUT,
-            "Again.\n" + GOOD_CODE,
-            OK_OUT,
-            "Once more.\n" + GOOD_CODE,
-            OK_OUT,
-            "Plausible.</think>\n\n\\boxed{145}",
-        ),
-        [2],
-    ),
-    "wrong answer but truth unknown": (
-        traj("Model.\n" + GOOD_CODE, OK_OUT, "Hmm.</think>\n\n\\boxed{150}", answer=None),
-        [],
-    ),
-}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -274,40 +150,6 @@ def test_locate_and_cut():
 
 # -- end to end ----------------------------------------------------------------------------------
 
-HINT = "I should state the solver's optimum exactly."
-
-
-def reasoner_script(prompt, body):
-    """The Reasoner continues differently once it has been given the hint."""
-    if prompt.endswith(HINT + "\n") or prompt.endswith(HINT + " "):
-        return "The solver printed 145.0.</think>\n\nThe maximum profit is \\boxed{145}."
-    return "The model is done.</think>\n\n\\boxed{999}"
-
-
-def make_intervener(mode: str):
-    state = {"calls": 0, "prompts": []}
-
-    def script(messages, body):
-        state["calls"] += 1
-        state["prompts"].append(messages[0]["content"])
-        trajectory = messages[0]["content"].split("## Student trajectory", 1)[1]
-        if mode == "always":
-            return (
-                f"<action>REPLACE_AND_CONTINUE</action><trigger>4</trigger><analysis>again</analysis><target>The model is done.</target><hint>{HINT}</hint>"
-                if "The model is done." in trajectory
-                else f"<action>REPLACE_AND_CONTINUE</action><trigger>4</trigger><target>The solver printed 145.0.</target><hint>{HINT}</hint>"
-            )
-        if mode == "not_found":
-            return "<action>REPLACE_AND_CONTINUE</action><trigger>5</trigger><target>words the model never wrote</target><hint>I x.</hint>"
-        if mode == "malformed_once" and state["calls"] == 1:
-            return "I would change the ending."
-        if "\\boxed{999}" in trajectory:
-            return f"Here you go:\n<action>REPLACE_AND_CONTINUE</action>\n<trigger>Trigger 6</trigger>\n<analysis>The answer ignores the output.</analysis>\n<target>The model is done.</target>\n<hint>{HINT}</hint>"
-        return "<action>NO_INTERVENTION</action>"
-
-    return script, state
-
-
 KEPT = "Model.\n" + GOOD_CODE + OK_OUT["text"]
 
 
@@ -322,7 +164,7 @@ def initial_records(n=2, answer=145):
             {
                 "id": f"p{i}",
                 "sample": 0,
-                "question": f"{QUESTION} (shop {i})",
+                "question": f"{BAKERY_QUESTION} (shop {i})",
                 "answer": answer,
                 "flow": flow,
                 "messages": [{"role": "user", "content": f"Solve: shop {i}"}],
@@ -499,7 +341,6 @@ def test_rules_intervener_end_to_end_with_fake_reasoner(qwen):
 def test_gen_then_rules_intervention_with_a_tiny_transformers_model(tmp_path, tokenizer_dir):
     pytest.importorskip("torch", reason="the transformers backend needs torch")
     from or_gen.cli import main as gen_main
-    from tiny import make_model
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -525,7 +366,7 @@ def test_a_hosted_intervener_without_its_key_fails_before_the_first_record():
     env = {"GEMINI_API_KEY": None, "INTERVENER_API_KEY": None}
     args = ["--intervener", "gemini/gemini-2.5-pro", "--model", "m", "--api-base", "http://x/v1"]
     for extra in ([], ["--intervener", "hybrid:gemini/gemini-2.5-pro"]):
-        result = CliRunner(env=env).invoke(main, args + extra, input=json.dumps(traj("x")) + "\n")
+        result = CliRunner(env=env).invoke(main, args + extra, input=json.dumps(bakery("x")) + "\n")
         assert result.exit_code == 2, result.stderr
         assert result.stderr.count("\n") == 1 and "set GEMINI_API_KEY" in result.stderr
         assert result.stdout == ""

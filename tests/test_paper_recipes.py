@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, read_jsonl
+from conftest import ROOT, read_jsonl
+from helpers import QWEN, make_tiny_qwen
 
-TOKENIZER = str(FIXTURES / "qwen3-tokenizer")
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 SHARED_PILOT = ROOT.parent / "shared" / "data" / "train_or_instruct_sample100.jsonl"
 
@@ -29,7 +29,7 @@ def stand_in(tmp_path_factory):
             sys.executable,
             str(ROOT / "recipes/demo/scripted_model.py"),
             "--tokenizer",
-            TOKENIZER,
+            QWEN,
             "--port-file",
             str(port_file),
         ],
@@ -72,7 +72,7 @@ def test_table2_then_flaws(tmp_path, stand_in, sample):
         "TEST": str(sample),
         "OUT": str(out),
         "N": "2",
-        "TOKENIZER": TOKENIZER,
+        "TOKENIZER": QWEN,
         "MAX_TOKENS": "2048",
     }
     result = recipe("table2.sh", env, "-q")
@@ -111,9 +111,9 @@ def test_funnel(tmp_path, stand_in, sample):
         "SFT": str(sample),
         "OUT": str(out),
         "N": "1",
-        "TOKENIZER": TOKENIZER,
+        "TOKENIZER": QWEN,
     }
-    recipe("funnel.sh", env, "--tokenizer", TOKENIZER, "--max-tokens", "2048")
+    recipe("funnel.sh", env, "--tokenizer", QWEN, "--max-tokens", "2048")
     funnel = (out / "funnel.md").read_text()
     assert "or-intervene funnel: 20 trajectories of 20 problems" in funnel
     assert "golden" in funnel and funnel.count("or-filter funnel") == 1
@@ -151,8 +151,6 @@ def test_behaviour_dry_run_prints_both_grpo_runs(tmp_path, sample):
 @pytest.mark.slow  # ~80 s on 2 cores: SFT of a tiny model, then generation from two models
 @pytest.mark.skipif(not SHARED_PILOT.exists(), reason="needs ../shared/data (OR-Instruct sample)")
 def test_pilot_trains_and_evaluates_both_models(tmp_path, sample):
-    from tiny_qwen import make_tiny_qwen
-
     tiny = make_tiny_qwen(tmp_path / "tiny")
     pilot = tmp_path / "pilot.jsonl"
     pilot.write_text("".join(SHARED_PILOT.read_text().splitlines(keepends=True)[:4]))
@@ -166,7 +164,7 @@ def test_pilot_trains_and_evaluates_both_models(tmp_path, sample):
         "BACKEND": "transformers",
         "N": "1",
         "MAX_TOKENS": "8",
-        "TOKENIZER": TOKENIZER,
+        "TOKENIZER": QWEN,
     }
     recipe(
         "pilot.sh",
@@ -192,8 +190,6 @@ def test_storm_end_to_end_until_grpo_and_its_stages_resume(tmp_path, stand_in):
     """recipes/storm.sh on the bundled sample: splits -> CALM (the scripted stand-in, the rules
     Intervener) -> or-sft of a tiny random Qwen3 -> GRPO data and the verl command (DRY_RUN: verl
     needs a GPU). A rerun skips the finished stages and never marks a dry-run GRPO done."""
-    from tiny_qwen import make_tiny_qwen
-
     tiny = make_tiny_qwen(tmp_path / "tiny")
     out = tmp_path / "storm"
     env = {

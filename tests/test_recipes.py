@@ -10,8 +10,7 @@ from pathlib import Path
 
 from conftest import ROOT, read_jsonl
 from fakeserver import FakeServer
-from test_gen import problems, script
-from test_intervene import make_intervener, reasoner_script
+from helpers import make_intervener, problems, reasoner_script, script
 
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 

@@ -2,7 +2,7 @@
 answers, never becomes a special token and never flips the fence parity; scanning a hostile
 record costs what a benign one of the same size costs.
 
-The GRPO tests drive the real agent loop through test_grpo.py's harness (a fake verl server
+The GRPO tests drive the real agent loop through the harness in helpers.py (a fake verl server
 manager playing scripted token ids, the real Qwen3 tokenizer, the real or-exec sandbox) and
 score the way verl does: the response decoded with `skip_special_tokens=True`, the loop's
 `extra_fields` merged into `extra_info`. Needs the training stack, as test_grpo.py does."""
@@ -19,17 +19,24 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURES, ROOT, read_jsonl
-from fakeserver import FakeServer as OpenAIServer
+from conftest import read_jsonl
+from fakeserver import FakeServer
+from helpers import (
+    QUESTION,
+    QWEN,
+    SHARED_QWEN,
+    FakeSandbox,
+    FakeVerlServer,
+    compose_verl_config,
+    make_loop,
+    run_loop,
+)
 from or_common.reasoner import REASONER_PROMPT, build_messages
 from or_common.tokens import encode_record, load_tokenizer, prompt_ids
 from or_common.turn import cut_completion
 from or_exec.limits import ExecResult
 from or_grpo.reward import compute_score
-from test_grpo import QUESTION, FakeSandbox, FakeServer, compose_verl_config, make_loop, run_loop
 
-QWEN = str(FIXTURES / "qwen3-tokenizer")
-SHARED_QWEN = ROOT.parent / "shared" / "models" / "qwen3-4b-thinking-2507-tokenizer"
 # The program builds every telling string at run time: the code itself holds none of them.
 PRINTS = {
     "combining_accent": 'print("caf" + "e" + chr(0x301))',
@@ -67,7 +74,9 @@ def run_real_sandbox(verl_config, tok, scripts):
     async def main():
         outs = []
         for script in scripts:
-            loop = make_loop(verl_config, tok, FakeServer(tok, script), "local", sandbox_workers=2)
+            loop = make_loop(
+                verl_config, tok, FakeVerlServer(tok, script), "local", sandbox_workers=2
+            )
             row = {
                 "raw_prompt": build_messages(QUESTION, REASONER_PROMPT, 4),
                 "reward_model": {"ground_truth": "1160"},
@@ -182,7 +191,7 @@ def run_gen(monkeypatch, stdout: str, rounds: list[str]):
         return rounds[min(prompt.count("```output\n"), len(rounds) - 1)]
 
     problem = {"id": "q", "question": "Maximise.", "answer": 145}
-    with OpenAIServer(script, tokenizer=qwen) as server:
+    with FakeServer(script, tokenizer=qwen) as server:
         args = ["--model", "m", "--api-base", server.url, "--tokenizer", QWEN, "--n", "1", "-q"]
         result = CliRunner().invoke(main, args, input=json.dumps(problem) + "\n")
         requests = server.requests

@@ -8,11 +8,11 @@ import math
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, GOLDEN, ROOT, read_jsonl, run_tool, shared_data_or_skip
+from helpers import trajectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from or_common.answers import extract_answer, extract_boxed, parse_number, parse_truth
 from or_score.cli import main as score_main
-from test_scoring import _traj
 
 # (assistant text, expected prediction); None = no usable answer
 EXTRACTION = [
@@ -163,7 +163,10 @@ def test_missing_fields_are_bad_input_with_location():
 
 def test_protocol_option_is_stamped():
     result = run_tool(
-        "or-score", "--protocol", "orlm", input=json.dumps(_traj("</think>\\boxed{1200}")) + "\n"
+        "or-score",
+        "--protocol",
+        "orlm",
+        input=json.dumps(trajectory("</think>\\boxed{1200}")) + "\n",
     )
     score = read_jsonl(result.stdout)[0]["score"]
     assert (
@@ -285,7 +288,7 @@ def test_report_plot_into_a_missing_directory_or_onto_an_input(tmp_path):
 
 def test_score_output_onto_its_input_is_refused(tmp_path):
     src = tmp_path / "run.jsonl"
-    src.write_text(json.dumps(_traj("</think>\\boxed{1160}")) + "\n")
+    src.write_text(json.dumps(trajectory("</think>\\boxed{1160}")) + "\n")
     before = src.read_text()
     result = CliRunner().invoke(score_main, [str(src), "-o", str(src)])
     assert result.exit_code == 2 and "is also an input" in result.stderr

@@ -8,6 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import read_jsonl
+from helpers import trajectory
 from or_common.scoring import SCORING_VERSION, compare
 from or_score.cli import main as score_main
 
@@ -46,23 +47,13 @@ def test_protocols(pred, truth, strict, orlm, sirl):
     assert compare(pred, truth, "sirl")[0] is sirl
 
 
-def _traj(text, answer=1160, **extra):
-    return {
-        "id": "p",
-        "sample": 0,
-        "answer": answer,
-        "flow": [{"role": "reasoner", "text": text}],
-        **extra,
-    }
-
-
 @pytest.mark.parametrize(
     "record,reason,correct",
     [
-        (_traj("</think>\\boxed{1160}"), "correct", True),
-        (_traj("</think>\\boxed{1000}"), "wrong", False),
-        (_traj("</think>no box"), "no_answer", False),
-        (_traj("still thinking", gen={"finish": "length"}), "truncated", False),
+        (trajectory("</think>\\boxed{1160}"), "correct", True),
+        (trajectory("</think>\\boxed{1000}"), "wrong", False),
+        (trajectory("</think>no box"), "no_answer", False),
+        (trajectory("still thinking", gen={"finish": "length"}), "truncated", False),
         # a box a program printed after </think> is not the model's answer
         (
             {
@@ -80,27 +71,35 @@ def _traj(text, answer=1160, **extra):
         ),
         # the template opened <think>: ending the turn without closing it is unfinished thinking
         (
-            _traj("so \\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}),
+            trajectory("so \\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}),
             "truncated",
             False,
         ),
         (
-            _traj("ok</think>\\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}),
+            trajectory(
+                "ok</think>\\boxed{1160}", gen={"finish": "stop", "prompt_opens_think": True}
+            ),
             "correct",
             True,
         ),
         (
-            _traj("still thinking", gen={"finish": "stop"}, calm={"final": {"finish": "length"}}),
+            trajectory(
+                "still thinking", gen={"finish": "stop"}, calm={"final": {"finish": "length"}}
+            ),
             "truncated",
             False,
         ),
         (
-            _traj("x", gen={"error": {"tool": "or-gen", "type": "APIError", "message": "500"}}),
+            trajectory(
+                "x", gen={"error": {"tool": "or-gen", "type": "APIError", "message": "500"}}
+            ),
             "gen_error",
             False,
         ),
         (
-            _traj("x", exec={"error": {"tool": "or-exec", "type": "PoolDied", "message": "gone"}}),
+            trajectory(
+                "x", exec={"error": {"tool": "or-exec", "type": "PoolDied", "message": "gone"}}
+            ),
             "exec_error",
             False,
         ),
@@ -116,13 +115,21 @@ def _traj(text, answer=1160, **extra):
             "exec_error",
             False,
         ),
-        (_traj("</think>\\boxed{5}", answer=None), "no_reference", None),
-        (_traj("</think>\\boxed{700}", answer="700.0"), "correct", True),
+        (trajectory("</think>\\boxed{5}", answer=None), "no_reference", None),
+        (trajectory("</think>\\boxed{700}", answer="700.0"), "correct", True),
         # a turn cut by the budget has no final answer, whatever box it holds
-        (_traj("maybe \\boxed{1160}? keep thinking", gen={"finish": "length"}), "truncated", False),
-        (_traj("</think>\\boxed{1160} and more", gen={"finish": "length"}), "truncated", False),
         (
-            _traj(
+            trajectory("maybe \\boxed{1160}? keep thinking", gen={"finish": "length"}),
+            "truncated",
+            False,
+        ),
+        (
+            trajectory("</think>\\boxed{1160} and more", gen={"finish": "length"}),
+            "truncated",
+            False,
+        ),
+        (
+            trajectory(
                 "</think>\\boxed{1160}",
                 gen={"finish": "stop"},
                 calm={"final": {"finish": "length"}},
@@ -130,15 +137,15 @@ def _traj(text, answer=1160, **extra):
             "truncated",
             False,
         ),
-        (_traj("</think>\\boxed{1160}", gen={"finish": "rounds"}), "truncated", False),
+        (trajectory("</think>\\boxed{1160}", gen={"finish": "rounds"}), "truncated", False),
         # unfinished thinking: a <think> opened in the text and never closed
-        (_traj("<think>maybe \\boxed{1160}", gen={"finish": "stop"}), "truncated", False),
-        (_traj("<think>a</think>\\boxed{1}<think>\\boxed{1160}"), "truncated", False),
+        (trajectory("<think>maybe \\boxed{1160}", gen={"finish": "stop"}), "truncated", False),
+        (trajectory("<think>a</think>\\boxed{1}<think>\\boxed{1160}"), "truncated", False),
         # ended on its own with no think tags at all: the whole text is the answer
-        (_traj("so \\boxed{1160}", gen={"finish": "stop"}), "correct", True),
+        (trajectory("so \\boxed{1160}", gen={"finish": "stop"}), "correct", True),
         # errors other tools recorded do not change the verdict
         (
-            _traj(
+            trajectory(
                 "</think>\\boxed{1160}",
                 calm={"error": {"tool": "or-intervene", "type": "APIError", "message": "401"}},
             ),
@@ -146,7 +153,7 @@ def _traj(text, answer=1160, **extra):
             True,
         ),
         (
-            _traj(
+            trajectory(
                 "</think>\\boxed{1000}",
                 flaws={"error": {"tool": "or-annotate", "type": "X", "message": ""}},
             ),
@@ -154,7 +161,9 @@ def _traj(text, answer=1160, **extra):
             False,
         ),
         (
-            _traj("</think>\\boxed{1160}", error={"tool": "other", "type": "X", "message": ""}),
+            trajectory(
+                "</think>\\boxed{1160}", error={"tool": "other", "type": "X", "message": ""}
+            ),
             "correct",
             True,
         ),
@@ -199,7 +208,7 @@ def test_maj_at_k_votes_over_the_first_k_samples_only(tmp_path):
 
 def _stale(text: str, claimed: bool) -> dict:
     """A record whose flow changed after or-score scored it (the score is of another flow)."""
-    record = _traj("</think>\\boxed{1}")
+    record = trajectory("</think>\\boxed{1}")
     from or_common.scoring import score_record
 
     score_record(record)
@@ -213,7 +222,7 @@ def test_a_stale_score_is_not_trusted_by_the_report_or_the_filter():
 
     stale_wrong = _stale("</think>\\boxed{1000}", claimed=True)  # claims correct, is wrong
     stale_right = _stale("</think>\\boxed{1160}", claimed=False)  # claims wrong, is right
-    old_version = _traj("</think>\\boxed{1160}", id="old")
+    old_version = trajectory("</think>\\boxed{1160}", id="old")
     old_version["score"] = {"correct": False, "protocol": "strict", "version": "score-v1"}
     data = "".join(json.dumps(r) + "\n" for r in (stale_wrong, stale_right, old_version))
     for flag in ("--correct", "--golden"):
@@ -230,7 +239,7 @@ def test_a_stale_score_is_not_trusted_by_the_report_or_the_filter():
 def test_a_fresh_score_is_used_as_written():
     from or_common.scoring import current_score
 
-    record = _traj("</think>\\boxed{1200}")
+    record = trajectory("</think>\\boxed{1200}")
     from or_common.scoring import score_record
 
     score_record(record, "orlm")
@@ -275,7 +284,7 @@ def test_or_intervene_drops_the_score_of_the_flow_it_replaced():
     from or_common.scoring import score_record
     from or_intervene.calm import calm_record
 
-    record = score_record(_traj("ok</think>\\boxed{1160}", gen={"finish": "stop"}))
+    record = score_record(trajectory("ok</think>\\boxed{1160}", gen={"finish": "stop"}))
     assert record["score"]["correct"] is True
 
     async def generator():
@@ -286,7 +295,7 @@ def test_or_intervene_drops_the_score_of_the_flow_it_replaced():
     assert "score" not in out
     assert (out["calm"]["initial"]["correct"], out["calm"]["final"]["correct"]) == (True, False)
     # a truncated final flow is never counted a success in the funnel either
-    record = _traj("ok</think>\\boxed{1160}", gen={"finish": "stop"})
+    record = trajectory("ok</think>\\boxed{1160}", gen={"finish": "stop"})
 
     class Cut(_Reasoner):
         text, finish = "</think>\\boxed{1160}", "length"

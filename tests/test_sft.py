@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, GOLDEN, ROOT, read_jsonl, run_tool, write_jsonl
+from helpers import QWEN, make_tiny_qwen
 from or_sft.cli import main
 from or_sft.data import Counts, examples
 from or_sft.launch import ZERO3
-from tiny_qwen import QWEN_DIR, make_tiny_qwen
 
-QWEN = str(QWEN_DIR)
 DATA = FIXTURES / "sft" / "golden.jsonl"  # four hand-written trajectories
 IM_END = 151645
 TINY = [

@@ -3,10 +3,10 @@ tokenizer (tests/fixtures/qwen3-tokenizer, no weights)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import QWEN
 from or_common.records import flow_text
 from or_common.tokens import (
     IGNORE_INDEX,
@@ -39,7 +39,6 @@ from or_common.turn import (
     output_segment,
 )
 
-QWEN = str(Path(__file__).parent / "fixtures" / "qwen3-tokenizer")
 IM_END = 151645
 MESSAGES = [{"role": "user", "content": "Maximise 3x + 2y subject to x + y <= 4."}]
 

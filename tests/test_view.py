@@ -9,6 +9,7 @@ import re
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, GOLDEN, read_jsonl, write_jsonl
+from helpers import QWEN
 from or_view.cli import main
 from or_view.lint import lint_flow
 from or_view.model import parts, segments
@@ -152,12 +153,9 @@ def test_colour_is_on_only_when_asked():
 def test_tokens_per_segment_with_a_tokenizer():
     from or_common.tokens import count_tokens, load_tokenizer
 
-    tokenizer = FIXTURES / "qwen3-tokenizer"
-    result = invoke(
-        str(CALM), "--id", "nl4opt-15", "--tokens", str(tokenizer), "--no-color", "--no-pager"
-    )
+    result = invoke(str(CALM), "--id", "nl4opt-15", "--tokens", QWEN, "--no-color", "--no-pager")
     record = next(r for r in read_jsonl(CALM) if r["id"] == "nl4opt-15")
-    tok = load_tokenizer(str(tokenizer), light=True)
+    tok = load_tokenizer(QWEN, light=True)
     sizes = [count_tokens(tok, s["text"]) for s in record["flow"]]
     assert re.findall(r"· (\d+) tokens ", result.stdout) == [str(n) for n in sizes]
 

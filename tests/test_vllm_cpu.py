@@ -204,10 +204,10 @@ def rollouts(server, model, problems):
     CodeInThinkingAgentLoop, the real sandbox) against the real server through `ServedModel`."""
     import asyncio
 
+    from helpers import compose_verl_config, make_loop
     from or_common.reasoner import REASONER_PROMPT, build_messages
     from or_common.tokens import load_tokenizer
     from or_grpo.served import ServedModel
-    from test_grpo import compose_verl_config, make_loop
 
     tok = load_tokenizer(str(model))
     verl_config = compose_verl_config()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU benchmark of or-sft: STEPS ZeRO-3 steps of the tiny random Qwen3 (tests/tiny_qwen.py; the
-# real vocabulary, so the LM head is full size) on realistic ~6k-token trajectories, on every
+# GPU benchmark of or-sft: STEPS ZeRO-3 steps of the tiny random Qwen3 (recipes/demo/tiny_model.py;
+# the real vocabulary, so the LM head is full size) on realistic ~6k-token trajectories, on every
 # visible GPU, through or-sft's own launch (accelerate + DeepSpeed ZeRO-3, bf16). Then the same
 # data through trl's default path (a conversational dataset that trl renders, tokenizes and
 # collates itself; max_length raised to ours so nothing is cut), same model, same launch.
@@ -22,7 +22,7 @@ WORK=${WORK:-$(mktemp -d /tmp/or-sft-gpu-bench.XXXX)}
 MAX_LENGTH=${MAX_LENGTH:-22000}
 
 run python bench/sft.py --records "$RECORDS" --write "$WORK/traj.jsonl"
-run python -c "import sys; sys.path.insert(0, 'tests'); from tiny_qwen import make_tiny_qwen; make_tiny_qwen('$WORK/tiny')"
+run python recipes/demo/tiny_model.py -o "$WORK/tiny"
 
 # 1. or-sft: the token layer's input_ids + labels, ZeRO-3 from recipes/deepspeed/zero3.json
 run or-sft "$WORK/traj.jsonl" --model "$WORK/tiny" -o "$WORK/or-sft" --num-processes "$GPUS" \
