@@ -6,7 +6,9 @@ the job. `just test-deps` makes the environment (`or-exec solvers install`)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from helpers import needs_root
@@ -98,3 +100,16 @@ def test_a_licence_file_and_variable_reach_the_job(monkeypatch, tmp_path):
         assert p.protections["host files for jobs"] == f"on (read-only: {licence})"
         assert p.run(code).stdout.splitlines() == ["LICENSEID=123", "30"]  # EROFS
     assert os.environ.get("OR_EXEC_BIND") == str(licence)
+
+
+def test_each_checkout_links_its_own_sandbox_package(monkeypatch, tmp_path):
+    """The solver interpreter imports or_exec through a link in /tmp: a second checkout (another
+    version) on the same machine gets its own link, never the first one's code."""
+    other = tmp_path / "other-checkout" / "or_exec"
+    other.mkdir(parents=True)
+    ours = Path(solver_env.package_dir()) / "or_exec"
+    monkeypatch.setattr(solver_env, "HERE", other)
+    theirs = Path(solver_env.package_dir()) / "or_exec"
+    assert ours.resolve() == Path(solver_env.__file__).resolve().parent
+    assert theirs.resolve() == other.resolve()
+    shutil.rmtree(theirs.parent)
