@@ -13,7 +13,9 @@ import json
 import os
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -477,3 +479,27 @@ def run_loop(verl_config, tok, script, sandbox=None, **kwargs):
     params = {"temperature": 0.6, "top_p": 0.95, "logprobs": True}
     out = asyncio.run(loop.run(params, **row))
     return out, server, sandbox
+
+
+def split_flow(text: str, executor_texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The response as flow segments, the given output blocks located by their exact text, in
+    order (tests read the agent loop's `executor_texts` with it). Never used to judge: a program's
+    printed text can make the decoded response differ from the blocks' text."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for block in executor_texts or ():
+        start = text.find(block, pos)
+        if start < 0:  # cut off by the response length
+            break
+        spans.append((start, start + len(block)))
+        pos = start + len(block)
+    flow: list[dict[str, Any]] = []
+    pos = 0
+    for start, end in spans:
+        if start > pos:
+            flow.append({"role": "reasoner", "text": text[pos:start]})
+        flow.append({"role": "executor", "text": text[start:end]})
+        pos = end
+    if pos < len(text):
+        flow.append({"role": "reasoner", "text": text[pos:]})
+    return flow

@@ -82,18 +82,21 @@ def test_the_reasoners_execution_limits_restate_the_sandboxes_own():
     """or_exec.limits imports nothing outside or_exec (the sandbox parent loads it from a root
     without or_common), so the Reasoner's --exec-timeout/--exec-memory defaults restate its
     `Limits` defaults: they must agree."""
-    from or_common.reasoner import DEFAULTS
+    from or_common.reasoner import REASONER_DEFAULTS
     from or_exec.limits import Limits
 
-    assert (DEFAULTS.exec_timeout, DEFAULTS.exec_memory) == (Limits().timeout, Limits().memory_mb)
+    assert (REASONER_DEFAULTS.exec_timeout, REASONER_DEFAULTS.exec_memory) == (
+        Limits().timeout,
+        Limits().memory_mb,
+    )
 
 
 def test_or_intervenes_flags_take_the_intervener_defaults():
     from or_intervene import cli as intervene_cli
-    from or_intervene.defaults import DEFAULTS
+    from or_intervene.defaults import INTERVENER_DEFAULTS
 
     options = {p.name: p.default for p in intervene_cli.main.params}
-    assert options["intervener_temperature"] == DEFAULTS.temperature
-    assert options["intervener_top_p"] == DEFAULTS.top_p
-    assert options["reask"] == DEFAULTS.reask
-    assert options["max_interventions"] == DEFAULTS.max_interventions
+    assert options["intervener_temperature"] == INTERVENER_DEFAULTS.temperature
+    assert options["intervener_top_p"] == INTERVENER_DEFAULTS.top_p
+    assert options["reask"] == INTERVENER_DEFAULTS.reask
+    assert options["max_interventions"] == INTERVENER_DEFAULTS.max_interventions

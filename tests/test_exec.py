@@ -564,3 +564,14 @@ def test_doctor_tells_the_truth():
         assert re.search(r"unprivileged uid: ok: uid \d{7,}", text)
     else:
         assert "✗" in text
+
+
+def test_strict_stops_at_a_bad_record_and_writes_nothing_after_it():
+    """In input order, --strict stops at the first bad record: the records before it are
+    written, none after it (even when their work finished first)."""
+    plain = {"id": "ok", "flow": [{"role": "reasoner", "text": "no code here"}]}
+    lines = [plain, {"id": "bad"}, *({**plain, "id": f"after{i}"} for i in range(20))]
+    proc = run_tool("or-exec", "--strict", input="".join(json.dumps(r) + "\n" for r in lines))
+    assert proc.returncode != 0
+    assert [r["id"] for r in read_jsonl(proc.stdout)] == ["ok"]
+    assert b"<stdin>:2" in proc.stderr

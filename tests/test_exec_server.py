@@ -12,7 +12,7 @@ import pytest
 from or_exec.cli import probe_line
 from or_exec.limits import ExecResult, Limits
 from or_exec.pool import Pool
-from or_exec.server import make_app, parse_run_request
+from or_exec.server import make_app, parse_run
 
 CEILINGS = Limits(timeout=1, memory_mb=512, max_output=4096)
 
@@ -71,12 +71,12 @@ def test_bad_limits_are_refused(limits):
 )
 def test_malformed_requests_are_value_errors(body):
     with pytest.raises(ValueError):
-        parse_run_request(body, CEILINGS)
+        parse_run(body, CEILINGS)
 
 
 def test_good_request_parses():
     body = json.dumps({"code": "print(1)", "prelude": ["x = 1"], "limits": {"timeout": 9}})
-    code, prelude, limits = parse_run_request(body.encode(), CEILINGS)
+    code, prelude, limits, _ = parse_run(body.encode(), CEILINGS)
     assert (code, prelude, limits.timeout, limits.memory_mb) == ("print(1)", ["x = 1"], 1, 512)
 
 

@@ -11,7 +11,7 @@ from conftest import FIXTURES, GOLDEN, ROOT, read_jsonl, run_tool, shared_data_o
 from helpers import trajectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from or_common.answers import extract_answer, extract_boxed, parse_number, parse_truth
+from or_common.answers import answer_in, answer_region, parse_number, parse_truth
 from or_score.cli import main as score_main
 
 # (assistant text, expected prediction); None = no usable answer
@@ -86,7 +86,7 @@ EXTRACTION = [
 
 @pytest.mark.parametrize("text,expected", EXTRACTION)
 def test_extraction(text, expected):
-    _, prediction = extract_answer(text)
+    _, prediction = answer_in(answer_region(text))
     if isinstance(expected, float):
         assert prediction == pytest.approx(expected, rel=1e-12, abs=1e-12)
     else:
@@ -94,8 +94,8 @@ def test_extraction(text, expected):
 
 
 def test_nested_braces_and_escaped_braces():
-    assert extract_boxed("\\boxed{\\frac{\\text{a}}{2}} x") == "\\frac{\\text{a}}{2}"
-    assert extract_boxed("\\boxed{\\{1\\}}") == "\\{1\\}"
+    assert answer_in("\\boxed{\\frac{\\text{a}}{2}} x")[0] == "\\frac{\\text{a}}{2}"
+    assert answer_in("\\boxed{\\{1\\}}")[0] == "\\{1\\}"
 
 
 @given(

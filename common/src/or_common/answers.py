@@ -76,12 +76,6 @@ def extract_boxed_all(text: str) -> list[str]:
     return [content for _, content in sorted(found)]
 
 
-def extract_boxed(text: str) -> str | None:
-    """The content of the last box in the answer region, or None."""
-    boxes = extract_boxed_all(answer_region(text))
-    return boxes[-1] if boxes else None
-
-
 _INFEASIBLE = re.compile(
     r"\b(infeasible|no\s+feasible|not\s+feasible|no\s+(optimal|best)\s+solution|no\s+solution)\b"
 )
@@ -162,11 +156,6 @@ def parse_number(raw: str) -> Prediction:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
-
-
-def extract_answer(text: str) -> tuple[str | None, Prediction]:
-    """Return `(boxed_content, prediction)` for an assistant turn."""
-    return answer_in(answer_region(text))
 
 
 def answer_in(region: str) -> tuple[str | None, Prediction]:

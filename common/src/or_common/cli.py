@@ -371,6 +371,8 @@ def map_records(
 
 #: One unit of work: the input line it came from, and the arguments of the tool's function.
 Work = tuple[Line, tuple[Any, ...]]
+#: a unit of work done: its line and the record to write, or the bad input to report
+Done = tuple[Line, dict[str, Any] | RecordError]
 
 
 def amap_records(
@@ -432,14 +434,14 @@ async def _amap(
                     waiting = None
                 yield line, args
 
-    async def result(item: Work) -> dict[str, Any] | None:
-        """What to write for one unit of work; None for bad input (already reported)."""
+    async def result(item: Work) -> Done:
+        """What to write for one unit of work: the record, or the bad input to report (reported
+        when it is written, so that in input order a --strict stop comes at its line)."""
         line, args = item
         try:
-            return await fn(*args)
+            return line, await fn(*args)
         except RecordError as err:
-            run.bad_record(line, err)
-            return None
+            return line, err
         except click.ClickException:
             raise
         except Exception as exc:  # a bug must not lose the record: an error record, exit 1
@@ -450,15 +452,17 @@ async def _amap(
             else:
                 record = line.record
                 record[own] = {}
-            return set_error(record, run.tool, type(exc).__name__, str(exc)[:500])
+            return line, set_error(record, run.tool, type(exc).__name__, str(exc)[:500])
 
-    def write(record: dict[str, Any] | None) -> None:
-        if record is None:
+    def write(done: Done) -> None:
+        line, out = done
+        if isinstance(out, RecordError):
+            run.bad_record(line, out)  # --strict: raises, and the run stops here
             return
-        section = record.get(own)
+        section = out.get(own)
         if isinstance(section, dict) and "error" in section:
             run.failed()
-        run.write(record)
+        run.write(out)
 
     async def one(item: Work) -> None:
         write(await result(item))
@@ -478,23 +482,27 @@ async def _amap(
 async def _in_order(
     items: AsyncIterator[Work],
     window: int,
-    result: Callable[[Work], Coroutine[Any, Any, dict[str, Any] | None]],
-    write: Callable[[dict[str, Any] | None], None],
+    result: Callable[[Work], Coroutine[Any, Any, Done]],
+    write: Callable[[Done], None],
 ) -> None:
     """Run `result` on each item as it is read, at most `window` pending, and write the results
-    in input order. When reading stops early (--strict), what was read before is still written;
-    when writing or a result fails, the work still pending is cancelled."""
-    pending: deque[asyncio.Task] = deque()
+    in input order. When reading stops early (--strict on a bad line), what was read before is
+    still written; when a result or a write fails (a --strict stop at a bad record), nothing
+    after it is written and the work still pending is cancelled."""
+    pending: deque[asyncio.Task[Done]] = deque()
     try:
-        try:
-            async for item in items:
-                pending.append(asyncio.create_task(result(item)))
-                while len(pending) >= window or (pending and pending[0].done()):
+        while True:
+            try:
+                item = await anext(items)
+            except StopAsyncIteration:
+                break
+            except Exception:
+                while pending:
                     write(await pending.popleft())
-        except Exception:
-            while pending:
+                raise
+            pending.append(asyncio.create_task(result(item)))
+            while len(pending) >= window or (pending and pending[0].done()):
                 write(await pending.popleft())
-            raise
         while pending:
             write(await pending.popleft())
     finally:

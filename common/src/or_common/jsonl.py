@@ -282,21 +282,6 @@ def repair_tail(path: str) -> str | None:
         return f"removed an incomplete last line of {len(last)} bytes"
 
 
-def existing_keys(path: str, key: Callable[[dict[str, Any]], Key] = record_key) -> set[Key]:
-    """Keys of every complete record already in an output file (for `--resume`)."""
-    keys: set[Key] = set()
-    if not os.path.exists(path):
-        return keys
-    for item in read_records([path]):
-        if isinstance(item, BadLine):
-            continue
-        try:
-            keys.add(key(item))
-        except (KeyError, TypeError):
-            continue
-    return keys
-
-
 def prepare_resume(
     path: str,
     key: Callable[[dict[str, Any]], Key] = record_key,

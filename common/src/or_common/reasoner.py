@@ -57,6 +57,8 @@ class ReasonerDefaults:
     max_tokens: int = 16384
     max_executions: int = 4
     seed: int = 1234
+    #: samples per problem in evaluation: pass@1 is the mean over them (SPEC §1)
+    samples: int = 8
     #: per-execution limits; they restate or-exec's `Limits` defaults (common cannot import
     #: or_exec, and or_exec.limits must import nothing else: the sandbox parent loads it from a
     #: root without or_common); tests/test_defaults.py checks that the two agree
@@ -64,7 +66,7 @@ class ReasonerDefaults:
     exec_memory: int = 4096
 
 
-DEFAULTS = ReasonerDefaults()
+REASONER_DEFAULTS = ReasonerDefaults()
 
 
 #: generation_config keys that are sampling settings (what `vllm serve` and or-gen's vllm
@@ -103,16 +105,16 @@ class ReasonerOptions:
     api_key: str | None = None
     tokenizer: str | None = None
     chat: bool = False
-    temperature: float = DEFAULTS.temperature
-    top_p: float = DEFAULTS.top_p
-    max_tokens: int = DEFAULTS.max_tokens
-    max_executions: int = DEFAULTS.max_executions
-    seed: int = DEFAULTS.seed
+    temperature: float = REASONER_DEFAULTS.temperature
+    top_p: float = REASONER_DEFAULTS.top_p
+    max_tokens: int = REASONER_DEFAULTS.max_tokens
+    max_executions: int = REASONER_DEFAULTS.max_executions
+    seed: int = REASONER_DEFAULTS.seed
     sampling_extra: str | None = None
     prompt_file: str | None = None
     concurrency: int = 64
-    exec_timeout: float = DEFAULTS.exec_timeout
-    exec_memory: int = DEFAULTS.exec_memory
+    exec_timeout: float = REASONER_DEFAULTS.exec_timeout
+    exec_memory: int = REASONER_DEFAULTS.exec_memory
     workers: int | None = None
     sandbox_url: str | None = None
     retries: int = 5

@@ -35,7 +35,7 @@ from typing import Any
 
 from .blocks import awaits_execution, flow_blocks
 from .flow import executions
-from .reasoner import DEFAULTS
+from .reasoner import REASONER_DEFAULTS
 from .records import SKIPPED
 
 #: Generation pauses at the closing fence of a block (on its own line), and at a model-written
@@ -58,8 +58,10 @@ SKIPPED_MESSAGE = (
 class TurnLimits:
     """The limits of one assistant turn (reference defaults)."""
 
-    max_tokens: int = DEFAULTS.max_tokens  # everything after the prompt: model and output tokens
-    max_executions: int = DEFAULTS.max_executions
+    max_tokens: int = (
+        REASONER_DEFAULTS.max_tokens
+    )  # everything after the prompt: model and output tokens
+    max_executions: int = REASONER_DEFAULTS.max_executions
     max_fake_outputs: int = 2  # a model-written output opening is dropped this often, then stop
     max_rounds: int | None = None  # default: 4 * max_executions + 32
 

@@ -57,15 +57,10 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def parse_run_request(data: bytes, ceilings: Limits) -> tuple[str, list[str], Limits]:
-    """Validate a POST /run body: (code, prelude, limits). Raises ValueError (-> 400) for
-    anything malformed; the server's own limits are ceilings for the client's."""
-    code, prelude, limits, _ = parse_run(data, ceilings)
-    return code, prelude, limits
-
-
 def parse_run(data: bytes, ceilings: Limits) -> tuple[str, list[str], Limits, dict[str, Any]]:
-    """(code, prelude, limits, extra: stdin/files/fetch as Pool.run's keywords)."""
+    """Validate a POST /run body: (code, prelude, limits, extra: stdin/files/fetch as Pool.run's
+    keywords). Raises ValueError (-> 400) for anything malformed; the server's own limits are
+    ceilings for the client's."""
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from or_common.cli import ToolRun, amap_records, epilog, io_options
-from or_common.reasoner import ReasonerOptions, reasoner_options
+from or_common.reasoner import REASONER_DEFAULTS, ReasonerOptions, reasoner_options
 from or_common.records import check_problem
 
 from .session import ReasonerSession
@@ -27,7 +27,7 @@ from .session import ReasonerSession
     "--n",
     "n_samples",
     type=click.IntRange(min=1),
-    default=8,
+    default=REASONER_DEFAULTS.samples,
     show_default=True,
     help="Samples per problem.",
 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import click
-from or_common.reasoner import DEFAULTS
+from or_common.reasoner import REASONER_DEFAULTS
 from or_common.turn import STOPS
 
 #: What vLLM answers (HTTP 500, then it shuts down) once its engine core has died.
@@ -39,8 +39,8 @@ class EngineDied(click.ClickException):
 
 @dataclass
 class Sampling:
-    temperature: float = DEFAULTS.temperature
-    top_p: float = DEFAULTS.top_p
+    temperature: float = REASONER_DEFAULTS.temperature
+    top_p: float = REASONER_DEFAULTS.top_p
     extra: dict[str, Any] = field(default_factory=dict)  # passed through (e.g. vLLM's top_k, min_p)
 
 

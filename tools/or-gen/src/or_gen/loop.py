@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.llm import GenerationError
-from or_common.reasoner import DEFAULTS, build_messages
+from or_common.reasoner import REASONER_DEFAULTS, build_messages
 from or_common.records import ERROR_FINISHES, TOOL_VERSION, flow_text, set_error
 from or_common.tokens import (
     count_tokens,
@@ -54,9 +54,9 @@ class GenConfig:
     model: str
     backend: str
     sampling: Sampling = field(default_factory=Sampling)
-    max_tokens: int = DEFAULTS.max_tokens
-    max_executions: int = DEFAULTS.max_executions
-    seed: int = DEFAULTS.seed
+    max_tokens: int = REASONER_DEFAULTS.max_tokens
+    max_executions: int = REASONER_DEFAULTS.max_executions
+    seed: int = REASONER_DEFAULTS.seed
     template: str = ""
     prompt_version: str = ""
     limits: Limits = field(default_factory=Limits)

@@ -25,7 +25,7 @@ import time
 from typing import Any
 from uuid import uuid4
 
-from or_common.reasoner import DEFAULTS
+from or_common.reasoner import REASONER_DEFAULTS
 from or_common.tokens import prompt_ids, stop_ids
 from or_exec.limits import Limits
 from verl.experimental.agent_loop.agent_loop import (
@@ -99,9 +99,9 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         self,
         *args: Any,
         sandbox: Any = "local",
-        max_executions: int = DEFAULTS.max_executions,
-        exec_timeout: float = DEFAULTS.exec_timeout,
-        exec_memory_mb: int = DEFAULTS.exec_memory,
+        max_executions: int = REASONER_DEFAULTS.max_executions,
+        exec_timeout: float = REASONER_DEFAULTS.exec_timeout,
+        exec_memory_mb: int = REASONER_DEFAULTS.exec_memory,
         sandbox_workers: int | None = None,
         rollout_log: str | None = None,
         launch: str | None = None,
@@ -174,6 +174,8 @@ class CodeInThinkingAgentLoop(AgentLoopBase):
         fallback = int(fallback) if fallback is not None else None
         extra_fields: dict[str, Any] = {
             **behaviour,
+            # what the sandbox answered, for whoever reads the batch or the rollout dumps (the
+            # reward never does: a program's printed text is not the model's)
             "executor_texts": [s["text"] for s in flow if s.get("role") == "executor"],
             "executor_statuses": [s.get("status") for s in flow if s.get("role") == "executor"],
             # what the reward judges: the model's own text, split by the response mask

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from or_common.reasoner import DEFAULTS
+from or_common.reasoner import REASONER_DEFAULTS
 
 from .data import AGENT_NAME
 
@@ -37,17 +37,17 @@ class TrainConfig:
     batch_size: int = 64
     mini_batch_size: int = 64
     n: int = 8
-    temperature: float = DEFAULTS.temperature
-    top_p: float = DEFAULTS.top_p
+    temperature: float = REASONER_DEFAULTS.temperature
+    top_p: float = REASONER_DEFAULTS.top_p
     #: None: the model's generation_config top_k (Qwen3: 20), which or-gen's evaluation gets
     #: from vLLM too, so rollouts, validation and evaluation sample alike; else -1 (off)
     top_k: int | None = None
     max_prompt_length: int = 3000
-    max_response_length: int = DEFAULTS.max_tokens
-    max_executions: int = DEFAULTS.max_executions
-    exec_timeout: float = 10.0
+    max_response_length: int = REASONER_DEFAULTS.max_tokens
+    max_executions: int = REASONER_DEFAULTS.max_executions
+    exec_timeout: float = REASONER_DEFAULTS.exec_timeout
     sandbox: str = "local"
-    val_n: int = 8  # pass@1 = mean over 8 samples at the Reasoner's temperature (SPEC §1)
+    val_n: int = REASONER_DEFAULTS.samples  # pass@1: the mean over them, at the Reasoner's sampling
     test_freq: int = 10
     save_freq: int = 20
     nnodes: int = 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from or_common.answers import parse_truth
 from or_common.jsonl import BadLine, read_lines
-from or_common.reasoner import DEFAULTS, build_messages
+from or_common.reasoner import REASONER_DEFAULTS, build_messages
 
 AGENT_NAME = "code_in_thinking"
 ABILITY = "optimization-modeling"
@@ -86,7 +86,7 @@ def prepare(
     split: str,
     template: str,
     prompt_version: str,
-    max_executions: int = DEFAULTS.max_executions,
+    max_executions: int = REASONER_DEFAULTS.max_executions,
     tokenizer: Any = None,
     max_prompt_length: int | None = None,
 ) -> Prepared:

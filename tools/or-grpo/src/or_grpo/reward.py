@@ -34,30 +34,6 @@ from or_common.turn import text_after_outputs
 PROTOCOL = "strict"
 
 
-def split_flow(text: str, executor_texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The response as flow segments, the given output blocks located by their exact text, in
-    order (for tests and tools reading their own rollouts). Never used to judge: a program's
-    printed text can make the decoded response differ from the blocks' text."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    for block in executor_texts or ():
-        start = text.find(block, pos)
-        if start < 0:  # cut off by the response length
-            break
-        spans.append((start, start + len(block)))
-        pos = start + len(block)
-    flow: list[dict[str, Any]] = []
-    pos = 0
-    for start, end in spans:
-        if start > pos:
-            flow.append({"role": "reasoner", "text": text[pos:start]})
-        flow.append({"role": "executor", "text": text[start:end]})
-        pos = end
-    if pos < len(text):
-        flow.append({"role": "reasoner", "text": text[pos:]})
-    return flow
-
-
 def judged_flow(
     solution_str: str,
     model_segments: Sequence[str | None] | None,

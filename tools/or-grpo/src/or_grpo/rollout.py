@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.flow import code_blocks
-from or_common.reasoner import DEFAULTS
+from or_common.reasoner import REASONER_DEFAULTS
 from or_common.tokens import executor_ids, stop_ids, take_completion
 from or_common.turn import (
     STOPS,
@@ -134,7 +134,7 @@ async def rollout(
     execute: ExecuteFn,
     sampling_params: dict[str, Any],
     response_length: int,
-    max_executions: int = DEFAULTS.max_executions,
+    max_executions: int = REASONER_DEFAULTS.max_executions,
 ) -> Rollout:
     """Run one trajectory to its end (see the module docstring)."""
     limits = TurnLimits(max_tokens=response_length, max_executions=max_executions)

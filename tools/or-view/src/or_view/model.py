@@ -123,7 +123,7 @@ def calm_rounds(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def executions(record: Mapping[str, Any]) -> dict[str, int]:
+def exec_statuses(record: Mapping[str, Any]) -> dict[str, int]:
     """Executor segments by status, e.g. {"ok": 2, "error": 1}."""
     statuses = Counter(
         str(seg.get("status"))
@@ -148,7 +148,7 @@ def row(record: Mapping[str, Any], findings: list | None = None) -> dict[str, An
         "prediction": score.get("prediction"),
         "reason": score.get("reason") or (error["type"] if error else None),
         "finish": final_turn(record).get("finish"),
-        "executions": executions(record),
+        "executions": exec_statuses(record),
         "flaws": list(flaws.get("triggers") or []),
         "verdict": calm.get("verdict"),
         "rounds": len(calm.get("rounds") or []),
