@@ -65,11 +65,13 @@ log "3. or-gen: $N samples per problem from $MODEL"
 or-gen "$OUT/problems.jsonl" "${reasoner[@]}" --n "$N" -o "$OUT/03-gen.jsonl" 2> "$OUT/03-gen.log"
 
 log "4. or-intervene ($INTERVENER Intervener) and or-filter --golden"
-or-intervene "$OUT/03-gen.jsonl" --intervener "$INTERVENER" "${reasoner[@]}" -o "$OUT/04-calm.jsonl" 2> "$OUT/04-funnel.txt"
-cat "$OUT/04-funnel.txt" >&2
+# each writes its funnel with --stats (the report renders it) and says it on stderr, kept in a log
+or-intervene "$OUT/03-gen.jsonl" --intervener "$INTERVENER" "${reasoner[@]}" -o "$OUT/04-calm.jsonl" \
+    --stats "$OUT/04-funnel.json" 2> "$OUT/04-calm.log"
+cat "$OUT/04-calm.log" >&2
 or-filter "$OUT/04-calm.jsonl" --golden --one-per-problem --rejects "$OUT/05-rejects.jsonl" \
-    -o "$OUT/05-golden.jsonl" 2> "$OUT/05-funnel.txt"
-cat "$OUT/05-funnel.txt" >&2
+    -o "$OUT/05-golden.jsonl" --stats "$OUT/05-funnel.json" 2> "$OUT/05-golden.log"
+cat "$OUT/05-golden.log" >&2
 
 log "5. or-sft: $SFT_STEPS steps of a tiny random Qwen3 on the golden records"
 python "$here/demo/tiny_model.py" -o "$OUT/06-tiny-init"

@@ -274,6 +274,30 @@ def test_rejects_checks_and_a_benchmark_that_matches_nothing(tmp_path):
     assert "'B'" not in result.stderr  # names match case-insensitively
 
 
+def test_each_output_is_its_own_file(tmp_path):
+    """--rejects and --stats may not name -o (nor each other): the file written last would
+    destroy the other. A usage error (exit 2), one line, before anything is written."""
+    from click.testing import CliRunner
+    from or_filter.cli import main
+
+    src = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    out = tmp_path / "out.jsonl"
+    out.write_text("kept\n")
+    side = str(tmp_path / "side.json")
+    for extra, said in (
+        (["--rejects", str(out)], f"--rejects {out} is also -o: give each its own file\n"),
+        (["--stats", str(out)], f"--stats {out} is also -o: give each its own file\n"),
+        (
+            ["--rejects", side, "--stats", side],
+            f"--stats {side} is also --rejects: give each its own file\n",
+        ),
+    ):
+        result = CliRunner().invoke(main, [str(src), "--correct", "-o", str(out), *extra])
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == "Error: " + said
+        assert out.read_text() == "kept\n" and not Path(side).exists()
+
+
 def test_quiet_means_quiet_when_a_tokenizer_is_loaded(tokenizer_dir):
     """transformers' "PyTorch was not found" advisory is not printed (torch is not needed to
     count tokens); with -q stderr stays empty."""

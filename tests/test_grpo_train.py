@@ -296,7 +296,8 @@ def test_train_launches_the_command_and_collects_metrics(tmp_path, monkeypatch, 
     assert "verl says hello" in capfd.readouterr().err  # verl's stdout went to stderr
     run = json.loads((out / "run.json").read_text())
     assert run["command"][2] == "fake_verl" and run["scoring"].startswith("strict")
-    assert {"date", "git_commit", "tool_version", "scoring_version"} <= set(run)  # or_common.stamp
+    assert {"date", "git_commit", "tool_version", "prompt_version"} <= set(run)  # or_common.stamp
+    assert "scoring_version" not in run  # `scoring` says it, with the protocol
     assert f"launch: '{run['settings']['launch']}'" in (out / "agent_loop.yaml").read_text()
     assert (out / f"verl-metrics-{run['settings']['launch']}.jsonl").exists()
     (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

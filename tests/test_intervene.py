@@ -261,6 +261,43 @@ def test_stats_file_holds_the_funnel_as_json(qwen, tmp_path):
     assert not list(tmp_path.glob(".funnel.json.*"))  # written through a temporary file
 
 
+def test_stats_after_resume_cover_the_whole_output(qwen, tmp_path):
+    """A run interrupted and resumed (-o FILE --resume) writes the same --stats, and says the
+    same funnel, as one uninterrupted run: the records already in FILE are counted too."""
+    lines = initial_records(4).splitlines(keepends=True)
+    fixed = json.loads(lines[1])  # one already right: no hint, correct before and after
+    fixed["flow"][-1] = {"role": "reasoner", "text": "Done.</think>\n\n\\boxed{145}"}
+    lines[1] = json.dumps(fixed) + "\n"
+    records = "".join(lines)
+
+    def run(name, *extra):
+        script, _ = make_intervener("fix")
+        out, stats = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.json"
+        with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
+            result, _ = calm(
+                reasoner.url,
+                judge.url,
+                "-o",
+                str(out),
+                "--stats",
+                str(stats),
+                *extra,
+                input=records,
+            )
+        assert result.exit_code == 0, result.stderr
+        return read_jsonl(out.read_text()), json.loads(stats.read_text()), result.stderr
+
+    whole, once, said_once = run("once")
+    run("resumed", "--limit", "2")  # interrupted after two records
+    resumed, stats, said = run("resumed", "--resume")
+    assert "2 already done" in said and len(resumed) == len(whole) == 4
+    assert stats == once
+    assert once["trajectories"] == 4 and once["verdicts"] == {"no_intervention": 4}
+    assert (once["correct_before"], once["correct_after"], once["interventions"]) == (1, 4, 3)
+    funnel = said_once[said_once.index("or-intervene funnel:") :]
+    assert said.endswith(funnel)
+
+
 def test_calm_stops_after_the_limit_with_a_last_judgement(qwen):
     script, state = make_intervener("always")
     with FakeServer(reasoner_script, tokenizer=qwen) as reasoner, FakeServer(script) as judge:
@@ -357,6 +394,19 @@ def test_gen_then_rules_intervention_with_a_tiny_transformers_model(tmp_path, to
     # random weights never box an answer: the rules see a protocol violation each time
     assert rec["calm"]["verdict"] in ("limit", "no_intervention") and rec["flow"]
     assert all(r["trigger"] in range(1, 8) for r in rec["calm"]["rounds"])
+
+
+def test_stats_may_not_be_the_output(tmp_path):
+    """--stats FILE that is also -o: a usage error (exit 2) before anything is read or written."""
+    out = tmp_path / "calm.jsonl"
+    out.write_text("kept\n")
+    args = ["--intervener", "rules", "--model", "m", "--api-base", "http://127.0.0.1:9/v1"]
+    result = CliRunner().invoke(
+        main, [*args, "-o", str(out), "--stats", str(out)], input=initial_records(1)
+    )
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"Error: --stats {out} is also -o: give each its own file\n"
+    assert out.read_text() == "kept\n"
 
 
 def test_a_hosted_intervener_without_its_key_fails_before_the_first_record():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -119,6 +120,27 @@ def test_calm_recipe(tmp_path, tokenizer_dir):
     assert rendered.startswith("# CALM funnel\n\n```\nor-intervene funnel:")
     for line in rendered.splitlines()[3:-1]:
         assert line in result.stderr
+    # the demo's report renders the same files (recipes/demo.sh names them 04- and 05-)
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for src, dst in (
+        ("02-calm.jsonl", "04-calm.jsonl"),
+        ("03-golden.jsonl", "05-golden.jsonl"),
+        ("02-funnel.json", "04-funnel.json"),
+        ("03-funnel.json", "05-funnel.json"),
+    ):
+        (demo / dst).write_bytes((tmp_path / "calm" / src).read_bytes())
+    spec = importlib.util.spec_from_file_location("demo_report", ROOT / "recipes/demo/report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    checks = report.Checks()
+    section = report.calm_section(demo, checks)
+    assert checks.failed == []
+    funnels = rendered.split("```\n")[1]  # both tools' lines, as said on stderr
+    i, f = funnels.index("or-intervene funnel:"), funnels.index("or-filter funnel")
+    assert f"or-intervene's funnel:\n\n````\n{funnels[i:f]}````\n" in section
+    assert f"or-filter's funnel:\n\n````\n{funnels[f:]}````\n" in section
 
 
 def test_eval_recipe_fails_when_generation_wrote_nothing(tmp_path, tokenizer_dir):

@@ -253,8 +253,10 @@ def test_a_tiny_qwen3_trains_with_falling_loss(trained):
     assert run["settings"]["learning_rate"] == 1e-2 and run["tool"] == "or-sft"
     assert run["plan"]["total_steps"] == run["result"]["max_steps"] == 4
     assert run["data"]["kept"] == 4 and run["versions"]["trl"] == "1.16.0"
-    # the provenance every stamp carries (or_common.stamp)
-    assert {"date", "git_commit", "scoring_version", "prompt_version"} <= set(run)
+    # the provenance every stamp carries (or_common.stamp); no prompt version: the data may
+    # come from any prompt, and its records say theirs
+    assert {"date", "git_commit", "tool_version", "scoring_version"} <= set(run)
+    assert "prompt_version" not in run
     assert (trained / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

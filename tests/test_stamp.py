@@ -124,3 +124,31 @@ def test_run_json_provenance_keeps_the_tools_own_keys(monkeypatch):
         "scoring_version",
     ]
     assert got["prompt_version"] == "custom:p.txt" and got["git_commit"] == "abc"
+
+
+def test_run_json_provenance_claims_no_prompt_version():
+    """A trainer's data may come from any prompt (or-gen --prompt): the shared provenance says
+    only what this checkout knows; the tool adds a prompt version when it knows it."""
+    got = stampmod.stamped({"tool": "or-sft"})
+    assert list(got) == ["tool", "date", "git_commit", "tool_version", "scoring_version"]
+    assert "prompt_version" not in stampmod.provenance()
+
+
+def test_run_json_provenance_leaves_out_what_the_record_says_another_way():
+    got = stampmod.stamped({"scoring": "strict (v)"}, leave_out=("scoring_version",))
+    assert list(got) == ["scoring", "date", "git_commit", "tool_version"]
+
+
+def test_the_recipes_stamp_keeps_the_fields_of_the_old_lib_sh_heredoc(tmp_path):
+    """recipes/lib.sh's stamp wrote date, git_commit, tool_version, scoring_version and
+    prompt_version (the built-in prompt's) before the KEY=VALUE pairs: still exactly those."""
+    got = stampmod.stamp(["model=m"])
+    assert list(got) == [
+        "date",
+        "git_commit",
+        "tool_version",
+        "scoring_version",
+        "prompt_version",
+        "model",
+    ]
+    assert got["prompt_version"] == PROMPT_VERSION

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # recipes/, for render_funnel
+from render_funnel import funnel  # noqa: E402
+
 
 def read(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
@@ -124,11 +127,13 @@ def calm_section(out: Path, check: Checks) -> str:
         f"{len(rounds)} interventions over {len(calm)} trajectories; {len(golden)} golden "
         "trajectories (correct and flawless, one per problem). "
         "[`04-calm.jsonl`](04-calm.jsonl), [`05-golden.jsonl`](05-golden.jsonl)\n",
-        "or-intervene's funnel:\n",
-        fenced((out / "04-funnel.txt").read_text(encoding="utf-8")),
-        "or-filter's funnel:\n",
-        fenced((out / "05-funnel.txt").read_text(encoding="utf-8")),
     ]
+    # the funnels the tools wrote with --stats, rendered as they said them on stderr
+    for tool, name in (("or-intervene", "04-funnel.json"), ("or-filter", "05-funnel.json")):
+        stats = out / name
+        check("4. CALM", stats.exists(), f"{tool} wrote no {name}")
+        if stats.exists():
+            lines += [f"{tool}'s funnel:\n", fenced("\n".join(funnel(stats)))]
     if rounds:
         record, rd = rounds[0]
         lines += [

@@ -32,10 +32,24 @@ from .jsonl import (
 )
 from .progress import RecordStream, RunProgress, stderr_is_terminal
 from .records import TOOL_KEYS, Key, RecordError, record_key, set_error
-from .usage import EXIT_USAGE, Complaints, UsageLine, check_output_path, echo_err
+from .usage import (
+    EXIT_USAGE,
+    Complaints,
+    UsageLine,
+    check_distinct_outputs,
+    check_output_path,
+    echo_err,
+)
 
 # re-exported: the tools import these from here
-__all__ = ["EXIT_USAGE", "Complaints", "UsageLine", "check_output_path", "echo_err"]
+__all__ = [
+    "EXIT_USAGE",
+    "Complaints",
+    "UsageLine",
+    "check_distinct_outputs",
+    "check_output_path",
+    "echo_err",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1

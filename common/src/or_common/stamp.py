@@ -4,7 +4,8 @@ and from what (KEY=VALUE settings, with the sha256 of each value that names a fi
 The recipes stamp their run folder with `python -m or_common.stamp DIR KEY=VALUE...`
 (recipes/lib.sh `stamp`), which writes DIR/stamp.json and refuses a folder whose finished stages
 (`.done-*`) were stamped with other values: a rerun must not reuse another run's results.
-or-sft and or-grpo put the same `provenance()` fields in their run.json.
+or-sft and or-grpo put the same `provenance()` fields in their run.json (`stamped`); the prompt
+version is not one of them, since only the tool knows which prompt its data was made with.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +44,22 @@ def git_commit() -> str:
 
 
 def provenance() -> dict[str, Any]:
-    """The fields every stamp starts with: date (UTC), git commit, tool, scoring and prompt
-    versions."""
+    """The fields every stamp starts with, facts of this checkout whatever the data: date (UTC),
+    git commit, tool and scoring versions."""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "tool_version": TOOL_VERSION,
         "scoring_version": SCORING_VERSION,
-        "prompt_version": PROMPT_VERSION,
     }
 
 
-def stamped(record: dict[str, Any]) -> dict[str, Any]:
-    """`record` followed by the provenance fields it does not set itself (its own win)."""
-    return {**record, **{k: v for k, v in provenance().items() if k not in record}}
+def stamped(record: dict[str, Any], leave_out: Collection[str] = ()) -> dict[str, Any]:
+    """`record` followed by the provenance fields it does not set itself (its own win), but
+    those in `leave_out` (a field the record already says another way). A prompt version is the
+    tool's to give: only it knows what its data was made with."""
+    extra = provenance().items()
+    return {**record, **{k: v for k, v in extra if k not in record and k not in leave_out}}
 
 
 def sha256(path: str | Path) -> str | None:
@@ -71,8 +74,10 @@ def sha256(path: str | Path) -> str | None:
 
 
 def stamp(pairs: Iterable[str]) -> dict[str, Any]:
-    """provenance() and each KEY=VALUE, in order; a VALUE that names a file adds KEY_sha256."""
-    out = provenance()
+    """provenance(), the built-in Reasoner prompt's version (the stamp.json of recipes/lib.sh
+    has always held it) and each KEY=VALUE, in order; a VALUE that names a file adds
+    KEY_sha256."""
+    out = {**provenance(), "prompt_version": PROMPT_VERSION}
     for pair in pairs:
         key, _, value = pair.partition("=")
         out[key] = value

@@ -44,6 +44,16 @@ def check_output_path(path: str | None, inputs: tuple[str, ...] = (), option: st
         raise UsageLine(f"{option} {path}: directory {parent} does not exist; create it first")
 
 
+def check_distinct_outputs(*outputs: tuple[str, str | None]) -> None:
+    """Refuse two output options naming one file (`("--stats", path), ("-o", path)`, ...): one
+    written over the other would destroy it."""
+    given = [(option, path) for option, path in outputs if path]
+    for i, (option, path) in enumerate(given):
+        for other_option, other in given[:i]:
+            if os.path.abspath(path) == os.path.abspath(other):
+                raise UsageLine(f"{option} {path} is also {other_option}: give each its own file")
+
+
 def echo_err(message: str) -> None:
     """One line on stderr."""
     click.echo(message, err=True)

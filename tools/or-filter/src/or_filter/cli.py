@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import click
-from or_common.cli import ToolRun, UsageLine, check_output_path, echo_err, epilog, io_options
+from or_common.cli import (
+    ToolRun,
+    check_distinct_outputs,
+    check_output_path,
+    echo_err,
+    epilog,
+    io_options,
+)
 from or_common.jsonl import Writer, open_output, write_json
 from or_common.records import TOOL_VERSION, flow_text
 
@@ -185,8 +191,7 @@ def main(io, rejects: str | None, stats: str | None, **opts: Any) -> None:
         raise click.UsageError("--per-benchmark goes with --sample N")
     check_output_path(rejects, io.inputs, "--rejects")
     check_output_path(stats, io.inputs, "--stats")
-    if rejects and io.output and os.path.abspath(rejects) == os.path.abspath(io.output):
-        raise UsageLine(f"--rejects {rejects} is also -o: give each its own file")
+    check_distinct_outputs(("-o", io.output), ("--rejects", rejects), ("--stats", stats))
     counter = _token_counter(opts["tokenizer"]) if opts["max_tokens"] is not None else None
     stages = streaming_stages(opts, counter)
     buffered = [

@@ -262,7 +262,8 @@ def train(data, overrides, out, dry_run, **options):
             "scoring": f"strict ({SCORING_VERSION})",
             "settings": cfg.to_dict(),
             "command": argv,
-        }
+        },
+        leave_out=("scoring_version",),  # `scoring` names it, with the protocol
     )
     (cfg.out_dir / f"run-{cfg.launch}.json").write_text(json.dumps(run, indent=2) + "\n")
     (cfg.out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n")  # the latest

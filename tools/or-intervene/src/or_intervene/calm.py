@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from or_common.flow import executions
-from or_common.jsonl import write_json
+from or_common.jsonl import BadLine, read_lines, write_json
 from or_common.llm import GenerationError
 from or_common.records import TOOL_VERSION, check_trajectory, flow_text, set_error
 from or_common.scoring import flow_correct
 
 from .apply import cut_and_hint
-from .defaults import DEFAULTS
+from .defaults import INTERVENER_DEFAULTS
 
 
 def _tokens(flow: list[dict[str, Any]], count: Callable[[str], int], roles: tuple[str, ...]) -> int:
@@ -26,7 +26,7 @@ async def calm_record(
     intervener: Any,
     get_generator: Callable[[], Awaitable[Any]],
     count_tokens: Callable[[str], int],
-    max_interventions: int = DEFAULTS.max_interventions,
+    max_interventions: int = INTERVENER_DEFAULTS.max_interventions,
 ) -> dict[str, Any]:
     """Intervene on one trajectory until the Intervener finds nothing or the limit is reached;
     the record's flow becomes the corrected one and `calm` says what happened."""
@@ -134,6 +134,17 @@ class CalmFunnel:
             self.after += bool(calm["final"]["correct"])
         if calm["final"]["correct"] and calm["flawless"]:
             self.golden += 1
+
+    def add_output(self, path: str) -> None:
+        """Count the records a resumed run keeps in its output file (those it wrote with an
+        error were removed to be redone), so the funnel covers the whole output, as one
+        uninterrupted run would have counted it."""
+        for item in read_lines([path]):
+            if isinstance(item, BadLine):
+                continue
+            calm = item.record.get("calm")
+            if isinstance(calm, dict) and "verdict" in calm:  # what `calm_record` wrote
+                self.add(item.record)
 
     def stats(self) -> dict[str, Any]:
         """The counts as a JSON object (`--stats FILE`)."""

@@ -9,6 +9,7 @@ import click
 from or_common.cli import (
     ToolRun,
     amap_records,
+    check_distinct_outputs,
     check_output_path,
     echo_err,
     epilog,
@@ -19,7 +20,7 @@ from or_common.providers import check_api_key
 from or_common.reasoner import ReasonerOptions, reasoner_options
 from or_gen.session import ReasonerSession
 
-from .defaults import DEFAULTS
+from .defaults import INTERVENER_DEFAULTS
 
 
 def intervener_model(spec: str, opts: dict[str, Any]) -> str | None:
@@ -82,19 +83,24 @@ def make_intervener(spec: str, opts: dict[str, Any], reasoner: ReasonerOptions) 
 @click.option("--intervener-api-base", metavar="URL")
 @click.option("--intervener-api-key", envvar="INTERVENER_API_KEY")
 @click.option(
-    "--intervener-temperature", type=float, default=DEFAULTS.temperature, show_default=True
+    "--intervener-temperature",
+    type=float,
+    default=INTERVENER_DEFAULTS.temperature,
+    show_default=True,
 )
-@click.option("--intervener-top-p", type=float, default=DEFAULTS.top_p, show_default=True)
+@click.option(
+    "--intervener-top-p", type=float, default=INTERVENER_DEFAULTS.top_p, show_default=True
+)
 @click.option(
     "--max-interventions",
     type=click.IntRange(min=0),
-    default=DEFAULTS.max_interventions,
+    default=INTERVENER_DEFAULTS.max_interventions,
     show_default=True,
 )
 @click.option(
     "--reask",
     type=click.IntRange(min=0),
-    default=DEFAULTS.reask,
+    default=INTERVENER_DEFAULTS.reask,
     show_default=True,
     help="Re-asks for a malformed answer or a target not found.",
 )
@@ -127,6 +133,7 @@ def main(
 
     intervener_model(intervener_spec, opts)  # a missing key fails now, not 5 retries per record
     check_output_path(stats, io.inputs, "--stats")
+    check_distinct_outputs(("-o", io.output), ("--stats", stats))
     session = ReasonerSession(reasoner, reasoner.cache_for(io.output))
     session.check()  # a run that cannot work stops here: one line, exit 2
     funnel = CalmFunnel()
@@ -150,6 +157,8 @@ def main(
 
     with ToolRun("or-intervene", io) as run:
         session.done = run.done
+        if io.output and io.resume:  # the funnel of the whole output, not of this run alone
+            funnel.add_output(io.output)
         amap_records(run, correct, concurrency=reasoner.concurrency, first=build, close=close)
     if stats:
         funnel.write(stats)

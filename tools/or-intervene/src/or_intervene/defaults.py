@@ -1,5 +1,5 @@
 """The Intervener's reference settings (SPEC §2): or-intervene's flags, `ModelIntervener` and
-`calm_record` take their defaults from here (the Reasoner's are `or_common.reasoner.DEFAULTS`)."""
+`calm_record` take their defaults from here (the Reasoner's are `or_common.reasoner.INTERVENER_DEFAULTS`)."""
 
 from __future__ import annotations
 
@@ -16,4 +16,4 @@ class IntervenerDefaults:
     max_interventions: int = 5
 
 
-DEFAULTS = IntervenerDefaults()
+INTERVENER_DEFAULTS = IntervenerDefaults()

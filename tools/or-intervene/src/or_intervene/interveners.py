@@ -9,7 +9,7 @@ from or_common.llm import GenerationError, chat_answer, import_litellm
 from or_common.records import flow_text
 
 from .apply import Intervention, Malformed, locate, parse_intervention
-from .defaults import DEFAULTS
+from .defaults import INTERVENER_DEFAULTS
 from .prompt import PROMPT_VERSION, REASK_NOTE, render_intervener_prompt
 
 NO = Intervention("NO_INTERVENTION")
@@ -46,11 +46,11 @@ class ModelIntervener:
         api_base: str | None = None,
         api_key: str | None = None,
         *,
-        temperature: float = DEFAULTS.temperature,
-        top_p: float = DEFAULTS.top_p,
+        temperature: float = INTERVENER_DEFAULTS.temperature,
+        top_p: float = INTERVENER_DEFAULTS.top_p,
         retries: int = 5,
         backoff: float = 1.0,
-        reask: int = DEFAULTS.reask,
+        reask: int = INTERVENER_DEFAULTS.reask,
         timeout: float = 600.0,
     ):
         # a self-hosted model (api_base) is called with the openai SDK; litellm only for providers

@@ -30,7 +30,8 @@ def versions() -> dict[str, str | None]:
 
 def write_run_json(output_dir: str, stamp: dict[str, Any]) -> Path:
     """OUTPUT_DIR/run.json: the tool, the library versions, `stamp`, then the shared provenance
-    (date, git commit, scoring and prompt versions)."""
+    (date, git commit, tool and scoring versions). No prompt version: the trajectories may come
+    from any prompt (or-gen --prompt), and each record says its own in `gen.prompt_version`."""
     path = Path(output_dir) / RUN_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = stamped(
