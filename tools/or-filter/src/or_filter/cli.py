@@ -178,9 +178,9 @@ def main(io, rejects: str | None, stats: str | None, **opts: Any) -> None:
     """
     from .predicates import (
         Funnel,
-        one_per_problem,
+        buffered_stages,
+        run_buffered,
         run_stages,
-        sample,
         streaming_stages,
         unmatched_benchmarks,
     )
@@ -194,14 +194,7 @@ def main(io, rejects: str | None, stats: str | None, **opts: Any) -> None:
     check_distinct_outputs(("-o", io.output), ("--rejects", rejects), ("--stats", stats))
     counter = _token_counter(opts["tokenizer"]) if opts["max_tokens"] is not None else None
     stages = streaming_stages(opts, counter)
-    buffered = [
-        s
-        for s, on in (
-            ("one-per-problem", opts["one_per_problem"]),
-            ("sample", opts["sample_n"] is not None),
-        )
-        if on
-    ]
+    buffered = buffered_stages(opts)
     funnel = Funnel([name for name, _ in stages] + buffered)
     reject_writer = Writer(open_output(rejects, append=False)) if rejects else None
 
@@ -216,24 +209,10 @@ def main(io, rejects: str | None, stats: str | None, **opts: Any) -> None:
 
     with ToolRun("or-filter", io) as run:
         passed = run_stages(run.records(), stages, funnel, reject, run.bad_record)
-        if not buffered:
-            for _, record in passed:
-                run.write(record)
-        else:
-            kept = list(passed)
-            for stage in buffered:
-                before = kept
-                if stage == "one-per-problem":
-                    kept = one_per_problem(before, reject)
-                else:
-                    kept = sample(
-                        before, opts["sample_n"], opts["seed"], opts["per_benchmark"], reject
-                    )
-                ids = {id(r) for _, r in kept}
-                for _, r in before:
-                    funnel.seen(stage, r, id(r) in ids)
-            for _, record in kept:
-                run.write(record)
+        for _, record in (
+            run_buffered(passed, buffered, opts, funnel, reject) if buffered else passed
+        ):
+            run.write(record)
     if reject_writer is not None:
         reject_writer.stream.close()
     if stats:

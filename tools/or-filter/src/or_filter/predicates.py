@@ -239,3 +239,30 @@ def run_stages(
                 break
         else:
             yield order, record
+
+
+def buffered_stages(opts: dict[str, Any]) -> list[str]:
+    """The stages that see every record that got that far (so they run after the stream)."""
+    on = {"one-per-problem": opts["one_per_problem"], "sample": opts["sample_n"] is not None}
+    return [stage for stage, wanted in on.items() if wanted]
+
+
+def run_buffered(
+    passed: Iterable[tuple[Any, dict[str, Any]]],
+    stages: list[str],
+    opts: dict[str, Any],
+    funnel: Funnel,
+    reject: Callable[[dict[str, Any], str, str], None],
+) -> list[tuple[Any, dict[str, Any]]]:
+    """Apply the buffered stages in order to what passed the streaming ones, counting each."""
+    kept = list(passed)
+    for stage in stages:
+        before = kept
+        if stage == "one-per-problem":
+            kept = one_per_problem(before, reject)
+        else:
+            kept = sample(before, opts["sample_n"], opts["seed"], opts["per_benchmark"], reject)
+        ids = {id(r) for _, r in kept}
+        for _, r in before:
+            funnel.seen(stage, r, id(r) in ids)
+    return kept
