@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-import orjson
 from or_common.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -116,6 +115,10 @@ def score_cmd(io, protocol: str, execute: bool, exec_timeout: float, workers: in
     sys.exit(map_records("or-score", io, lambda record: score_record(record, protocol)))
 
 
+def warn(message: str) -> None:
+    echo_err(f"or-score report: warning: {message}")
+
+
 @main.command(
     "report",
     epilog=epilog(
@@ -175,8 +178,8 @@ def report_cmd(
     other than a run's own are warned of on stderr. pass@1 comes with its standard error over
     problems (±se).
     """
-    from .report import one_protocol, plot, print_tables, summarize, to_markdown
-    from .runs import deltas, load_run
+    from .report import add_deltas, emit, plot, summarize
+    from .runs import load_runs
 
     if labels and len(labels) != len(runs):
         raise click.UsageError(f"got {len(labels)} --label for {len(runs)} runs")
@@ -186,24 +189,7 @@ def report_cmd(
         )
     check_output_path(plot_path, runs, "--plot")
     complaints = Complaints()
-    loaded = []
-    for i, path in enumerate(runs):
-        asked = protocols[i] if len(protocols) > 1 else (protocols[0] if protocols else None)
-        run = load_run(path, asked, labels[i] if labels else None, complaints.bad_line)
-        for warning in run.warnings:
-            echo_err(f"or-score report: warning: {warning}")
-        duplicates = run.duplicates()
-        for pid, sample, n in duplicates[:5]:
-            echo_err(
-                f"or-score report: warning: {run.label}: ({pid}, sample {sample}) appears {n}"
-                " times; each copy is counted"
-            )
-        if len(duplicates) > 5:
-            echo_err(
-                f"or-score report: warning: {run.label}: {len(duplicates)} duplicated"
-                " (id, sample) pairs in all"
-            )
-        loaded.append(run)
+    loaded = load_runs(runs, protocols, labels, complaints.bad_line, warn)
     complaints.close()
     bad = complaints.total
     kept = []
@@ -216,32 +202,8 @@ def report_cmd(
     if not kept:  # nothing to show: no table, no plot
         sys.exit(EXIT_FAILED)
     summaries = [summarize(run, k, with_failures) for run in kept]
-    for run, summary in zip(kept[1:], summaries[1:], strict=True):
-        by_bench, warnings = deltas(kept[0], run)
-        for warning in warnings:
-            echo_err(f"or-score report: warning: {warning}")
-        if by_bench:
-            macro = sum(d["pass@1"] for d in by_bench.values()) / len(by_bench)
-            by_bench["macro"] = {"pass@1": macro, "benchmarks": len(by_bench)}
-        summary["delta"] = by_bench
-    try:
-        if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
-            sys.stdout.buffer.write(
-                orjson.dumps(
-                    {"protocol": one_protocol(summaries), "runs": summaries},
-                    option=orjson.OPT_INDENT_2,
-                )
-                + b"\n"
-            )
-        if fmt == "markdown":
-            sys.stdout.write(to_markdown(summaries) + "\n")
-        if fmt == "table":
-            print_tables(summaries, sys.stdout if sys.stdout.isatty() else sys.stderr)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        from or_common.cli import silence_stdout
-
-        silence_stdout()
+    add_deltas(kept, summaries, warn)
+    emit(summaries, fmt)
     if plot_path:
         plot(summaries, plot_path)
         echo_err(f"or-score: wrote {plot_path}")

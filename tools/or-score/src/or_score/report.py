@@ -9,13 +9,15 @@ over the number of benchmarks."""
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from or_common.scoring import SCORING_VERSION
 
-from .runs import Run, Sample, data_version, load_run, usage  # noqa: F401  (re-exported)
+from .runs import Run, Sample, data_version, deltas, load_run, usage  # noqa: F401  (re-exported)
 from .scorer import REASONS
 
 #: The paper's headline benchmarks, in its column order; others follow alphabetically.
@@ -366,3 +368,36 @@ def plot(summaries: list[dict[str, Any]], path: str) -> None:
     from or_common.figures import save
 
     save(figure(summaries), path)
+
+
+def add_deltas(
+    runs: list[Run], summaries: list[dict[str, Any]], warn: Callable[[str], None]
+) -> None:
+    """Each run after the first gets `delta`: pass@1 against the first, per benchmark and macro,
+    over the problems both judged (what they do not share is warned of)."""
+    for run, summary in zip(runs[1:], summaries[1:], strict=True):
+        by_bench, warnings = deltas(runs[0], run)
+        for warning in warnings:
+            warn(warning)
+        if by_bench:
+            macro = sum(d["pass@1"] for d in by_bench.values()) / len(by_bench)
+            by_bench["macro"] = {"pass@1": macro, "benchmarks": len(by_bench)}
+        summary["delta"] = by_bench
+
+
+def emit(summaries: list[dict[str, Any]], fmt: str) -> None:
+    """Write the report: json (also `table` when stdout is a pipe: data on stdout, the table on
+    stderr), markdown, or the table on the terminal. A closed pipe ends it quietly."""
+    try:
+        if fmt == "json" or (fmt == "table" and not sys.stdout.isatty()):
+            document = {"protocol": one_protocol(summaries), "runs": summaries}
+            sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        if fmt == "markdown":
+            sys.stdout.write(to_markdown(summaries) + "\n")
+        if fmt == "table":
+            print_tables(summaries, sys.stdout if sys.stdout.isatty() else sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        from or_common.cli import silence_stdout
+
+        silence_stdout()

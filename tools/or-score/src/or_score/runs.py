@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,3 +188,27 @@ def deltas(base: Run, other: Run) -> tuple[dict[str, dict[str, Any]], list[str]]
             delta = sum(b[p] - a[p] for p in shared) / len(shared)
             out[bench] = {"pass@1": delta, "shared": len(shared)}
     return out, warnings
+
+
+def load_runs(
+    paths: Sequence[str],
+    protocols: Sequence[str],
+    labels: Sequence[str],
+    bad_line: Callable[..., Any],
+    warn: Callable[[str], None],
+) -> list[Run]:
+    """Load each run (under its own --protocol, one for all, or each its own), warning of what
+    a reader must know: the run's own warnings and its duplicated (id, sample) pairs."""
+    loaded = []
+    for i, path in enumerate(paths):
+        asked = protocols[i] if len(protocols) > 1 else (protocols[0] if protocols else None)
+        run = load_run(path, asked, labels[i] if labels else None, bad_line)
+        for warning in run.warnings:
+            warn(warning)
+        duplicates = run.duplicates()
+        for pid, sample, n in duplicates[:5]:
+            warn(f"{run.label}: ({pid}, sample {sample}) appears {n} times; each copy is counted")
+        if len(duplicates) > 5:
+            warn(f"{run.label}: {len(duplicates)} duplicated (id, sample) pairs in all")
+        loaded.append(run)
+    return loaded
