@@ -82,15 +82,22 @@ MODEL_SAMPLING_KEYS = (
 )
 
 
+@functools.lru_cache(maxsize=16)
+def generation_config(model_dir: str) -> dict[str, Any]:
+    """A local model folder's generation_config.json, read once per process (callers only read
+    it); empty for a hub name or a folder without one."""
+    try:
+        config = json.loads((Path(model_dir) / "generation_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def model_sampling_defaults(model_dir: str) -> dict[str, Any]:
     """The sampling settings a local model's generation_config.json gives (Qwen3: top_k 20):
     what vLLM applies to or-gen's requests, so what a trainer's rollouts must use too for
     evaluation and training to sample alike. Empty for a hub name or a folder without one."""
-    path = Path(model_dir) / "generation_config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    config = generation_config(model_dir)
     return {k: config[k] for k in MODEL_SAMPLING_KEYS if config.get(k) is not None}
 
 

@@ -25,7 +25,6 @@ with the Hugging Face interface (`apply_chat_template`, `encode`/`__call__`, `de
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from urllib.parse import urlparse
 
 from .flow import final_finish
 from .light_tokenizer import LightTokenizer
+from .reasoner import generation_config
 from .records import ENDED_NORMALLY, TRAINED_ROLES, RecordError
 from .turn import cut_completion
 
@@ -387,12 +387,8 @@ def stop_ids(tokenizer: Any) -> set[int]:
         value = getattr(tokenizer, name, None)
         ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
     folder = getattr(tokenizer, "name_or_path", None)
-    path = Path(folder) / "generation_config.json" if folder else None
-    if path is not None and path.is_file():
-        try:
-            value = json.loads(path.read_text()).get("eos_token_id")
-        except (OSError, ValueError):
-            value = None
+    if folder:
+        value = generation_config(str(folder)).get("eos_token_id")
         ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
     return ids
 
