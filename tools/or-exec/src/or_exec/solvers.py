@@ -84,8 +84,7 @@ def package_dir() -> str:
     PYTHONPATH, so that the sandbox parent imports or_exec and nothing else of the tools'. One
     per checkout (the link's target is part of its name): two checkouts on one machine never
     run each other's sandbox code."""
-    key = hashlib.sha256(f"{_digest([])}\n{HERE}".encode()).hexdigest()[:16]
-    link_dir = Path(tempfile.gettempdir()) / f"or-exec-pkg-{os.getuid()}-{key}"
+    link_dir = Path(tempfile.gettempdir()) / f"or-exec-pkg-{os.getuid()}-{_digest([str(HERE)])}"
     link = link_dir / "or_exec"
     if not link.exists():
         link_dir.mkdir(mode=0o755, exist_ok=True)
