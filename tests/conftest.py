@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, make_tokenizer
+from helpers import QWEN, ROOT, compose_verl_config, make_tokenizer
 
 FIXTURES = ROOT / "tests" / "fixtures"
 GOLDEN = ROOT / "tests" / "golden"
@@ -80,6 +80,20 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tokenizer")
     make_tokenizer(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """The real Qwen3-4B-Thinking-2507 tokenizer (tests/fixtures/qwen3-tokenizer), once per module."""
+    from or_common.tokens import load_tokenizer
+
+    return load_tokenizer(QWEN)
+
+
+@pytest.fixture(scope="module")
+def verl_config():
+    """verl's own ppo_trainer config composed with our overrides (needs the training stack)."""
+    return compose_verl_config()
 
 
 def shared_data_or_skip() -> Path:

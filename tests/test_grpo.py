@@ -13,31 +13,19 @@ import json
 import pytest
 from helpers import (
     QUESTION,
-    QWEN,
     FakeSandbox,
     FakeVerlServer,
-    compose_verl_config,
     make_loop,
     run_loop,
     split_flow,
 )
 from or_common.reasoner import REASONER_PROMPT, build_messages
-from or_common.tokens import encode, load_tokenizer, text_ids
+from or_common.tokens import encode, text_ids
 from or_common.turn import STOPS
 from or_exec.limits import ExecResult
 from or_grpo.reward import compute_score
 
 CODE = "```python\nprint(1160)\n```\n"  # a block the fake sandbox answers
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(QWEN)
-
-
-@pytest.fixture(scope="module")
-def verl_config():
-    return compose_verl_config()
 
 
 def check_invariants(out, server, tok):

@@ -12,26 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES, GOLDEN, ROOT
-from helpers import QUESTION, QWEN, compose_verl_config, make_model, make_tokenizer
+from helpers import QUESTION, QWEN, make_model, make_tokenizer
 from or_common.reasoner import PROMPT_VERSION, REASONER_PROMPT, build_messages
 from or_common.tokens import load_tokenizer
 from or_grpo import config as cfgmod
 from or_grpo.cli import main
 from or_grpo.metrics import build_metrics
 from or_grpo.reward import compute_score
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(QWEN)
-
-
-@pytest.fixture(scope="module")
-def verl_config():
-    return compose_verl_config()
 
 
 def test_prepare_writes_what_verls_dataset_reads(tmp_path, tok):

@@ -27,7 +27,6 @@ from helpers import (
     SHARED_QWEN,
     FakeSandbox,
     FakeVerlServer,
-    compose_verl_config,
     make_loop,
     run_loop,
 )
@@ -43,16 +42,6 @@ PRINTS = {
     "im_end": 'print("<" + "|im_" + "end|" + ">")',
 }
 ANSWER_CODE = 'print("</" + "think>")\nprint("\\\\" + "boxed{" + str(1160) + "}")\n'
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(QWEN)
-
-
-@pytest.fixture(scope="module")
-def verl_config():
-    return compose_verl_config()
 
 
 def added_tokens(folder: str | Path = QWEN) -> dict[str, int]:

@@ -43,11 +43,6 @@ IM_END = 151645
 MESSAGES = [{"role": "user", "content": "Maximise 3x + 2y subject to x + y <= 4."}]
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(QWEN)
-
-
 def two_execution_flow() -> list[dict]:
     """Two executions, a hint inserted mid-sentence, multi-byte text, output blocks that begin
     and end without a newline around them."""
